@@ -1,0 +1,119 @@
+"""The validated, immutable form of checks.yaml, fleet.yaml and zone.yaml.
+
+Loaders in this package turn YAML into these objects; every other part of
+healthplane works only with them. Defaults are written on each field and
+match the contract in design.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+CheckType = Literal["http", "https", "tcp", "grpc", "calculated"]
+UnknownAs = Literal["healthy", "unhealthy", "last_known"]
+RecordType = Literal["A", "AAAA"]
+Policy = Literal["simple", "failover", "weighted", "multivalue"]
+
+PROBE_TYPES: tuple[str, ...] = ("http", "https", "tcp", "grpc")
+CHECK_TYPES: tuple[str, ...] = PROBE_TYPES + ("calculated",)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One entry of checks.yaml."""
+
+    id: str
+    type: CheckType
+    host: str | None = None          # IP address or host name; None for calculated
+    port: int | None = None
+    path: str = "/"                  # http/https request path
+    hostname: str | None = None      # Host header and TLS SNI
+    search: str | None = None        # must appear in the first 5,120 body bytes
+    interval: float = 30.0           # seconds between probes, 1..300
+    timeout: float = 4.0             # seconds, <= interval; default min(4, interval)
+    failure_threshold: int = 3       # consecutive results to flip state, 1..10
+    regions: tuple[str, ...] = ()    # empty: every region of the fleet
+    inverted: bool = False
+    disabled: bool = False           # a disabled check is always healthy
+    children: tuple[str, ...] = ()   # calculated checks only
+    healthy_threshold: int = 1       # calculated: healthy when >= this many children are
+    verify_tls: bool = False         # https: verify the certificate (off, as Route 53)
+    grpc_service: str = ""           # grpc: service name in the health request
+    line: int = field(default=0, compare=False)  # line of the entry in its file
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The ordered check registry. A check's index is its position."""
+
+    checks: tuple[Check, ...]
+    version: str                     # hash of the canonical content
+    source: str = ""                 # file it was read from, for messages
+
+    @property
+    def check_count(self) -> int:
+        return len(self.checks)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.checks)
+
+    def index_of(self) -> dict[str, int]:
+        """Map of check id to index (build once and keep; not cached here)."""
+        return {c.id: i for i, c in enumerate(self.checks)}
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """fleet.yaml: regions and their checkers, aggregators and timing."""
+
+    regions: dict[str, tuple[str, ...]]   # region -> checker ids, file order
+    aggregators: tuple[str, ...]          # HOST:PORT of every aggregator
+    checkers_per_region: int = 1
+    report_interval: float = 1.0
+    tick: float = 1.0
+    stale_after: float = 3.0
+    healthy_fraction: float = 0.18
+    unknown_as: UnknownAs = "last_known"
+    canaries: tuple[str, ...] = ()        # HOST:PORT; loader defaults it to aggregators
+    allow_private_targets: bool = False
+    source: str = ""
+
+    @property
+    def checker_ids(self) -> tuple[str, ...]:
+        """Every checker id, region by region in file order."""
+        return tuple(c for ids in self.regions.values() for c in ids)
+
+    def region_of(self, checker_id: str) -> str | None:
+        for region, ids in self.regions.items():
+            if checker_id in ids:
+                return region
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordValue:
+    value: str                       # an IPv4 (A) or IPv6 (AAAA) address
+    check: str | None = None         # check id; None means always healthy
+    weight: int = 1                  # weighted policy only
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    name: str                        # absolute, lower case, ends with "."
+    type: RecordType
+    policy: Policy
+    values: tuple[RecordValue, ...] = ()   # simple, weighted, multivalue
+    primary: RecordValue | None = None     # failover
+    secondary: RecordValue | None = None   # failover
+    ttl: int | None = None                 # None: the zone's ttl
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    zone: str                        # absolute, lower case, ends with "."
+    records: tuple[Record, ...]
+    ttl: int = 30
+    source: str = ""
