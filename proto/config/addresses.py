@@ -1,0 +1,89 @@
+"""Target address policy and HOST:PORT parsing, shared by config and probes.
+
+A health checker that will probe any address it is told to is a tool for
+scanning the network it runs in (and for reaching cloud metadata services at
+169.254.169.254). Targets in loopback, private, link-local, multicast or
+unspecified ranges are therefore refused unless the fleet sets
+``allow_private_targets: true``. The config loader applies this to literal
+addresses; probes apply it again to whatever a host name resolves to.
+
+Documentation ranges such as 192.0.2.0/24 are deliberately *not* refused
+(Python's ``is_private`` counts them): they are what examples use.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+_V4_FORBIDDEN: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
+    (ipaddress.IPv4Network(net), why)
+    for net, why in (
+        ("0.0.0.0/8", "unspecified"),
+        ("127.0.0.0/8", "loopback"),
+        ("10.0.0.0/8", "private"),
+        ("172.16.0.0/12", "private"),
+        ("192.168.0.0/16", "private"),
+        ("100.64.0.0/10", "private"),         # carrier-grade NAT, RFC 6598
+        ("169.254.0.0/16", "link-local"),     # includes cloud metadata 169.254.169.254
+        ("224.0.0.0/4", "multicast"),
+        ("255.255.255.255/32", "broadcast"),
+    )
+)
+_V6_FORBIDDEN: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.IPv6Network(net), why)
+    for net, why in (
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("fc00::/7", "private"),              # unique local addresses
+        ("fe80::/10", "link-local"),
+        ("ff00::/8", "multicast"),
+    )
+)
+
+
+def forbidden_reason(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why address may not be probed ("loopback", "private", ...), or None.
+
+    Raises ValueError when address is not an IP address.
+    """
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        # ::ffff:127.0.0.1 and friends reach the IPv4 address they embed.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None:
+            return forbidden_reason(embedded)
+        for net, why in _V6_FORBIDDEN:
+            if ip in net:
+                return why
+        return None
+    for net, why in _V4_FORBIDDEN:
+        if ip in net:
+            return why
+    return None
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """Split "HOST:PORT" or "[V6]:PORT" into (host, port); ValueError if malformed."""
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1:end + 2] != ":":
+            raise ValueError(f"{text!r} is not HOST:PORT")
+        host, port_text = text[1:end], text[end + 2:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{text!r} is not HOST:PORT (write IPv6 as [ADDR]:PORT)")
+    if not host:
+        raise ValueError(f"{text!r} has no host")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: port must be 1..65535")
+    return host, int(port_text)
