@@ -1,0 +1,208 @@
+"""http and https probes: one GET over a new connection, healthy on 2xx or 3xx.
+
+Each probe opens a fresh connection (``Connection: close``; a reused
+connection would hide exactly the failures a health check exists to see),
+sends a request whose bytes were built once with the prober, and parses the
+response with httptools (the parser behind uvicorn). Without a ``search``
+string the verdict is taken as soon as the status line and headers are in;
+with one, the first ``SEARCH_LIMIT`` bytes of the body must contain it.
+
+Like Route 53, https does not verify certificates unless the check sets
+``verify_tls``; the SNI and the Host header are the check's ``hostname``
+(default: its host, and Host gets ``:port`` when the port is not the
+scheme's default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from urllib.parse import quote
+
+import httptools
+
+from proto.config.model import Check
+
+from . import address, stream
+from .base import Prober, ProbeResult
+
+SEARCH_LIMIT = 5120          # bytes of body searched, as Route 53 does
+USER_AGENT = "healthplane-checker"
+
+# Characters left as they are in a request target; everything else (spaces,
+# controls, non-ASCII) is percent-encoded so a path can never split the request.
+_PATH_SAFE = "/?&=%:@!$'()*+,;~-._[]"
+
+
+class _Response(stream.Exchange):
+    """Sends the request, judges the status line, stops reading there."""
+
+    __slots__ = ("request", "parser")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, t0: float, request: bytes) -> None:
+        super().__init__(loop, t0)
+        self.request = request
+        self.parser: httptools.HttpResponseParser | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport
+        if self.fut.done():
+            transport.abort()
+            return
+        self.parser = httptools.HttpResponseParser(self)
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self.fut.done():
+            return
+        try:
+            self.parser.feed_data(data)  # type: ignore[union-attr]
+        except httptools.HttpParserUpgrade:
+            self.finish(False, "bad response")
+        except httptools.HttpParserError:
+            if not self.fut.done():
+                self.finish(False, "bad response")
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()  # type: ignore[union-attr]
+        if 200 <= status < 400:
+            self.headers_ok()
+        else:
+            self.finish(False, f"status {status}")
+
+    def headers_ok(self) -> None:
+        self.finish(True, "ok")
+
+    def finish(self, ok: bool, reason: str) -> None:
+        super().finish(ok, reason)
+        # The parser holds a reference to us: break the cycle so each probe
+        # is freed by reference counting, not by the cyclic GC.
+        self.parser = None
+
+
+class _SearchResponse(_Response):
+    """Also requires ``needle`` within the first SEARCH_LIMIT bytes of the body."""
+
+    __slots__ = ("needle", "body", "in_body")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, t0: float, request: bytes,
+                 needle: bytes) -> None:
+        super().__init__(loop, t0, request)
+        self.needle = needle
+        self.body = bytearray()
+        self.in_body = False
+
+    def headers_ok(self) -> None:
+        self.in_body = True  # the verdict waits for the body
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.fut.done():
+            return
+        body = self.body
+        # Only the new bytes (plus an overlap for a needle split across chunks)
+        # need searching, so a body that trickles in costs linear time.
+        start = max(0, len(body) - len(self.needle) + 1)
+        body += chunk[:SEARCH_LIMIT - len(body)]
+        if body.find(self.needle, start) >= 0:
+            self.finish(True, "ok")
+        elif len(body) >= SEARCH_LIMIT:
+            self.finish(False, "search string missing")
+
+    def on_message_complete(self) -> None:
+        if not self.fut.done():
+            self.finish(False, "search string missing")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.fut.done():
+            return
+        if exc is None and self.in_body:
+            # A body delimited by the end of the connection ends here.
+            self.finish(False, "search string missing")
+        else:
+            super().connection_lost(exc)
+
+
+def _unverified_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+_CONTEXTS: dict[bool, ssl.SSLContext] = {}
+
+
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """One shared client context per verification mode (loading CAs is costly)."""
+    ctx = _CONTEXTS.get(verify)
+    if ctx is None:
+        ctx = ssl.create_default_context() if verify else _unverified_context()
+        _CONTEXTS[verify] = ctx
+    return ctx
+
+
+def build_request(check: Check) -> bytes:
+    """The exact bytes of the probe's request."""
+    default_port = 443 if check.type == "https" else 80
+    if check.hostname:
+        host_header = check.hostname
+    else:
+        host = check.host or ""
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        host_header = host if check.port == default_port else f"{host}:{check.port}"
+    host_header = host_header.encode("idna").decode("ascii") if not host_header.isascii() \
+        else host_header
+    host_header = "".join(ch for ch in host_header if ch.isprintable() and ch != " ")
+    path = quote(check.path or "/", safe=_PATH_SAFE)
+    if not path.startswith("/"):
+        path = "/" + path
+    return (f"GET {path} HTTP/1.1\r\n"
+            f"Host: {host_header}\r\n"
+            f"User-Agent: {USER_AGENT}\r\n"
+            "Accept: */*\r\n"
+            "Connection: close\r\n"
+            "\r\n").encode("ascii")
+
+
+class HttpProber:
+    """Probes one http or https check. Build once per check, call once per slot."""
+
+    __slots__ = ("host", "port", "timeout", "allow_private", "resolved", "request",
+                 "needle", "ssl_context", "server_hostname")
+
+    def __init__(self, check: Check, *, allow_private: bool) -> None:
+        if check.host is None or check.port is None:
+            raise ValueError(f"check {check.id!r}: an {check.type} check needs host and port")
+        self.host = check.host
+        self.port = check.port
+        self.timeout = check.timeout
+        self.allow_private = allow_private
+        self.resolved = address.literal(check.host, allow_private=allow_private)
+        self.request = build_request(check)
+        self.needle = check.search.encode("utf-8") if check.search else None
+        if check.type == "https":
+            self.ssl_context: ssl.SSLContext | None = tls_context(check.verify_tls)
+            sni = check.hostname or check.host
+            # Python sends no SNI for an IP address; the name still matters
+            # for verification against the certificate's IP entries.
+            self.server_hostname: str | None = sni.strip("[]")
+        else:
+            self.ssl_context = None
+            self.server_hostname = None
+
+    async def __call__(self) -> ProbeResult:
+        loop = asyncio.get_running_loop()
+        if self.needle is None:
+            ex: _Response = _Response(loop, loop.time(), self.request)
+        else:
+            ex = _SearchResponse(loop, loop.time(), self.request, self.needle)
+        return await stream.run(ex, self.resolved, self.host, self.port, self.timeout,
+                                allow_private=self.allow_private,
+                                ssl_context=self.ssl_context,
+                                server_hostname=self.server_hostname)
+
+
+def make_prober(check: Check, *, allow_private: bool) -> Prober:
+    """A prober for a ``type: http`` or ``type: https`` check."""
+    return HttpProber(check, allow_private=allow_private)

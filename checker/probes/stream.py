@@ -1,0 +1,143 @@
+"""The connection machinery shared by the tcp and http probes.
+
+This is the checker's hot path: at thousands of probes per second the cost
+of every allocation and every await shows. So a probe is one plain
+``asyncio.Protocol`` object (an :class:`Exchange`) driven by the event loop's
+callbacks, one ``loop.create_connection`` await, one future, and one timer
+handle from ``loop.call_at``. ``asyncio.wait_for`` (a task per call) and
+``asyncio.timeout`` (a context manager and a cancellation per call) cost
+noticeably more, so the deadline is a bare timer that either cancels the
+connect or resolves the future with "timeout". It works the same on the
+default loop and on uvloop.
+
+The whole probe (name resolution, connect, TLS handshake, and whatever the
+kind reads afterwards) fits in one deadline, and there is exactly one
+connection attempt: no retries, ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ssl
+from time import monotonic
+
+from .address import RESOLVER, Resolved
+from .base import ProbeResult
+
+_UNREACHABLE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN,
+                          errno.ENETDOWN})
+
+
+def connect_reason(exc: BaseException) -> str:
+    """A short reason for an exception raised while connecting or handshaking."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return "reset"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"tls error: {exc.verify_message or 'certificate verify failed'}"
+    if isinstance(exc, ssl.SSLError):
+        return f"tls error: {exc.reason or exc.strerror or 'handshake failed'}".lower()
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, OSError):
+        if exc.errno in _UNREACHABLE:
+            return "unreachable"
+        if exc.errno == errno.ECONNREFUSED:   # uvloop raises plain OSError sometimes
+            return "refused"
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+            return "reset"
+        return f"connect error: {(exc.strerror or str(exc)).lower()}"
+    return f"error: {type(exc).__name__}"
+
+
+class Exchange(asyncio.Protocol):
+    """One probe's connection: the protocol, the verdict future and the deadline.
+
+    Subclasses override :meth:`connection_made` to talk and call
+    :meth:`finish` with the verdict. The object is its own protocol factory,
+    so connecting allocates no closure.
+    """
+
+    __slots__ = ("loop", "t0", "started", "fut", "transport", "connecting", "expired", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, t0: float) -> None:
+        self.loop = loop
+        self.t0 = t0                        # loop time: the deadline is t0 + timeout
+        # uvloop's clock ticks in milliseconds; latency wants a finer one.
+        self.started = monotonic()
+        self.fut: asyncio.Future[ProbeResult] = loop.create_future()
+        self.transport: asyncio.BaseTransport | None = None
+        self.connecting = True
+        self.expired = False
+        self.task: asyncio.Task | None = None
+
+    def __call__(self) -> Exchange:
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport
+        if self.fut.done():                 # the deadline passed while connecting
+            transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.fut.done():
+            self.finish(False, "closed" if exc is None else connect_reason(exc))
+
+    def finish(self, ok: bool, reason: str) -> None:
+        """Record the verdict (first one wins) and drop the connection."""
+        fut = self.fut
+        if not fut.done():
+            fut.set_result(ProbeResult(ok, monotonic() - self.started, reason))
+        transport = self.transport
+        if transport is not None:
+            # abort, not close: nothing is left to send, and a verdict needs no
+            # polite shutdown of a connection we will never use again.
+            transport.abort()
+
+    def expire(self) -> None:
+        """The deadline: stop resolving/connecting at once, or fail the wait."""
+        self.expired = True
+        if self.connecting:
+            self.task.cancel()  # type: ignore[union-attr]
+        else:
+            self.finish(False, "timeout")
+
+
+async def run(ex: Exchange, resolved: Resolved | None, host: str, port: int,
+              timeout: float, *, allow_private: bool,
+              ssl_context: ssl.SSLContext | None = None,
+              server_hostname: str | None = None) -> ProbeResult:
+    """Resolve (when host is a name), connect once, and wait for ex's verdict.
+
+    ``resolved`` is the verdict precomputed for an IP literal, or None for a
+    name. Returns a ProbeResult for every failure; only cancellation from the
+    caller propagates.
+    """
+    loop = ex.loop
+    task = ex.task = asyncio.current_task()
+    timer = loop.call_at(ex.t0 + timeout, ex.expire)
+    try:
+        if resolved is None:
+            resolved = await RESOLVER.resolve(host, allow_private=allow_private)
+        if resolved.ip is None:
+            ex.finish(False, resolved.reason)
+        else:
+            await loop.create_connection(ex, resolved.ip, port, ssl=ssl_context,
+                                         server_hostname=server_hostname)
+        ex.connecting = False
+        return await ex.fut
+    except asyncio.CancelledError:
+        # Ours (the deadline) or the caller's? Only ours becomes a result.
+        if not ex.expired or task.uncancel() > 0:  # type: ignore[union-attr]
+            ex.finish(False, "cancelled")
+            raise
+        ex.finish(False, "timeout")
+        return ex.fut.result()
+    except Exception as exc:  # noqa: BLE001 - a probe never raises
+        ex.finish(False, connect_reason(exc))
+        return ex.fut.result()
+    finally:
+        timer.cancel()
+        ex.task = None
