@@ -1,0 +1,169 @@
+"""fleet.yaml: regions and their checkers, aggregators, timing and voting."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from proto.config.addresses import parse_hostport
+from proto.config.model import Fleet, UnknownAs
+from proto.config.names import ID_RULE, is_host, is_id
+from proto.config.yamlnodes import (
+    Errors,
+    Fields,
+    MappingNode,
+    Node,
+    as_bool,
+    as_int,
+    as_list,
+    as_mapping,
+    as_number,
+    as_str,
+    fmt_num,
+    line_of,
+)
+
+UNKNOWN_AS: tuple[str, ...] = get_args(UnknownAs)
+FLEET_FIELDS = frozenset({
+    "regions", "checkers_per_region", "aggregators", "report_interval", "tick",
+    "stale_after", "healthy_fraction", "unknown_as", "canaries", "allow_private_targets",
+})
+
+
+def parse_fleet_root(root: MappingNode, errors: Errors) -> Fleet | None:
+    """Read a composed fleet.yaml; None when errors were found."""
+    f = Fields(root, "", errors)
+    f.reject_unknown(FLEET_FIELDS)
+    values: dict[str, object] = {}
+
+    node = f.require("regions")
+    if node is not None:
+        regions = _regions(node, errors)
+        if regions is not None:
+            values["regions"] = regions
+    node = f.require("aggregators")
+    if node is not None:
+        aggregators = _hostports(node, "aggregators", errors, allow_empty=False)
+        if aggregators is not None:
+            values["aggregators"] = aggregators
+
+    def number(key: str, default: float, **bounds: object) -> None:
+        node = f.get(key)
+        value = default if node is None else as_number(node, key, errors, **bounds)
+        if value is not None:
+            values[key] = value
+
+    node = f.get("checkers_per_region")
+    if node is not None and (value := as_int(node, "checkers_per_region", errors, 1)) is not None:
+        values["checkers_per_region"] = value
+    number("report_interval", 1.0, lo=0, lo_open=True)
+    number("tick", 1.0, lo=0, lo_open=True)
+    number("stale_after", 3.0, lo=0, lo_open=True)
+    number("healthy_fraction", 0.18, lo=0, hi=1, hi_open=True)
+
+    # A snapshot must outlive the gap to the next one, or every checker's
+    # vote would lapse between reports and the fleet would flap to unknown.
+    stale, report = values.get("stale_after"), values.get("report_interval")
+    node = f.get("stale_after")
+    if node is not None and stale is not None and report is not None and stale <= report:
+        errors.add(node, "stale_after",
+                   f"must be greater than report_interval ({fmt_num(report)})")
+
+    node = f.get("unknown_as")
+    if node is not None and (text := as_str(node, "unknown_as", errors)) is not None:
+        if text in UNKNOWN_AS:
+            values["unknown_as"] = text
+        else:
+            errors.add(node, "unknown_as",
+                       f"must be one of {', '.join(UNKNOWN_AS)} (got {text!r})")
+    node = f.get("canaries")
+    if node is not None and (canaries := _hostports(node, "canaries", errors, True)) is not None:
+        values["canaries"] = canaries
+    node = f.get("allow_private_targets")
+    if node is not None and (flag := as_bool(node, "allow_private_targets", errors)) is not None:
+        values["allow_private_targets"] = flag
+
+    if errors:
+        return None
+    values.setdefault("canaries", values["aggregators"])
+    return Fleet(source=errors.source, **values)  # type: ignore[arg-type]
+
+
+def _regions(node: Node, errors: Errors) -> dict[str, tuple[str, ...]] | None:
+    mapping = as_mapping(node, "regions", errors)
+    if mapping is None:
+        return None
+    f = Fields(mapping, "regions", errors)
+    if not f.entries and not mapping.value:
+        errors.add(node, "regions", "must name at least one region")
+        return None
+    out: dict[str, tuple[str, ...]] = {}
+    first_line: dict[str, int] = {}
+    ok = True
+    for region, (key_node, value_node) in f.entries.items():
+        path = f.sub(region)
+        if not is_id(region):
+            errors.add(key_node, path, f"region name {ID_RULE} (got {region!r})")
+            ok = False
+        items = as_list(value_node, path, errors)
+        if items is None:
+            ok = False
+            continue
+        if not items:
+            errors.add(value_node, path, "must list at least one checker id")
+            ok = False
+            continue
+        ids: list[str] = []
+        for i, item in enumerate(items):
+            item_path = f"{path}[{i}]"
+            checker = as_str(item, item_path, errors)
+            if checker is None:
+                ok = False
+            elif not is_id(checker):
+                errors.add(item, item_path, f"checker id {ID_RULE} (got {checker!r})")
+                ok = False
+            elif checker in first_line:
+                errors.add(item, item_path, f"duplicate checker id {checker!r} "
+                                            f"(first at line {first_line[checker]})")
+                ok = False
+            else:
+                first_line[checker] = line_of(item)
+                ids.append(checker)
+        out[region] = tuple(ids)
+    return out if ok else None
+
+
+def _hostports(node: Node, path: str, errors: Errors, allow_empty: bool) -> tuple[str, ...] | None:
+    items = as_list(node, path, errors)
+    if items is None:
+        return None
+    if not items and not allow_empty:
+        errors.add(node, path, "must list at least one HOST:PORT")
+        return None
+    out: list[str] = []
+    first_line: dict[str, int] = {}
+    ok = True
+    for i, item in enumerate(items):
+        item_path = f"{path}[{i}]"
+        text = as_str(item, item_path, errors)
+        if text is None:
+            ok = False
+            continue
+        try:
+            host, port = parse_hostport(text)
+        except ValueError as exc:
+            errors.add(item, item_path, str(exc))
+            ok = False
+            continue
+        if not is_host(host):
+            errors.add(item, item_path, f"{host!r} is not an IP address or a host name")
+            ok = False
+            continue
+        key = f"{host.lower()}:{port}"
+        if key in first_line:
+            errors.add(item, item_path, f"duplicate address {text!r} "
+                                        f"(first at line {first_line[key]})")
+            ok = False
+            continue
+        first_line[key] = line_of(item)
+        out.append(text.strip())
+    return tuple(out) if ok else None

@@ -1,0 +1,274 @@
+"""YAML read as nodes that remember their line, and typed getters over them.
+
+The loaders never turn a file into plain Python objects first: they walk the
+composed node tree, so every problem can be reported as
+``FILE:LINE: FIELD.PATH: what is wrong``. Only the safe schema's tags are
+understood; an explicit tag such as ``!!python/object`` is simply an error,
+so nothing in a config file can construct arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from proto.config.errors import ConfigError
+
+# The libyaml composer is many times faster on large registries and keeps marks too.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCALARS = SafeConstructor()
+
+STR = "tag:yaml.org,2002:str"
+INT = "tag:yaml.org,2002:int"
+FLOAT = "tag:yaml.org,2002:float"
+BOOL = "tag:yaml.org,2002:bool"
+NULL = "tag:yaml.org,2002:null"
+MERGE = "tag:yaml.org,2002:merge"
+
+__all__ = [
+    "Errors", "Fields", "MappingNode", "Node", "ScalarNode", "SequenceNode",
+    "compose", "read_text", "describe", "fmt_num", "as_str", "as_int", "as_number",
+    "as_bool", "as_list", "as_mapping", "line_of",
+]
+
+
+def line_of(node: Node) -> int:
+    """1-based line where node starts."""
+    return node.start_mark.line + 1
+
+
+def fmt_num(value: float | int) -> str:
+    """A number as an operator wrote it: 10 rather than 10.0."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+class Errors:
+    """Problems found in one file, each kept with its line for ordering."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._items: list[tuple[int, int, str]] = []
+
+    def add(self, at: Node | int, path: str, message: str) -> None:
+        line = at if isinstance(at, int) else line_of(at)
+        where = f"{self.source}:{line}: "
+        text = f"{where}{path}: {message}" if path else where + message
+        self._items.append((line, len(self._items), text))
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def lines(self) -> list[str]:
+        """Every message, in line order (ties keep the order they were found)."""
+        return [text for _, _, text in sorted(self._items)]
+
+
+def read_text(path: str | Path) -> tuple[str, str]:
+    """Read a config file as UTF-8: (name for messages, text). One-line ConfigError."""
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ConfigError([f"{source}: cannot read: is a directory"]) from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError([f"{source}: cannot read: {reason}"]) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"]
+        ) from None
+    return source, text
+
+
+def compose(text: str, source: str) -> MappingNode:
+    """Parse text into a node tree whose top level is a mapping.
+
+    Raises a one-line ConfigError for YAML syntax errors, an empty document,
+    several documents, or a top level that is not a mapping.
+    """
+    try:
+        root = yaml.compose(text, Loader=_LOADER)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem and "expected a single document" not in exc.context:
+            problem = f"{problem} ({exc.context})"
+        if exc.context and "expected a single document" in exc.context:
+            problem = "expected a single YAML document, found several"
+        raise ConfigError([f"{source}{line}: YAML syntax error: {problem}"]) from None
+    except yaml.YAMLError as exc:  # e.g. a control character the reader rejects
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise ConfigError([f"{source}: YAML syntax error: {first}"]) from None
+    if root is None:
+        raise ConfigError([f"{source}: file is empty"])
+    if not isinstance(root, MappingNode):
+        raise ConfigError(
+            [f"{source}:{line_of(root)}: top level must be a mapping, got {describe(root)}"])
+    return root
+
+
+def describe(node: Node) -> str:
+    """What a node holds, for "must be X, got Y" messages."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    value = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+    if node.tag == NULL:
+        return "nothing (null)"
+    if node.tag == BOOL:
+        return f"boolean {value}"
+    if node.tag == INT:
+        return f"integer {value}"
+    if node.tag == FLOAT:
+        return f"number {value}"
+    if node.tag == STR:
+        return f"string {value!r}"
+    return f"{node.tag} {value!r}"
+
+
+def as_mapping(node: Node, path: str, errors: Errors) -> MappingNode | None:
+    if isinstance(node, MappingNode):
+        return node
+    errors.add(node, path, f"must be a mapping, got {describe(node)}")
+    return None
+
+
+def as_list(node: Node, path: str, errors: Errors) -> list[Node] | None:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    errors.add(node, path, f"must be a list, got {describe(node)}")
+    return None
+
+
+def as_str(node: Node, path: str, errors: Errors) -> str | None:
+    if isinstance(node, ScalarNode) and node.tag == STR:
+        return node.value
+    errors.add(node, path, f"must be a string, got {describe(node)}")
+    return None
+
+
+def as_bool(node: Node, path: str, errors: Errors) -> bool | None:
+    if isinstance(node, ScalarNode) and node.tag == BOOL:
+        return bool(_SCALARS.construct_yaml_bool(node))
+    errors.add(node, path, f"must be true or false, got {describe(node)}")
+    return None
+
+
+def as_int(node: Node, path: str, errors: Errors,
+           lo: int | None = None, hi: int | None = None) -> int | None:
+    """An integer in lo..hi. YAML booleans and 3.0 are not integers."""
+    if not (isinstance(node, ScalarNode) and node.tag == INT):
+        errors.add(node, path, f"must be an integer, got {describe(node)}")
+        return None
+    value = int(_SCALARS.construct_yaml_int(node))
+    if not _in_range(value, lo, hi):
+        errors.add(node, path, f"must be {_range_text(lo, hi)} (got {value})")
+        return None
+    return value
+
+
+def as_number(node: Node, path: str, errors: Errors, lo: float | None = None,
+              hi: float | None = None, *, lo_open: bool = False,
+              hi_open: bool = False) -> float | None:
+    """A finite number (integer or decimal) within the bounds; a bound is
+    exclusive when its *_open flag is set."""
+    if not (isinstance(node, ScalarNode) and node.tag in (INT, FLOAT)):
+        errors.add(node, path, f"must be a number, got {describe(node)}")
+        return None
+    construct = _SCALARS.construct_yaml_int if node.tag == INT else _SCALARS.construct_yaml_float
+    value = float(construct(node))
+    if not math.isfinite(value):
+        errors.add(node, path, f"must be a finite number (got {node.value})")
+        return None
+    too_low = lo is not None and (value <= lo if lo_open else value < lo)
+    too_high = hi is not None and (value >= hi if hi_open else value > hi)
+    if too_low or too_high:
+        errors.add(node, path, f"must be {_bounds_text(lo, hi, lo_open, hi_open)} "
+                               f"(got {fmt_num(value)})")
+        return None
+    return value
+
+
+def _in_range(value: int, lo: int | None, hi: int | None) -> bool:
+    return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+def _range_text(lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"{lo}..{hi}"
+    if lo is not None:
+        return f">= {lo}"
+    return f"<= {hi}"
+
+
+def _bounds_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None:
+        if not lo_open and not hi_open:
+            return f"{fmt_num(lo)}..{fmt_num(hi)}"
+        return (f"{'>' if lo_open else '>='} {fmt_num(lo)} and "
+                f"{'<' if hi_open else '<='} {fmt_num(hi)}")
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {fmt_num(lo)}"
+    return f"{'<' if hi_open else '<='} {fmt_num(hi)}"
+
+
+class Fields:
+    """The entries of one YAML mapping by key.
+
+    Keys must be plain strings; a key written twice is reported with the
+    line of its first appearance (PyYAML would silently keep the last one).
+    """
+
+    __slots__ = ("node", "path", "errors", "entries")
+
+    def __init__(self, node: MappingNode, path: str, errors: Errors) -> None:
+        self.node = node
+        self.path = path
+        self.errors = errors
+        self.entries: dict[str, tuple[Node, Node]] = {}
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.tag == MERGE:
+                errors.add(key, self.sub("<<"), "merge keys are not supported")
+                continue
+            if not (isinstance(key, ScalarNode) and key.tag == STR):
+                errors.add(key, path, f"keys must be strings, got {describe(key)}")
+                continue
+            first = self.entries.get(key.value)
+            if first is not None:
+                errors.add(key, self.sub(key.value),
+                           f"duplicate key (first at line {line_of(first[0])})")
+                continue
+            self.entries[key.value] = (key, value)
+
+    def sub(self, key: str) -> str:
+        """The field path of key inside this mapping."""
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str) -> Node | None:
+        entry = self.entries.get(key)
+        return None if entry is None else entry[1]
+
+    def key_node(self, key: str) -> Node:
+        return self.entries[key][0]
+
+    def require(self, key: str) -> Node | None:
+        """The value of key, or None after reporting it missing."""
+        node = self.get(key)
+        if node is None:
+            self.errors.add(self.node, self.sub(key), "required")
+        return node
+
+    def reject_unknown(self, known: frozenset[str] | set[str]) -> None:
+        for key, (key_node, _) in self.entries.items():
+            if key not in known:
+                self.errors.add(key_node, self.sub(key), "unknown field")

@@ -1,0 +1,61 @@
+"""``healthplane validate checks.yaml [--fleet F] [--zone Z]``.
+
+Exit 0 with a one-line summary when every file given is valid, else every
+problem on stderr, one per line, and exit 1. Usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+from proto.config.errors import ConfigError
+from proto.config.loader import load_config
+from proto.config.model import CHECK_TYPES, Fleet, Registry, Zone
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def summary(registry: Registry, fleet: Fleet | None, zone: Zone | None) -> str:
+    """One line: checks per type, fleet size, records, registry version."""
+    counts = Counter(c.type for c in registry.checks)
+    by_type = ", ".join(f"{t} {counts[t]}" for t in CHECK_TYPES if counts[t])
+    parts = [_plural(registry.check_count, "check") + (f" ({by_type})" if by_type else "")]
+    if fleet is not None:
+        parts.append(f"{_plural(len(fleet.checker_ids), 'checker')} in "
+                     f"{_plural(len(fleet.regions), 'region')}")
+    if zone is not None:
+        parts.append(f"{_plural(len(zone.records), 'record')} in {zone.zone}")
+    return f"ok: {', '.join(parts)}; registry version {registry.version}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="healthplane validate",
+        description="Check checks.yaml, and optionally fleet.yaml and zone.yaml, "
+                    "including the rules between them.")
+    parser.add_argument("checks", help="the check registry (checks.yaml)")
+    parser.add_argument("--fleet", metavar="FLEET_YAML",
+                        help="fleet.yaml: also check regions and the private-target policy")
+    parser.add_argument("--zone", metavar="ZONE_YAML",
+                        help="zone.yaml: also check that record checks exist")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        registry, fleet, zone = load_config(args.checks, args.fleet, args.zone)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    print(summary(registry, fleet, zone))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
