@@ -1,0 +1,193 @@
+"""Wiring of one aggregator: state, tick loop, gRPC services, file and metrics.
+
+Run it in-process (tests, the demo) with :func:`run_aggregator`::
+
+    async with run_aggregator(registry, fleet, listen="127.0.0.1:0") as agg:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{agg.port}")
+
+Pass ``clock=FakeClock()`` and ``start_ticking=False`` to drive ticks by
+hand with ``agg.on_tick(seq)`` or ``agg.tick_now()``. The server enables
+gRPC server reflection and the standard ``grpc.health.v1`` service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from aggregator.clock import Clock, SystemClock
+from aggregator.health_service import HealthService
+from aggregator.ingest import IngestService
+from aggregator.kit import EngineKit, default_kit
+from aggregator.metrics import AggregatorMetrics
+from aggregator.snapshot_file import SnapshotFileWriter
+from aggregator.state import AggregatorState, Published, transport_limit
+from aggregator.tickloop import TickLoop
+from aggregator.watchers import LatestHub
+from proto.config.addresses import parse_hostport
+from proto.config.model import Fleet, Registry
+from proto.healthplane.v1 import healthplane_pb2 as pb
+from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+
+log = logging.getLogger("healthplane.aggregator")
+
+SERVICE_NAMES = (
+    pb.DESCRIPTOR.services_by_name["Ingest"].full_name,
+    pb.DESCRIPTOR.services_by_name["Health"].full_name,
+)
+
+
+class ReloadRefused(Exception):
+    """A new configuration that this running aggregator cannot adopt."""
+
+
+class Aggregator:
+    """One aggregator. Build, ``await start(listen)``, ``await stop()``."""
+
+    def __init__(self, registry: Registry, fleet: Fleet, *, clock: Clock | None = None,
+                 kit: EngineKit | None = None, snapshot_file: str | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.state = AggregatorState(registry, fleet, kit or default_kit(), self.clock)
+        self.hub: LatestHub[Published] = LatestHub()
+        self.snapshot_writer = SnapshotFileWriter(snapshot_file) if snapshot_file else None
+        self.metrics = AggregatorMetrics(self)
+        self.tick_loop = TickLoop(self.on_tick, fleet.tick, self.clock)
+        self.ticks = 0
+        self.changes_total = 0
+        self.reloads: Counter[str] = Counter()
+        self.transport_limit = transport_limit(registry.check_count)
+        self.server: grpc.aio.Server | None = None
+        self.port: int = 0
+        self._health = health.aio.HealthServicer()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- the tick --------------------------------------------------------
+
+    def on_tick(self, sequence: int) -> Published:
+        """Compute tick ``sequence`` from the slots and publish it everywhere."""
+        t0 = time.perf_counter()
+        pub = self.state.tick(sequence)
+        self.hub.publish(pub)
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.submit(pub)
+        self.ticks += 1
+        self.changes_total += pub.changed
+        self.metrics.tick_duration.observe(time.perf_counter() - t0)
+        return pub
+
+    def tick_now(self) -> Published:
+        """Run the next tick at once, outside the schedule (tests)."""
+        self.tick_loop.sequence += 1
+        return self.on_tick(self.tick_loop.sequence)
+
+    # -- configuration ---------------------------------------------------
+
+    def adopt(self, registry: Registry, fleet: Fleet) -> bool:
+        """Switch to a new configuration; returns False when it is the same one.
+
+        Raises ReloadRefused when this process cannot take it without a
+        restart (a registry too large for the transport's message limit).
+        """
+        st = self.state
+        if registry.version == st.registry.version and fleet == st.fleet:
+            return False
+        needed = transport_limit(max(registry.check_count, st.registry.check_count)) // 2
+        if needed > self.transport_limit:
+            raise ReloadRefused(
+                f"registry of {registry.check_count} checks needs messages of up to "
+                f"{needed} bytes, over this process's limit of {self.transport_limit}; "
+                "restart the aggregator to adopt it")
+        st.adopt(registry, fleet)
+        if fleet.tick != self.tick_loop.interval and self._loop_task is not None:
+            self._restart_loop(fleet.tick)
+        return True
+
+    def _restart_loop(self, interval: float) -> None:
+        assert self._loop_task is not None
+        self._loop_task.cancel()
+        old = self.tick_loop
+        self.tick_loop = TickLoop(self.on_tick, interval, self.clock, old.sequence + 1)
+        self.tick_loop.missed, self.tick_loop.failed = old.missed, old.failed
+        self._loop_task = asyncio.create_task(self.tick_loop.run(), name="tick-loop")
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self, listen: str, *, metrics_listen: str | None = None,
+                    start_ticking: bool = True) -> int:
+        """Bind, serve and start ticking; returns the bound gRPC port."""
+        host, port = _split_listen(listen)
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", self.transport_limit),
+            ("grpc.so_reuseport", 0),
+        ])
+        IngestService(self.state).add_to_server(server)
+        pb_grpc.add_HealthServicer_to_server(HealthService(self.state, self.hub), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot listen on {listen}")
+        await server.start()
+        self.server, self.port = server, bound
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if metrics_listen is not None:
+            mhost, mport = _split_listen(metrics_listen)
+            self.metrics.serve(mhost, mport)
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.start()
+        if start_ticking:
+            self._loop_task = asyncio.create_task(self.tick_loop.run(), name="tick-loop")
+        return bound
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop ticking, end Watch streams, drain RPCs for up to grace seconds."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        await self._health.enter_graceful_shutdown()
+        self.hub.close()
+        if self.server is not None:
+            await self.server.stop(grace)
+            self.server = None
+        if self.snapshot_writer is not None:
+            await self.snapshot_writer.stop()
+        self.metrics.close()
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT where PORT may be 0 (pick a free port)."""
+    if listen.rstrip().endswith(":0"):
+        host, _ = parse_hostport(listen.rstrip()[:-1] + "1")
+        return host, 0
+    return parse_hostport(listen)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+@contextlib.asynccontextmanager
+async def run_aggregator(registry: Registry, fleet: Fleet, listen: str = "127.0.0.1:0", *,
+                         clock: Clock | None = None, kit: EngineKit | None = None,
+                         snapshot_file: str | None = None, metrics_listen: str | None = None,
+                         start_ticking: bool = True, grace: float = 0.5,
+                         ) -> AsyncIterator[Aggregator]:
+    """An aggregator serving on listen for the duration of the block."""
+    agg = Aggregator(registry, fleet, clock=clock, kit=kit, snapshot_file=snapshot_file)
+    await agg.start(listen, metrics_listen=metrics_listen, start_ticking=start_ticking)
+    try:
+        yield agg
+    finally:
+        await agg.stop(grace)

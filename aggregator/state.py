@@ -1,0 +1,224 @@
+"""The aggregator's live state: one slot per checker, the registries it
+accepts, and the latest published tick.
+
+Everything here runs on the event loop thread, so ingest writes and the tick
+never interleave inside a row. Ingest costs one validation pass and one copy
+per snapshot; the tick's cost depends only on (checkers, checks).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aggregator.clock import Clock
+from aggregator.kit import EngineKit, Remap, TickResultLike, changed_count
+from proto import codec
+from proto.config.model import Fleet, Registry
+
+log = logging.getLogger("healthplane.aggregator")
+
+# Drop reasons, also the values of the metrics label `reason`.
+UNKNOWN_CHECKER = "unknown_checker"
+REGION_MISMATCH = "region_mismatch"
+UNKNOWN_VERSION = "unknown_version"
+CHECK_COUNT_MISMATCH = "check_count_mismatch"
+WRONG_LENGTH = "wrong_length"
+PADDING_SET = "padding_set"
+RESERVED_STATE = "reserved_state"
+OVERSIZED = "oversized"
+MALFORMED = "malformed"
+DROP_REASONS = (UNKNOWN_CHECKER, REGION_MISMATCH, UNKNOWN_VERSION, CHECK_COUNT_MISMATCH,
+                WRONG_LENGTH, PADDING_SET, RESERVED_STATE, OVERSIZED, MALFORMED)
+
+# Room for the non-state fields of a CheckerSnapshot (ids, version, numbers)
+# on top of the states themselves. Ids are short; this is generous.
+MESSAGE_OVERHEAD = 16 * 1024
+
+
+def max_message_bytes(check_count: int) -> int:
+    """The largest CheckerSnapshot that can be valid for check_count checks.
+
+    Larger messages are dropped as ``oversized`` without being parsed.
+    """
+    return codec.packed_size(check_count) + MESSAGE_OVERHEAD
+
+
+def transport_limit(check_count: int) -> int:
+    """gRPC's max_receive_message_length for a server started with check_count checks.
+
+    Twice the largest valid message: oversized messages up to this size are
+    dropped and counted while their stream goes on, anything larger ends the
+    stream inside gRPC before it is buffered, and a reload may grow the
+    registry up to about twice its size without a restart.
+    """
+    return 2 * max_message_bytes(check_count)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registry version whose snapshots the aggregator accepts."""
+
+    version: str
+    check_count: int
+    remap: Remap | None  # None: the current registry, written as is
+
+
+@dataclass(frozen=True)
+class Published:
+    """One tick's result, as every reader (Get, Watch, Query, file) sees it."""
+
+    registry: Registry
+    fleet: Fleet
+    sequence: int
+    generated_unix_ms: int
+    result: TickResultLike
+    fresh_checkers: int
+    changed: int
+
+    @property
+    def states(self) -> bytes:
+        return bytes(self.result.states)
+
+
+@dataclass
+class Counters:
+    accepted: int = 0
+    remapped: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+class AggregatorState:
+    """Slots, accepted registry versions, and the latest tick."""
+
+    def __init__(self, registry: Registry, fleet: Fleet, kit: EngineKit, clock: Clock) -> None:
+        self.kit = kit
+        self.clock = clock
+        self.counters = Counters()
+        self.latest: Published | None = None
+        self.sequence = 0
+        self.registry = registry
+        self.fleet = fleet
+        self.versions: dict[str, VersionInfo] = {}
+        self._install(registry, fleet, previous=None)
+
+    # -- configuration ---------------------------------------------------
+
+    def _install(self, registry: Registry, fleet: Fleet, previous: Registry | None) -> None:
+        rows = {cid: i for i, cid in enumerate(fleet.checker_ids)}
+        regions = {cid: region for region, ids in fleet.regions.items() for cid in ids}
+        slots = self.kit.new_slots(registry, fleet)
+        received = np.full(len(rows), -np.inf)
+        versions = {registry.version: VersionInfo(registry.version, registry.check_count, None)}
+        if previous is not None and previous.version != registry.version:
+            remap = self.kit.build_remap(previous.ids, registry)
+            versions[previous.version] = VersionInfo(previous.version, previous.check_count, remap)
+            # Carry every checker's latest vote over to the new layout so a
+            # reload does not blank the votes until the next reports arrive.
+            for cid, old_row in self.rows.items():
+                if cid in rows and self.received[old_row] > -np.inf:
+                    payload = bytes(self.kit.row(self.slots, old_row))
+                    self.kit.write(slots, rows[cid], remap(payload))
+                    received[rows[cid]] = self.received[old_row]
+        elif previous is not None:
+            for cid, old_row in self.rows.items():
+                if cid in rows and self.received[old_row] > -np.inf:
+                    self.kit.write(slots, rows[cid], bytes(self.kit.row(self.slots, old_row)))
+                    received[rows[cid]] = self.received[old_row]
+        self.rows, self.regions, self.slots, self.received = rows, regions, slots, received
+        self.checker_ids = fleet.checker_ids
+        self.versions = versions
+        self.max_message = max_message_bytes(max(v.check_count for v in versions.values()))
+        self.registry, self.fleet = registry, fleet
+        self.index = registry.index_of()
+        self.engine = self.kit.new_engine(registry, fleet)
+
+    def adopt(self, registry: Registry, fleet: Fleet) -> None:
+        """Switch to a new registry and fleet; the old registry stays accepted (remapped)."""
+        self._install(registry, fleet, previous=self.registry)
+
+    # -- ingest ----------------------------------------------------------
+
+    def accept(self, checker_id: str, region: str, version: str, check_count: int,
+               states: bytes) -> str | None:
+        """Validate one snapshot and overwrite its checker's slot.
+
+        Returns None when accepted, else the drop reason (already counted).
+        Costs O(len(states)) whatever the content.
+        """
+        reason = self._check(checker_id, region, version, check_count, states)
+        if reason is not None:
+            self.counters.dropped[reason] += 1
+            return reason
+        row = self.rows[checker_id]
+        info = self.versions[version]
+        if info.remap is not None:
+            states = info.remap(states)
+            self.counters.remapped += 1
+        self.kit.write(self.slots, row, states)
+        self.received[row] = self.clock.now()
+        self.counters.accepted += 1
+        return None
+
+    def _check(self, checker_id: str, region: str, version: str, check_count: int,
+               states: bytes) -> str | None:
+        row = self.rows.get(checker_id)
+        if row is None:
+            return UNKNOWN_CHECKER
+        if self.regions[checker_id] != region:
+            return REGION_MISMATCH
+        info = self.versions.get(version)
+        if info is None:
+            return UNKNOWN_VERSION
+        if check_count != info.check_count:
+            return CHECK_COUNT_MISMATCH
+        if len(states) != codec.packed_size(info.check_count):
+            return WRONG_LENGTH
+        try:
+            codec.validate(states, info.check_count)
+        except codec.SnapshotError as exc:
+            return PADDING_SET if "padding" in str(exc) else RESERVED_STATE
+        return None
+
+    def count_drop(self, reason: str) -> None:
+        self.counters.dropped[reason] += 1
+
+    # -- tick ------------------------------------------------------------
+
+    def fresh_mask(self, now: float) -> np.ndarray:
+        """Rows whose latest snapshot arrived within stale_after of now."""
+        return self.received >= now - self.fleet.stale_after
+
+    def tick(self, sequence: int) -> Published:
+        """Compute one tick with the engine and make it the latest."""
+        if sequence <= self.sequence:
+            raise ValueError(f"tick sequence must grow: {sequence} after {self.sequence}")
+        fresh = self.fresh_mask(self.clock.now())
+        wall = self.clock.wall_ms()
+        result = self.engine.compute(self.slots, fresh, wall)
+        pub = Published(self.registry, self.fleet, sequence, wall, result,
+                        int(np.count_nonzero(fresh)), changed_count(result.changed))
+        self.sequence = sequence
+        self.latest = pub
+        return pub
+
+    # -- per-checker detail ----------------------------------------------
+
+    def checker_votes(self, check_index: int) -> list[tuple[str, str, int, int]]:
+        """(checker_id, region, vote 0..2, snapshot age ms or -1) for every checker."""
+        now = self.clock.now()
+        byte, shift = check_index >> 2, 6 - 2 * (check_index & 3)
+        out = []
+        for cid, r in self.rows.items():
+            seen = self.received[r]
+            if seen == -np.inf:
+                out.append((cid, self.regions[cid], codec.UNKNOWN, -1))
+                continue
+            payload = self.kit.row(self.slots, r)
+            vote = (int(payload[byte]) >> shift) & 0x3
+            out.append((cid, self.regions[cid], vote if vote != codec.RESERVED else 0,
+                        max(0, round((now - seen) * 1000))))
+        return out

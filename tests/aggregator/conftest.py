@@ -1,0 +1,74 @@
+"""Shared helpers for the aggregator server tests."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+
+import grpc
+import pytest
+
+from aggregator.kit import EngineKit
+from proto import codec
+from proto.config.model import Check, Fleet, Registry
+from proto.healthplane.v1 import healthplane_pb2 as pb
+from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from tests.aggregator.reference_kit import REFERENCE_KIT
+
+REGIONS = {"us-east": ("use1-a", "use1-b"), "eu-west": ("euw1-a",)}
+
+
+def make_registry(ids: Sequence[str] = ("web-1", "web-2", "web-3", "db-1", "api-1"),
+                  version: str = "v1", **per_check: dict) -> Registry:
+    checks = tuple(Check(id=i, type="tcp", host="192.0.2.1", port=80, **per_check.get(i, {}))
+                   for i in ids)
+    return Registry(checks=checks, version=version)
+
+
+def make_fleet(**kw) -> Fleet:
+    base = dict(regions=dict(REGIONS), aggregators=("127.0.0.1:7000",), tick=1.0,
+                stale_after=3.0)
+    base.update(kw)
+    return Fleet(**base)
+
+
+def engine_kit() -> EngineKit:
+    """The real tick engine once it is installed, else the reference stand-in."""
+    if importlib.util.find_spec("aggregator.tick") and importlib.util.find_spec("aggregator.remap"):
+        from aggregator.kit import default_kit
+        return default_kit()
+    return REFERENCE_KIT
+
+
+@pytest.fixture
+def kit() -> EngineKit:
+    return engine_kit()
+
+
+def snap(checker: str, region: str, registry: Registry, states: Sequence[int], *,
+         version: str | None = None, seq: int = 1) -> pb.CheckerSnapshot:
+    return pb.CheckerSnapshot(
+        checker_id=checker, region=region,
+        registry_version=registry.version if version is None else version,
+        sequence=seq, sent_unix_ms=0, check_count=len(states), states=codec.encode(states))
+
+
+async def report(port: int, messages: Sequence[pb.CheckerSnapshot | bytes]) -> pb.ReportSummary:
+    """Send messages on one real Report stream; raw bytes go out unparsed."""
+    async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}",
+            options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]) as ch:
+        call = ch.stream_unary(
+            "/healthplane.v1.Ingest/Report",
+            request_serializer=lambda m: m if isinstance(m, bytes) else m.SerializeToString(),
+            response_deserializer=pb.ReportSummary.FromString)
+
+        async def gen():
+            for m in messages:
+                yield m
+
+        return await call(gen(), timeout=10)
+
+
+def health_stub(channel: grpc.aio.Channel) -> pb_grpc.HealthStub:
+    return pb_grpc.HealthStub(channel)

@@ -1,0 +1,107 @@
+"""Ingest through a real gRPC channel: every malformed kind is dropped and counted."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from aggregator.clock import FakeClock
+from aggregator.server import run_aggregator
+from aggregator.state import max_message_bytes, transport_limit
+from proto import codec
+from proto.healthplane.v1 import healthplane_pb2 as pb
+from tests.aggregator.conftest import make_fleet, make_registry, report, snap
+
+REG = make_registry()
+FLEET = make_fleet()
+GOOD = [1, 2, 1, 0, 1]
+
+
+def _with(**changes) -> pb.CheckerSnapshot:
+    msg = snap("use1-a", "us-east", REG, GOOD)
+    for k, v in changes.items():
+        setattr(msg, k, v)
+    return msg
+
+
+BAD = [
+    ("unknown_checker", _with(checker_id="nobody")),
+    ("region_mismatch", _with(region="eu-west")),
+    ("unknown_version", _with(registry_version="v0-never-heard-of")),
+    ("check_count_mismatch", _with(check_count=6)),
+    ("wrong_length", _with(states=codec.encode(GOOD) + b"\x00")),
+    ("wrong_length", _with(states=b"")),
+    ("padding_set", _with(states=codec.encode(GOOD)[:1] + b"\x41")),
+    ("reserved_state", _with(states=b"\xc0\x40")),
+    ("malformed", b"\xff\xff\xff\xff"),
+]
+
+
+@pytest.mark.parametrize(("reason", "msg"), BAD, ids=[f"{r}-{i}" for i, (r, _) in enumerate(BAD)])
+async def test_bad_snapshot_dropped_counted_and_stream_goes_on(kit, reason, msg):
+    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg:
+        good = snap("use1-a", "us-east", REG, GOOD)
+        summary = await report(agg.port, [good, msg, good])
+        assert (summary.accepted, summary.dropped) == (2, 1)
+        assert dict(agg.state.counters.dropped) == {reason: 1}
+        # The slot holds the good snapshot, not the bad one.
+        assert bytes(kit.row(agg.state.slots, 0)) == codec.encode(GOOD)
+
+
+async def test_oversized_dropped_without_parsing_and_stream_goes_on(kit):
+    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg:
+        huge = _with(states=b"\x00" * (max_message_bytes(REG.check_count) + 10))
+        good = snap("use1-a", "us-east", REG, GOOD)
+        summary = await report(agg.port, [huge, good])
+        assert (summary.accepted, summary.dropped) == (1, 1)
+        assert agg.state.counters.dropped["oversized"] == 1
+
+
+async def test_over_transport_limit_ends_only_that_stream(kit):
+    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg:
+        monster = _with(states=b"\x00" * (transport_limit(REG.check_count) + 1))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await report(agg.port, [monster])
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # The server is still serving and still accepting on a new stream.
+        summary = await report(agg.port, [snap("use1-b", "us-east", REG, GOOD)])
+        assert summary.accepted == 1
+
+
+async def test_latest_snapshot_wins_one_slot_per_checker(kit):
+    clock = FakeClock()
+    async with run_aggregator(REG, FLEET, clock=clock, kit=kit, start_ticking=False) as agg:
+        msgs = [snap("euw1-a", "eu-west", REG, [s, 0, 0, 0, 0], seq=i)
+                for i, s in enumerate([1, 2, 1, 2, 2], start=1)]
+        summary = await report(agg.port, msgs)
+        assert summary.accepted == 5
+        row = agg.state.rows["euw1-a"]
+        assert bytes(kit.row(agg.state.slots, row)) == codec.encode([2, 0, 0, 0, 0])
+        assert agg.state.received[row] == clock.now()
+
+
+async def test_previous_registry_version_is_remapped_by_id(kit):
+    old = make_registry(("a", "b", "c"), version="old")
+    new = make_registry(("c", "x", "a"), version="new")
+    fleet = make_fleet()
+    async with run_aggregator(old, fleet, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg:
+        agg.adopt(new, fleet)
+        # A checker still on "old": a healthy, b unhealthy, c unhealthy.
+        summary = await report(agg.port, [snap("use1-a", "us-east", old, [1, 2, 2])])
+        assert summary.accepted == 1 and agg.state.counters.remapped == 1
+        # Laid out on "new": c, x (not in old: unknown), a.
+        row = agg.state.rows["use1-a"]
+        assert codec.unpack(bytes(kit.row(agg.state.slots, row)), 3).tolist() == [2, 0, 1]
+        pub = agg.tick_now()
+        assert pub.registry.version == "new"
+        assert codec.unpack(pub.states, 3).tolist()[0] == codec.UNHEALTHY
+        assert codec.unpack(pub.states, 3).tolist()[2] == codec.HEALTHY
+        # Two versions back is unknown: ignored and counted.
+        agg.adopt(make_registry(("a",), version="newer"), fleet)
+        summary = await report(agg.port, [snap("use1-a", "us-east", old, [1, 2, 2])])
+        assert summary.dropped == 1
+        assert agg.state.counters.dropped["unknown_version"] == 1
