@@ -1,0 +1,257 @@
+"""Start each owned check's probe at its slot, and fold the results in.
+
+The hot path of a checker. One loop walks the schedule window by window
+(see :mod:`checker.schedule`), sleeps until the next slot, and starts every
+probe that is due. Per probe it creates one task around the prober's
+coroutine and appends two ints to a result buffer; everything else (verdicts,
+lateness, counters) is done in numpy batches.
+
+Rules:
+
+* **No catch-up.** A slot reached more than ``late_bound`` after its time
+  (``min(interval / 2, late_cap)``) is skipped and counted as missed. After
+  a long stall whole windows are skipped by arithmetic, never replayed.
+* **Bounded concurrency.** At most ``limit`` probes are in flight, where
+  ``limit`` is rate x timeout (the in-flight count if every probe used its
+  whole timeout) with headroom. At the bound, due slots wait for a probe to
+  finish; those that then become too late are missed.
+* **Timeouts are failures.** Probers finish within their timeout by
+  contract; a probe still running ``timeout + grace`` after its start, or
+  when its check's next slot comes, is cancelled and counts as a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from checker.clock import Clock
+from checker.metrics import FAILED, OK, TIMEOUT
+from checker.probes.base import Prober
+from checker.schedule import Schedule
+from checker.thresholds import Verdicts
+
+log = logging.getLogger("healthplane.checker")
+
+ProbeCounter = Callable[[np.ndarray, np.ndarray], None]
+LatenessObserver = Callable[[np.ndarray], None]
+
+
+def concurrency_limit(intervals: np.ndarray, timeouts: np.ndarray) -> int:
+    """rate x timeout, plus headroom for slots that happen to bunch up."""
+    if intervals.size == 0:
+        return 1
+    mean_in_flight = float((timeouts / intervals).sum())
+    # Phases are hashes, so starts are only statistically even; the margin
+    # (a quarter, plus a few standard deviations of a Poisson count) keeps
+    # the bound from skipping slots of a healthy, on-time checker.
+    return max(1, math.ceil(1.25 * mean_in_flight + 4 * math.sqrt(mean_in_flight) + 4))
+
+
+class Dispatcher:
+    """Probes one set of checks on their schedule and keeps their verdicts.
+
+    ``ids``, ``probers``, ``intervals``, ``timeouts``, ``thresholds`` and
+    ``kinds`` are per row (one row per probed check). Verdict states are in
+    ``verdicts.state`` by row; call :meth:`flush` before reading them.
+    """
+
+    def __init__(self, *, ids: Sequence[str], probers: Sequence[Prober],
+                 intervals: np.ndarray, timeouts: np.ndarray, thresholds: np.ndarray,
+                 kinds: np.ndarray, checker_id: str, clock: Clock,
+                 late_cap: float = 1.0, window: float = 1.0, resolution: float = 0.002,
+                 grace: float = 0.25, limit: int | None = None,
+                 count_probes: ProbeCounter | None = None,
+                 observe_lateness: LatenessObserver | None = None) -> None:
+        n = len(ids)
+        self.ids = tuple(ids)
+        self.row_of = {c: r for r, c in enumerate(self.ids)}
+        self._probers = list(probers)
+        self.intervals = np.asarray(intervals, dtype=np.float64)
+        self.timeouts = np.asarray(timeouts, dtype=np.float64)
+        self.kinds = np.asarray(kinds, dtype=np.int64)
+        self.schedule = Schedule.build(np.arange(n), self.ids, self.intervals, checker_id)
+        self.verdicts = Verdicts(np.asarray(thresholds, dtype=np.uint8))
+        self.late_bound = np.minimum(self.intervals / 2, late_cap)
+        self.limit = limit if limit is not None else concurrency_limit(self.intervals,
+                                                                       self.timeouts)
+        self.clock = clock
+        self.window = min(window, self.schedule.max_window)
+        self.resolution = resolution
+        self.grace = grace
+        self.last_result = np.full(n, -np.inf)   # clock time of each row's latest result
+        self._started = np.full(n, np.inf)       # start of the running probe, inf if none
+        self._tasks: list[asyncio.Task[None] | None] = [None] * n
+        self._gen = [0] * n
+        self._res_rows: list[int] = []
+        self._res_codes: list[int] = []
+        self._count_probes = count_probes
+        self._observe_lateness = observe_lateness
+        self._capacity: asyncio.Future[None] | None = None
+        self._stopped = False
+        self.in_flight = 0
+        self.launched = 0      # probes started
+        self.missed = 0        # slots skipped
+        self.finished = 0      # results folded into verdicts
+
+    # -- results ----------------------------------------------------------
+
+    async def _one(self, row: int, gen: int) -> None:
+        code = FAILED
+        try:
+            result = await self._probers[row]()
+            code = OK if result.ok else (TIMEOUT if result.reason == "timeout" else FAILED)
+        except asyncio.CancelledError:
+            # Cancelled for overrunning its timeout (or at shutdown).
+            code = TIMEOUT
+        except Exception as exc:  # a prober broke its never-raise contract
+            log.debug("probe %s raised %r", self.ids[row], exc)
+        if self._gen[row] == gen:
+            self._tasks[row] = None
+            self._started[row] = np.inf
+        if self._stopped:
+            return
+        self._res_rows.append(row)
+        self._res_codes.append(code)
+        self.in_flight -= 1
+        waiter = self._capacity
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def flush(self) -> None:
+        """Fold buffered results into verdicts and counters."""
+        if not self._res_rows:
+            return
+        rows = np.asarray(self._res_rows, dtype=np.int64)
+        codes = np.asarray(self._res_codes, dtype=np.int64)
+        self._res_rows = []
+        self._res_codes = []
+        self.verdicts.apply(rows, codes == OK)
+        self.last_result[rows] = self.clock.now()
+        self.finished += rows.size
+        if self._count_probes is not None:
+            self._count_probes(self.kinds[rows], codes)
+
+    def stale(self, now: float) -> np.ndarray:
+        """Rows with no result in their last two slots (plus timeout): not judged lately."""
+        return (now - self.last_result) > 2 * self.intervals + self.timeouts + self.grace
+
+    # -- the loop ---------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop starting probes and cancel those in flight (results dropped)."""
+        self._stopped = True
+        for task in self._tasks:
+            if task is not None:
+                task.cancel()
+        if self._capacity is not None and not self._capacity.done():
+            self._capacity.set_result(None)
+
+    async def run(self, start: float | None = None) -> None:
+        """Probe on schedule until stop(). Windows start at `start` (default now)."""
+        t0 = self.clock.now() if start is None else start
+        max_bound = float(self.late_bound.max()) if self.late_bound.size else 0.0
+        while not self._stopped:
+            if not self.ids:
+                await self.clock.sleep_until(self.clock.now() + self.window)
+                t0 = self.clock.now()
+                continue
+            now = self.clock.now()
+            # After a stall, skip every whole window that is already too
+            # late to run anything in, counting its slots instead.
+            behind = math.floor((now - max_bound - t0) / self.window)
+            if behind > 0:
+                jump = t0 + behind * self.window
+                self.missed += self.schedule.count_slots(t0, jump)
+                t0 = jump
+            t1 = t0 + self.window
+            times, rows = self.schedule.slots_in(t0, t1)
+            await self._run_window(times, rows)
+            self._housekeeping()
+            t0 = t1
+
+    async def _run_window(self, times: np.ndarray, rows: np.ndarray) -> None:
+        i, n = 0, times.size
+        while i < n and not self._stopped:
+            now = self.clock.now()
+            j = int(np.searchsorted(times, now, side="right"))
+            if j > i:
+                i = self._launch(times, rows, i, j, now)
+                if i < j:
+                    await self._wait_capacity(float(times[i]) + float(self.late_bound[rows[i]]))
+                    continue
+            if i < n:
+                # Sleeping at least `resolution` batches slots that are
+                # microseconds apart into one wake-up.
+                await self.clock.sleep_until(max(float(times[i]), now + self.resolution))
+
+    def _launch(self, times: np.ndarray, rows: np.ndarray, i: int, j: int, now: float) -> int:
+        """Start the due slots times[i:j]; return the index of the first not handled."""
+        due_rows = rows[i:j]
+        late = now - times[i:j]
+        keep = late <= self.late_bound[due_rows]
+        ok_pos = np.flatnonzero(keep)
+        room = self.limit - self.in_flight
+        stop = j - i
+        if ok_pos.size > room:
+            stop = int(ok_pos[room]) if room >= 0 else int(ok_pos[0])
+            ok_pos = ok_pos[:max(room, 0)]
+        self.missed += int(stop - np.count_nonzero(keep[:stop]))
+        if ok_pos.size:
+            start = due_rows[ok_pos]
+            self._start_probes(start.tolist(), now)
+            self._started[start] = now
+            if self._observe_lateness is not None:
+                self._observe_lateness(late[ok_pos])
+        return i + stop
+
+    def _start_probes(self, rows: list[int], now: float) -> None:
+        create = asyncio.get_running_loop().create_task
+        tasks, gens, one = self._tasks, self._gen, self._one
+        for row in rows:
+            previous = tasks[row]
+            if previous is not None:
+                # Its next slot came and it is still running: past its timeout.
+                previous.cancel()
+            gen = gens[row] + 1
+            gens[row] = gen
+            tasks[row] = create(one(row, gen))
+        self.in_flight += len(rows)
+        self.launched += len(rows)
+
+    async def _wait_capacity(self, deadline: float) -> None:
+        """Wait until a probe finishes or the waiting slot would be too late."""
+        self._capacity = fut = asyncio.get_running_loop().create_future()
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
+        try:
+            await asyncio.wait((fut, sleeper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            self._capacity = None
+
+    def _housekeeping(self) -> None:
+        self.flush()
+        now = self.clock.now()
+        overdue = np.flatnonzero(self._started + self.timeouts + self.grace < now)
+        for row in overdue.tolist():
+            task = self._tasks[row]
+            if task is not None:
+                task.cancel()
+            self._started[row] = np.inf
+
+    # -- reload -----------------------------------------------------------
+
+    def carry_from(self, old: Dispatcher) -> None:
+        """Adopt verdicts and freshness of checks that kept their id."""
+        old.flush()
+        pairs = [(r_old, self.row_of[c]) for r_old, c in enumerate(old.ids) if c in self.row_of]
+        if not pairs:
+            return
+        o = np.asarray([p[0] for p in pairs], dtype=np.int64)
+        nw = np.asarray([p[1] for p in pairs], dtype=np.int64)
+        self.verdicts.carry_from(old.verdicts, o, nw)
+        self.last_result[nw] = old.last_result[o]

@@ -1,0 +1,304 @@
+"""One checker of a fleet: probes on schedule, doubts itself, reports.
+
+:class:`Checker` ties the parts together and owns their tasks:
+
+* a :class:`~checker.dispatch.Dispatcher` for the checks this checker owns
+  (:mod:`checker.ownership`), and a second, small one for the canaries;
+* a report loop on a fixed schedule (``report_interval``) that builds one
+  snapshot of the whole registry (:mod:`checker.snapshot`), applies
+  self-doubt (:mod:`checker.selfdoubt`) and offers it to every aggregator's
+  stream (:mod:`checker.streams`);
+* :meth:`Checker.adopt` to switch to a new registry and fleet while running.
+
+Typical use::
+
+    checker = Checker(registry, fleet, "use1-a", metrics=CheckerMetrics())
+    task = asyncio.create_task(checker.run())
+    ...
+    checker.stop(); await task
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import math
+import random
+from collections.abc import Callable
+
+import numpy as np
+
+from checker import snapshot
+from checker.clock import Clock, MonotonicClock
+from checker.dispatch import Dispatcher
+from checker.metrics import KIND_CODE, CheckerMetrics
+from checker.ownership import owned_mask
+from checker.probes.base import Prober, ProbeResult
+from checker.selfdoubt import DoubtPolicy, SelfDoubt
+from checker.streams import AggregatorStream
+from proto.codec import HEALTHY, UNHEALTHY
+from proto.config.addresses import parse_hostport
+from proto.config.model import Check, Fleet, Registry
+
+log = logging.getLogger("healthplane.checker")
+
+MakeProber = Callable[..., Prober]   # make_prober(check, *, allow_private) -> Prober
+
+# Probe modules by check type; http.py serves https too.
+PROBE_MODULES: dict[str, str] = {
+    "http": "checker.probes.http",
+    "https": "checker.probes.http",
+    "tcp": "checker.probes.tcp",
+    "grpc": "checker.probes.grpc",
+}
+
+
+def default_make_prober(check: Check, *, allow_private: bool) -> Prober:
+    """The prober of check's type, from its probe module."""
+    module = importlib.import_module(PROBE_MODULES[check.type])
+    return module.make_prober(check, allow_private=allow_private)
+
+
+class UnknownChecker(ValueError):
+    """The checker id is not in the fleet."""
+
+
+def _broken_prober(reason: str) -> Prober:
+    result = ProbeResult(False, 0.0, reason)
+
+    async def probe() -> ProbeResult:
+        return result
+    return probe
+
+
+class Checker:
+    """A running checker. Construct, then await run(); stop() ends it."""
+
+    def __init__(self, registry: Registry, fleet: Fleet, checker_id: str, *,
+                 clock: Clock | None = None, make_prober: MakeProber | None = None,
+                 metrics: CheckerMetrics | None = None, rng: random.Random | None = None,
+                 canary_interval: float = 1.0, canary_threshold: int = 2,
+                 late_cap: float = 1.0, doubt: DoubtPolicy | None = None,
+                 stream_backoff: tuple[float, float] = (0.2, 10.0)) -> None:
+        self.checker_id = checker_id
+        self.clock = clock or MonotonicClock()
+        self.make_prober = make_prober or default_make_prober
+        self.metrics = metrics or CheckerMetrics()
+        self.rng = rng or random.Random()
+        self.canary_interval = canary_interval
+        self.canary_threshold = canary_threshold
+        self.late_cap = late_cap
+        self.stream_backoff = stream_backoff
+        self.doubt = SelfDoubt(doubt)
+        self.sequence = 0
+        self.last_states: np.ndarray = np.zeros(0, dtype=np.uint8)
+        self._streams: dict[str, tuple[AggregatorStream, asyncio.Task[None] | None]] = {}
+        self._stopped = asyncio.Event()
+        self._running = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._install(registry, fleet, carry=False)
+        self.metrics.in_flight.set_function(lambda: self.dispatcher.in_flight)
+
+    # -- configuration ----------------------------------------------------
+
+    def _install(self, registry: Registry, fleet: Fleet, *, carry: bool) -> None:
+        region = fleet.region_of(self.checker_id)
+        if region is None:
+            known = ", ".join(fleet.checker_ids) or "none"
+            raise UnknownChecker(f"checker id {self.checker_id!r} is not in the fleet "
+                                 f"(known: {known})")
+        rows = np.flatnonzero(owned_mask(registry, fleet, self.checker_id))
+        checks = [registry.checks[i] for i in rows.tolist()]
+        dispatcher = self._dispatcher_for(
+            checks, [self._prober(c, fleet.allow_private_targets) for c in checks],
+            count=True)
+        canaries = self._dispatcher_for(*self._canary_checks(fleet), count=False)
+        if carry:
+            dispatcher.carry_from(self.dispatcher)
+            canaries.carry_from(self.canaries)
+            for old in (self.dispatcher, self.canaries):
+                old.stop()
+        self.registry, self.fleet, self.region = registry, fleet, region
+        self.rows = rows
+        self.dispatcher, self.canaries = dispatcher, canaries
+        self.doubt.rebase(0, 0)
+        self._missed_seen = 0
+        self.metrics.checks_owned.set(rows.size)
+        self.metrics.concurrency_limit.set(dispatcher.limit)
+        log.info("checker=%s region=%s owns=%d of=%d registry=%s limit=%d",
+                 self.checker_id, region, rows.size, registry.check_count,
+                 registry.version, dispatcher.limit)
+
+    def _prober(self, check: Check, allow_private: bool) -> Prober:
+        try:
+            return self.make_prober(check, allow_private=allow_private)
+        except Exception as exc:  # one bad check must not stop the others
+            log.warning("check=%s cannot be probed: %s", check.id, exc)
+            return _broken_prober("config error")
+
+    def _canary_checks(self, fleet: Fleet) -> tuple[list[Check], list[Prober]]:
+        checks, probers = [], []
+        for address in fleet.canaries:
+            try:
+                host, port = parse_hostport(address)
+            except ValueError as exc:
+                log.warning("canary %s ignored: %s", address, exc)
+                continue
+            check = Check(id=f"canary:{address}", type="tcp", host=host, port=port,
+                          interval=self.canary_interval,
+                          timeout=min(1.0, self.canary_interval),
+                          failure_threshold=self.canary_threshold)
+            checks.append(check)
+            # Canaries are the operator's own infrastructure (by default the
+            # aggregators), named in fleet.yaml, so private addresses are fine.
+            probers.append(self._prober(check, True))
+        return checks, probers
+
+    def _dispatcher_for(self, checks: list[Check], probers: list[Prober], *,
+                        count: bool) -> Dispatcher:
+        m = self.metrics
+        return Dispatcher(
+            ids=[c.id for c in checks], probers=probers,
+            intervals=np.asarray([c.interval for c in checks], dtype=np.float64),
+            timeouts=np.asarray([c.timeout for c in checks], dtype=np.float64),
+            thresholds=np.asarray([c.failure_threshold for c in checks], dtype=np.uint8),
+            kinds=np.asarray([KIND_CODE.get(c.type, 0) for c in checks], dtype=np.int64),
+            checker_id=self.checker_id, clock=self.clock, late_cap=self.late_cap,
+            count_probes=m.count_probes if count else self._count_canaries,
+            observe_lateness=m.observe_lateness if count else None)
+
+    def _count_canaries(self, _kinds: np.ndarray, codes: np.ndarray) -> None:
+        ok = int(np.count_nonzero(codes == 0))
+        if ok:
+            self.metrics.canary_probes.labels("ok").inc(ok)
+        if codes.size - ok:
+            self.metrics.canary_probes.labels("failed").inc(codes.size - ok)
+
+    def adopt(self, registry: Registry, fleet: Fleet) -> None:
+        """Switch to a new registry and fleet; verdicts of kept check ids carry over.
+
+        Raises UnknownChecker (and changes nothing) if this checker is not in
+        the new fleet.
+        """
+        self._install(registry, fleet, carry=True)
+        if self._running:
+            self._start_dispatchers()
+            self._sync_streams()
+
+    # -- running ----------------------------------------------------------
+
+    def _start_dispatchers(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.dispatcher.run()))
+        self._tasks.append(loop.create_task(self.canaries.run()))
+        self._tasks = [t for t in self._tasks if not t.done()]
+
+    def _sync_streams(self) -> None:
+        wanted = set(self.fleet.aggregators)
+        for address in list(self._streams):
+            if address not in wanted:
+                stream, task = self._streams.pop(address)
+                stream.close()
+                if task is not None:
+                    task.cancel()
+        base, cap = self.stream_backoff
+        for address in self.fleet.aggregators:
+            if address not in self._streams:
+                stream = AggregatorStream(address, clock=self.clock, metrics=self.metrics,
+                                          rng=self.rng, base=base, cap=cap,
+                                          write_timeout=max(5.0, 5 * self.fleet.report_interval))
+                task = asyncio.get_running_loop().create_task(stream.run())
+                self._streams[address] = (stream, task)
+
+    @property
+    def streams(self) -> dict[str, AggregatorStream]:
+        return {a: s for a, (s, _) in self._streams.items()}
+
+    async def run(self) -> None:
+        """Probe, doubt and report until stop()."""
+        self._running = True
+        self._start_dispatchers()
+        self._sync_streams()
+        try:
+            await self._report_loop()
+        finally:
+            self._running = False
+            self.dispatcher.stop()
+            self.canaries.stop()
+            tasks = list(self._tasks) + [t for _, t in self._streams.values() if t]
+            for stream, _ in self._streams.values():
+                stream.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._streams.clear()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def _report_loop(self) -> None:
+        start = self.clock.now()
+        interval = self.fleet.report_interval
+        k = 0
+        while not self._stopped.is_set():
+            if self.fleet.report_interval != interval:
+                start, interval, k = self.clock.now(), self.fleet.report_interval, 0
+            await self._sleep_or_stop(start + k * interval)
+            if self._stopped.is_set():
+                return
+            self.report_once()
+            # Fixed schedule: the next report is the next slot after now;
+            # reports missed during a stall are skipped, not sent in a burst.
+            k = max(k + 1, math.floor((self.clock.now() - start) / interval) + 1)
+
+    async def _sleep_or_stop(self, t: float) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(t))
+        stopper = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+
+    def report_once(self) -> snapshot.pb.CheckerSnapshot:
+        """Build this report window's snapshot and offer it to every stream."""
+        d, m = self.dispatcher, self.metrics
+        d.flush()
+        self.canaries.flush()
+        was = self.doubt.doubting
+        doubting = self.doubt.evaluate(d.launched, d.missed, self.canaries.verdicts.state)
+        if doubting != was:
+            level = logging.WARNING if doubting else logging.INFO
+            log.log(level, "checker=%s self_doubt=%s reasons=%s", self.checker_id,
+                    int(doubting), ",".join(self.doubt.reasons()) or "none")
+        m.self_doubt.set(int(doubting))
+        for reason in ("canaries", "schedule"):
+            m.self_doubt_reason.labels(reason).set(int(reason in self.doubt.reasons()))
+        if d.missed > self._missed_seen:
+            m.missed_slots.inc(d.missed - self._missed_seen)
+            self._missed_seen = d.missed
+        states = snapshot.report_states(self.registry.check_count, self.rows,
+                                        d.verdicts.state, d.stale(self.clock.now()), doubting)
+        self._log_changes(states)
+        self.sequence += 1
+        msg = snapshot.build(checker_id=self.checker_id, region=self.region,
+                             registry_version=self.registry.version, sequence=self.sequence,
+                             sent_unix_ms=int(self.clock.wall() * 1000), states=states)
+        m.snapshot_bytes.set(len(msg.states))
+        for stream, _ in self._streams.values():
+            stream.offer(msg)
+        return msg
+
+    def _log_changes(self, states: np.ndarray) -> None:
+        prev = self.last_states
+        self.last_states = states
+        if not log.isEnabledFor(logging.INFO) or prev.size != states.size:
+            return
+        changed = np.flatnonzero(prev != states)
+        names = {0: "unknown", HEALTHY: "healthy", UNHEALTHY: "unhealthy"}
+        for i in changed[:100].tolist():
+            log.info("check=%s state=%s was=%s", self.registry.checks[i].id,
+                     names[int(states[i])], names[int(prev[i])])
+        if changed.size > 100:
+            log.info("checks_changed=%d (first 100 logged)", changed.size)

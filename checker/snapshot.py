@@ -1,0 +1,41 @@
+"""The checker's snapshot: every check of the registry, 2 bits each.
+
+Checks this checker does not probe are 00, as are checks it could not judge
+lately and, while it doubts itself, every check (see :mod:`checker.selfdoubt`).
+The payload is the same size every time: ``ceil(check_count / 4)`` bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from proto import codec
+from proto.healthplane.v1 import healthplane_pb2 as pb
+
+
+def report_states(check_count: int, rows: np.ndarray, states: np.ndarray,
+                  stale: np.ndarray, doubting: bool) -> np.ndarray:
+    """Registry-wide states: `states[r]` at registry index `rows[r]`, else 00.
+
+    rows: registry index of each probed check; states: its verdict;
+    stale: True where the verdict is too old to vote with.
+    """
+    out = np.zeros(check_count, dtype=np.uint8)
+    if doubting or rows.size == 0:
+        return out
+    out[rows] = np.where(stale, codec.UNKNOWN, states)
+    return out
+
+
+def build(*, checker_id: str, region: str, registry_version: str, sequence: int,
+          sent_unix_ms: int, states: np.ndarray) -> pb.CheckerSnapshot:
+    """The CheckerSnapshot message for one report."""
+    return pb.CheckerSnapshot(
+        checker_id=checker_id,
+        region=region,
+        registry_version=registry_version,
+        sequence=sequence,
+        sent_unix_ms=sent_unix_ms,
+        check_count=int(states.size),
+        states=codec.pack(states),
+    )

@@ -1,0 +1,137 @@
+"""One long-lived Ingest.Report stream per aggregator, latest snapshot wins.
+
+Each aggregator gets its own :class:`AggregatorStream` with a one-snapshot
+slot. The reporter drops the newest snapshot into every slot and moves on;
+a stream task takes it out and writes it. A snapshot not yet sent when the
+next one arrives is replaced (and counted), so a slow or dead aggregator
+holds at most one snapshot of memory and never delays the probes or the
+other aggregators. Broken streams are reopened after
+:func:`backoff` (capped exponential, full jitter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import grpc
+
+from checker.clock import Clock
+from checker.metrics import CheckerMetrics
+from proto.healthplane.v1 import healthplane_pb2 as pb
+from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+
+log = logging.getLogger("healthplane.checker")
+
+# The shortest delay backoff() returns: a zero delay would let every checker
+# of a fleet hammer a restarting aggregator at the same instant.
+MIN_BACKOFF = 0.01
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Delay before reconnect attempt `attempt` (0, 1, 2, ...): full jitter.
+
+    Uniform in (0, min(cap, base * 2**attempt)], then clamped to at least
+    MIN_BACKOFF (or the cap, if that is smaller). Never zero, never above cap.
+    """
+    if base <= 0 or cap <= 0:
+        raise ValueError("base and cap must be > 0")
+    upper = min(cap, base * 2.0 ** min(max(attempt, 0), 64))
+    # 1 - random() lies in (0, 1]: full jitter that cannot hit zero.
+    return max(upper * (1.0 - rng.random()), min(MIN_BACKOFF, upper))
+
+
+class AggregatorStream:
+    """The Report stream to one aggregator at `address` (HOST:PORT)."""
+
+    def __init__(self, address: str, *, clock: Clock, metrics: CheckerMetrics,
+                 rng: random.Random | None = None, base: float = 0.2, cap: float = 10.0,
+                 write_timeout: float = 5.0) -> None:
+        self.address = address
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.base = base
+        self.cap = cap
+        self.write_timeout = write_timeout
+        self._slot: pb.CheckerSnapshot | None = None
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._sent = metrics.snapshots_sent.labels(address)
+        self._replaced = metrics.snapshots_replaced.labels(address)
+        self._reconnects = metrics.stream_reconnects.labels(address)
+        self._connected = metrics.stream_connected.labels(address)
+        self._connected.set(0)
+        self.sent = 0
+        self.opened = 0
+
+    def offer(self, snapshot: pb.CheckerSnapshot) -> None:
+        """Put the newest snapshot in the slot, replacing an unsent one."""
+        if self._slot is not None:
+            self._replaced.inc()
+        self._slot = snapshot
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def _take(self) -> pb.CheckerSnapshot | None:
+        while self._slot is None and not self._closed:
+            self._ready.clear()
+            await self._ready.wait()
+        snapshot, self._slot = self._slot, None
+        return None if self._closed else snapshot
+
+    async def run(self) -> None:
+        """Keep a stream open and writing until close()."""
+        attempt = 0
+        channel = grpc.aio.insecure_channel(self.address)
+        stub = pb_grpc.IngestStub(channel)
+        try:
+            while not self._closed:
+                call = stub.Report()
+                self.opened += 1
+                if self.opened > 1:
+                    self._reconnects.inc()
+                written = 0
+                snapshot: pb.CheckerSnapshot | None = None
+                try:
+                    while True:
+                        snapshot = await self._take()
+                        if snapshot is None:
+                            await call.done_writing()
+                            return
+                        await asyncio.wait_for(call.write(snapshot), self.write_timeout)
+                        snapshot = None
+                        written += 1
+                        self.sent += 1
+                        self._sent.inc()
+                        if written == 1:
+                            self._connected.set(1)
+                        elif written == 2:
+                            # Two writes through: the stream works; start
+                            # backoff afresh next time it breaks.
+                            attempt = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # grpc errors, write timeout, finished call
+                    log.info("stream to %s broke: %s", self.address, _why(exc))
+                finally:
+                    self._connected.set(0)
+                    call.cancel()
+                if snapshot is not None and self._slot is None:
+                    self._slot = snapshot   # not sent: keep it as the latest
+                delay = backoff(attempt, self.base, self.cap, self.rng)
+                attempt += 1
+                await self.clock.sleep_until(self.clock.now() + delay)
+        finally:
+            await channel.close(grace=None)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    if isinstance(exc, TimeoutError):
+        return "write timed out"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,49 @@
+"""Helpers shared by the checker tests: registries, fleets and fake probers."""
+
+from __future__ import annotations
+
+import hashlib
+
+from checker.probes.base import ProbeResult
+from proto.config.model import Check, Fleet, Registry
+
+
+def make_registry(checks: list[Check]) -> Registry:
+    digest = hashlib.blake2b("|".join(repr(c) for c in checks).encode(), digest_size=8)
+    return Registry(checks=tuple(checks), version=digest.hexdigest())
+
+
+def tcp_checks(n: int, *, interval: float = 10.0, timeout: float = 1.0, port: int = 9,
+               threshold: int = 3, prefix: str = "c", regions: tuple[str, ...] = ()) -> list[Check]:
+    return [Check(id=f"{prefix}{i}", type="tcp", host="127.0.0.1", port=port, interval=interval,
+                  timeout=timeout, failure_threshold=threshold, regions=regions)
+            for i in range(n)]
+
+
+def make_fleet(regions: dict[str, tuple[str, ...]], *, per_region: int = 1,
+               aggregators: tuple[str, ...] = (), canaries: tuple[str, ...] = (),
+               report_interval: float = 1.0) -> Fleet:
+    return Fleet(regions=regions, aggregators=aggregators, checkers_per_region=per_region,
+                 report_interval=report_interval, canaries=canaries, allow_private_targets=True)
+
+
+class Recorder:
+    """A make_prober whose probers succeed (or not) at once and log start times."""
+
+    def __init__(self, clock, ok: bool | dict[str, bool] = True, latency: float = 0.0) -> None:
+        self.clock = clock
+        self.ok = ok
+        self.latency = latency
+        self.starts: dict[str, list[float]] = {}
+
+    def __call__(self, check: Check, *, allow_private: bool):
+        starts = self.starts.setdefault(check.id, [])
+        clock = self.clock
+
+        async def probe() -> ProbeResult:
+            starts.append(clock.now())
+            if self.latency:
+                await clock.sleep_until(clock.now() + self.latency)
+            ok = self.ok if isinstance(self.ok, bool) else self.ok.get(check.id, True)
+            return ProbeResult(ok, self.latency, "ok" if ok else "refused")
+        return probe

@@ -1,0 +1,162 @@
+"""The fixed schedule, on virtual time: once per interval, flat, no catch-up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from checker.clock import FakeClock
+from checker.dispatch import Dispatcher
+from checker.schedule import Schedule, phase_fraction
+from tests.checker.helpers import Recorder, tcp_checks
+
+
+def make_dispatcher(clock, checks, recorder, **kw) -> Dispatcher:
+    return Dispatcher(
+        ids=[c.id for c in checks],
+        probers=[recorder(c, allow_private=True) for c in checks],
+        intervals=np.array([c.interval for c in checks]),
+        timeouts=np.array([c.timeout for c in checks]),
+        thresholds=np.array([c.failure_threshold for c in checks]),
+        kinds=np.zeros(len(checks), dtype=np.int64),
+        checker_id="use1-a", clock=clock, **kw)
+
+
+def test_windows_tile_time_each_slot_once():
+    rng = np.random.default_rng(1)
+    n = 5000
+    intervals = rng.choice([1.0, 2.5, 7.0, 30.0, 0.3 * 10], size=n)
+    sched = Schedule(np.arange(n), intervals, rng.random(n) * intervals)
+    counts = np.zeros(n, dtype=int)
+    t, end = 12345.678, 12345.678 + 60.0
+    while t < end:
+        t1 = min(t + sched.max_window, end)
+        times, pos = sched.slots_in(t, t1)
+        assert np.all(np.diff(times) >= 0) and np.all((times >= t) & (times < t1))
+        assert np.unique(pos).size == pos.size
+        counts += np.bincount(pos, minlength=n)
+        t = t1
+    expected = np.floor(60.0 / intervals)
+    assert np.all((counts == expected) | (counts == expected + 1))
+    assert sched.count_slots(12345.678, end) == counts.sum()
+
+
+def test_phase_is_stable_and_uniform():
+    assert phase_fraction("api", "use1-a") == phase_fraction("api", "use1-a")
+    assert phase_fraction("api", "use1-a") != phase_fraction("api", "use1-b")
+    fr = np.array([phase_fraction(f"c{i}", "x") for i in range(20000)])
+    hist = np.histogram(fr, bins=10, range=(0, 1))[0]
+    assert hist.min() > 0.9 * 2000 and hist.max() < 1.1 * 2000
+
+
+async def test_each_check_exactly_once_per_interval():
+    clock = FakeClock()
+    checks = (tcp_checks(60, interval=1.0, prefix="a") + tcp_checks(60, interval=2.0, prefix="b")
+              + tcp_checks(60, interval=5.0, prefix="e"))
+    rec = Recorder(clock)
+    d = make_dispatcher(clock, checks, rec)
+    start = clock.now()
+    task = asyncio.create_task(d.run())
+    await clock.run_for(100.0, 0.05)
+    d.stop()
+    await clock.advance(1.0)
+    await task
+    for c in checks:
+        starts = np.array(rec.starts[c.id])
+        n_expected = 100.0 / c.interval
+        assert n_expected - 1 <= starts.size <= n_expected + 1, c.id
+        gaps = np.diff(starts)
+        # Start times sit on phase + k * interval: gaps are the interval
+        # (up to the wake-up resolution), never shorter, never doubled.
+        assert np.all(np.abs(gaps - c.interval) <= 0.01), (c.id, gaps)
+        phase = phase_fraction(c.id, "use1-a") * c.interval
+        offsets = (starts - phase) / c.interval
+        assert np.all(np.abs(offsets - np.round(offsets)) * c.interval <= 0.01)
+    assert d.missed == 0
+    assert d.launched == sum(len(v) for v in rec.starts.values())
+    assert start < clock.now()
+
+
+async def test_load_is_flat_across_the_interval():
+    clock = FakeClock()
+    checks = tcp_checks(2000, interval=10.0)
+    rec = Recorder(clock)
+    d = make_dispatcher(clock, checks, rec)
+    t0 = clock.now()
+    task = asyncio.create_task(d.run())
+    await clock.run_for(20.0, 0.1)
+    d.stop()
+    await clock.advance(1.0)
+    await task
+    starts = np.concatenate([np.array(v) for v in rec.starts.values()]) - t0
+    per_second = np.histogram(starts, bins=20, range=(0, 20))[0]
+    # 2000 checks every 10 s: 200 probes per second, hash phases: within 25 %.
+    assert per_second.min() >= 150 and per_second.max() <= 250, per_second
+
+
+async def test_stalled_slots_are_skipped_and_counted_not_bunched():
+    clock = FakeClock()
+    checks = tcp_checks(200, interval=2.0)
+    rec = Recorder(clock)
+    d = make_dispatcher(clock, checks, rec)
+    task = asyncio.create_task(d.run())
+    await clock.run_for(10.0, 0.05)
+    before = d.launched
+    assert d.missed == 0
+    stall_start = clock.now()
+    clock.jump(7.0)                 # the process hung for 7 s
+    await clock.run_for(10.0, 0.05)
+    d.stop()
+    await clock.advance(1.0)
+    await task
+    # About 7 s of slots (100 per second) missed, give or take the late bound.
+    assert 600 <= d.missed <= 800, d.missed
+    for c in checks:
+        starts = np.array(rec.starts[c.id])
+        phase = phase_fraction(c.id, "use1-a") * c.interval
+        slot = np.floor((starts - phase + 1e-6) / c.interval)
+        late = starts - (phase + slot * c.interval)
+        # Each start belongs to its own slot (nothing replayed in a burst),
+        # and none started more than the late bound (1 s) after its slot.
+        assert np.unique(slot).size == slot.size, "a slot ran twice"
+        assert np.all(late <= 1.0 + 1e-6), late
+        assert np.count_nonzero(starts > stall_start) >= 4
+    assert d.launched + d.missed >= before + 100 * 17 - 200
+
+
+async def test_concurrency_bound_holds_and_timeouts_count_as_failures():
+    clock = FakeClock()
+    checks = tcp_checks(50, interval=1.0, timeout=1.0, threshold=1)
+    rec = Recorder(clock, latency=5.0)          # probers that overrun their timeout
+    d = make_dispatcher(clock, checks, rec, limit=10)
+    task = asyncio.create_task(d.run())
+    peak = 0
+    for _ in range(100):
+        await clock.advance(0.05)
+        peak = max(peak, d.in_flight)
+    d.stop()
+    await clock.advance(1.0)
+    await task
+    assert peak <= 10
+    d.flush()
+    assert d.missed > 0
+    # Every finished probe was cut at its timeout: all failures.
+    judged = d.verdicts.state[d.verdicts.fail_run > 0]
+    assert judged.size > 0 and np.all(judged == 2)
+
+
+@pytest.mark.parametrize("n", [100_000])
+def test_planning_100k_checks_is_cheap(n):
+    import time
+    rng = np.random.default_rng(0)
+    intervals = rng.choice([10.0, 30.0], size=n)
+    sched = Schedule(np.arange(n), intervals, rng.random(n) * intervals)
+    t0 = time.process_time()
+    total = 0
+    for w in range(30):
+        total += sched.slots_in(1000.0 + w, 1001.0 + w)[0].size
+    # Generous: 30 windows (30 s of schedule) in well under a second of CPU.
+    assert time.process_time() - t0 < 3.0
+    assert total == sched.count_slots(1000.0, 1030.0)
