@@ -78,13 +78,23 @@ def validate(data: bytes | bytearray | memoryview, check_count: int,
 
 def encode(states: Sequence[int] | np.ndarray) -> bytes:
     """Pack per-check states (values 0..2) into the wire layout."""
-    arr = np.asarray(states, dtype=np.uint8)
+    # Range-check before narrowing to uint8: a cast first would wrap 257 to
+    # 1 (healthy) or 258 to 2 silently, and raise OverflowError for -1.
+    try:
+        arr = np.asarray(states)
+    except ValueError as exc:
+        raise SnapshotError(f"states are not a flat sequence of integers: {exc}") from None
     if arr.ndim != 1:
         raise SnapshotError("states must be one-dimensional")
-    if arr.size and int(arr.max()) > UNHEALTHY:
-        bad = int(np.flatnonzero(arr > UNHEALTHY)[0])
-        raise SnapshotError(f"state {int(arr[bad])} for check {bad} is not 0, 1 or 2")
-    return pack(arr)
+    if arr.size == 0:
+        return b""
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise SnapshotError(f"states must be integers 0, 1 or 2, got {arr.dtype} values")
+    bad = (arr < UNKNOWN) | (arr > UNHEALTHY)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise SnapshotError(f"state {int(arr[first])} for check {first} is not 0, 1 or 2")
+    return pack(arr.astype(np.uint8))
 
 
 def pack(arr: np.ndarray) -> bytes:

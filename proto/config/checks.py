@@ -125,11 +125,11 @@ def _parse_entry(node: Node, path: str, errors: Errors) -> _Entry:
             errors.add(f.key_node(key), f.sub(key), f"does not apply to type {kind}")
     present = {k: f.get(k) for k in f.entries if k in allowed and k not in ("id", "type")}
 
-    if kind in PROBE_TYPES:
-        for key in ("host", "port"):
-            if key not in present:
-                errors.add(mapping, f.sub(key), f"required for type {kind}")
-                ok = False
+    required = ("host", "port") if kind in PROBE_TYPES else ("children",) if kind else ()
+    for key in required:
+        if key not in present:
+            errors.add(mapping, f.sub(key), f"required for type {kind}")
+            ok = False
 
     for key, value_node in present.items():
         reader = _READERS[key]

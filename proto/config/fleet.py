@@ -151,11 +151,13 @@ def _hostports(node: Node, path: str, errors: Errors, allow_empty: bool) -> tupl
         try:
             host, port = parse_hostport(text)
         except ValueError as exc:
-            errors.add(item, item_path, str(exc))
+            problem = ("port must be 1..65535" if "port must be" in str(exc)
+                       else "must be HOST:PORT, an IPv6 address as [ADDR]:PORT")
+            errors.add(item, item_path, f"{problem} (got {text!r})")
             ok = False
             continue
         if not is_host(host):
-            errors.add(item, item_path, f"{host!r} is not an IP address or a host name")
+            errors.add(item, item_path, f"host {host!r} is not an IP address or a host name")
             ok = False
             continue
         key = f"{host.lower()}:{port}"

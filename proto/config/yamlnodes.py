@@ -28,6 +28,8 @@ FLOAT = "tag:yaml.org,2002:float"
 BOOL = "tag:yaml.org,2002:bool"
 NULL = "tag:yaml.org,2002:null"
 MERGE = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS = frozenset({STR, INT, FLOAT, BOOL, NULL, "tag:yaml.org,2002:seq",
+                         "tag:yaml.org,2002:map"})
 
 __all__ = [
     "Errors", "Fields", "MappingNode", "Node", "ScalarNode", "SequenceNode",
@@ -100,10 +102,16 @@ def compose(text: str, source: str) -> MappingNode:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem and "expected a single document" not in exc.context:
-            problem = f"{problem} ({exc.context})"
         if exc.context and "expected a single document" in exc.context:
             problem = "expected a single YAML document, found several"
+        elif exc.context and exc.problem:
+            # The context says where the unfinished construct began, which is
+            # often the line that needs fixing (an unclosed bracket).
+            started = exc.context_mark
+            since = (f" started at line {started.line + 1}"
+                     if started is not None and mark is not None and started.line != mark.line
+                     else "")
+            problem = f"{problem} ({exc.context}{since})"
         raise ConfigError([f"{source}{line}: YAML syntax error: {problem}"]) from None
     except yaml.YAMLError as exc:  # e.g. a control character the reader rejects
         first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
@@ -118,6 +126,8 @@ def compose(text: str, source: str) -> MappingNode:
 
 def describe(node: Node) -> str:
     """What a node holds, for "must be X, got Y" messages."""
+    if node.tag not in _PLAIN_TAGS:
+        return f"a value tagged {node.tag}"
     if isinstance(node, MappingNode):
         return "a mapping"
     if isinstance(node, SequenceNode):

@@ -61,12 +61,14 @@ def parse_zone_root(root: MappingNode, errors: Errors, registry: Registry | None
         record = _record(item, f"records[{i}]", zone, check_ids, errors)
         if record is None:
             continue
+        record, name_line = record
         key = (record.name, record.type)
         if key in seen:
-            errors.add(record.line, f"records[{i}]", f"duplicate record {record.name} "
-                                                     f"{record.type} (first at line {seen[key]})")
+            errors.add(name_line, f"records[{i}].name",
+                       f"duplicate record {record.name} {record.type} "
+                       f"(first at line {seen[key]})")
         else:
-            seen[key] = record.line
+            seen[key] = name_line
         records.append(record)
     if errors or zone is None:
         return None
@@ -74,7 +76,8 @@ def parse_zone_root(root: MappingNode, errors: Errors, registry: Registry | None
 
 
 def _record(node: Node, path: str, zone: str | None, check_ids: frozenset[str] | None,
-            errors: Errors) -> Record | None:
+            errors: Errors) -> tuple[Record, int] | None:
+    """The record and the line of its name, or None after reporting why."""
     mapping = as_mapping(node, path, errors)
     if mapping is None:
         return None
@@ -90,7 +93,7 @@ def _record(node: Node, path: str, zone: str | None, check_ids: frozenset[str] |
         else:
             name = absolute_name(text)
             if zone is not None and name != zone and not name.endswith("." + zone):
-                errors.add(name_node, f.sub("name"), f"{name} is not inside zone {zone}")
+                errors.add(name_node, f.sub("name"), f"{text!r} is not inside zone {zone}")
                 ok = False
     kind = _choice(f, "type", RECORD_TYPES, None, errors)
     policy = _choice(f, "policy", POLICIES, "simple", errors)
@@ -137,8 +140,9 @@ def _record(node: Node, path: str, zone: str | None, check_ids: frozenset[str] |
         values = parsed
     if not ok:
         return None
-    return Record(name=name, type=kind, policy=policy, values=values,  # type: ignore[arg-type]
-                  primary=primary, secondary=secondary, ttl=ttl, line=line_of(mapping))
+    record = Record(name=name, type=kind, policy=policy, values=values,  # type: ignore[arg-type]
+                    primary=primary, secondary=secondary, ttl=ttl, line=line_of(mapping))
+    return record, line_of(name_node)  # type: ignore[arg-type]
 
 
 def _choice(f: Fields, key: str, allowed: tuple[str, ...], default: str | None,
