@@ -1,0 +1,184 @@
+"""``healthplane dns --zone zone.yaml --aggregator HOST:PORT [--aggregator ...] --listen HOST:PORT``.
+
+An authoritative DNS server (UDP and TCP on the same port) for the zone in
+zone.yaml, answering from the freshest health snapshot of the aggregators.
+
+Options:
+
+    --checks PATH            checks.yaml: reject a zone that names unknown checks
+    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+    --tick SECONDS           the aggregators' tick period (default: learned from
+                             the snapshots; 1 s until two have arrived)
+    --stale-after SECONDS    fail open (serve every value) once the freshest
+                             snapshot is older than this (default 30; 0: keep
+                             the last known health forever)
+    --nameserver NAME        the zone's NS names, repeatable (default ns1.<zone>);
+                             the first is the SOA's primary name server
+    --max-udp-payload BYTES  largest UDP response and the EDNS size we advertise
+                             (default 1232)
+    --tcp-idle-timeout SECS  close an idle DNS-over-TCP connection (default 10)
+    --max-tcp-connections N  concurrent DNS-over-TCP connections (default 128)
+    --log-level LEVEL        debug | info | warning | error (default info)
+
+``--listen 127.0.0.1:0`` picks a free port; the bound address is logged as
+``listening on HOST:PORT (udp+tcp)``. The server answers from the first
+moment: before any snapshot every check is unknown, which counts as healthy.
+SIGTERM and SIGINT stop it. Exit 0 after a clean stop, 1 for a bad config or
+a port that cannot be bound, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+import dns.exception
+import dns.name
+
+from proto.config.addresses import parse_hostport
+from proto.config.errors import ConfigError
+from proto.config.model import Zone
+
+PROG = "healthplane dns"
+log = logging.getLogger("healthplane.dns")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Serve a health-aware DNS zone "
+                                "from aggregator health snapshots.")
+    p.add_argument("--zone", required=True, metavar="PATH", help="zone.yaml")
+    p.add_argument("--aggregator", required=True, action="append", metavar="HOST:PORT",
+                   help="an aggregator's Health service; repeat for failover, in preference order")
+    p.add_argument("--listen", default="127.0.0.1:5353", metavar="HOST:PORT",
+                   help="DNS address, UDP and TCP (default 127.0.0.1:5353; port 0 picks one)")
+    p.add_argument("--checks", metavar="PATH", help="checks.yaml, to verify the zone's check ids")
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    p.add_argument("--tick", type=float, metavar="SECONDS",
+                   help="aggregator tick period (default: learned)")
+    p.add_argument("--stale-after", type=float, default=30.0, metavar="SECONDS",
+                   help="fail open when the snapshot is older than this; 0 never (default 30)")
+    p.add_argument("--nameserver", action="append", default=[], metavar="NAME",
+                   help="NS name of the zone, repeatable (default ns1.<zone>)")
+    p.add_argument("--max-udp-payload", type=int, default=1232, metavar="BYTES")
+    p.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--max-tcp-connections", type=int, default=128, metavar="N")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def _usage_error(args: argparse.Namespace) -> str | None:
+    for flag, values in (("--listen", [args.listen]), ("--aggregator", args.aggregator),
+                         ("--metrics", [args.metrics] if args.metrics else [])):
+        for text in values:
+            probe = text[:-1] + "1" if flag != "--aggregator" and text.endswith(":0") else text
+            try:
+                parse_hostport(probe)
+            except ValueError as exc:
+                return f"{flag}: {exc}"
+    if args.tick is not None and not 0 < args.tick <= 3600:
+        return "--tick must be in (0, 3600]"
+    if args.stale_after < 0:
+        return "--stale-after must be >= 0"
+    if not 512 <= args.max_udp_payload <= 65535:
+        return "--max-udp-payload must be 512..65535"
+    if args.tcp_idle_timeout <= 0:
+        return "--tcp-idle-timeout must be > 0"
+    if args.max_tcp_connections < 1:
+        return "--max-tcp-connections must be >= 1"
+    for name in args.nameserver:
+        try:
+            dns.name.from_text(name)
+        except dns.exception.DNSException as exc:
+            return f"--nameserver {name!r}: {exc}"
+    return None
+
+
+def _load(args: argparse.Namespace) -> Zone:
+    from proto.config.loader import load_checks, load_zone
+    registry = load_checks(args.checks) if args.checks else None
+    return load_zone(args.zone, registry)
+
+
+async def _serve(args: argparse.Namespace, zone: Zone) -> int:
+    from .consumer import HealthConsumer
+    from .keeper import AnswerKeeper
+    from .server import DnsFront
+
+    consumer = HealthConsumer(args.aggregator, tick=args.tick)
+    front: DnsFront | None = None
+
+    def publish(table: object) -> None:
+        if front is not None:
+            front.table = table  # type: ignore[assignment]
+
+    keeper = AnswerKeeper(zone, consumer, publish, stale_after=args.stale_after,
+                          nameservers=args.nameserver)
+    front = DnsFront(keeper.table, max_udp=args.max_udp_payload,
+                     tcp_idle_timeout=args.tcp_idle_timeout,
+                     max_tcp_connections=args.max_tcp_connections)
+    host, port = parse_hostport(args.listen[:-1] + "1" if args.listen.endswith(":0")
+                                else args.listen)
+    if args.listen.endswith(":0"):
+        port = 0
+    try:
+        bound = await front.start(host, port)
+    except OSError as exc:
+        print(f"{PROG}: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if args.metrics:
+        from .metrics import serve_metrics
+        mhost, mport = parse_hostport(args.metrics[:-1] + "1" if args.metrics.endswith(":0")
+                                      else args.metrics)
+        try:
+            serve_metrics(mhost, 0 if args.metrics.endswith(":0") else mport,
+                          front, consumer, keeper)
+        except OSError as exc:
+            print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            await front.stop()
+            return 1
+    shown = f"[{host}]" if ":" in host else host
+    log.info("listening on %s:%d (udp+tcp) for zone %s (%d records), aggregators %s",
+             shown, bound, zone.zone, len(zone.records), ", ".join(args.aggregator))
+    await consumer.start()
+    keeper_task = asyncio.create_task(keeper.run(), name="answer-keeper")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        keeper_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper_task
+        await consumer.stop()
+        await front.stop()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if err := _usage_error(args):
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
+    try:
+        zone = _load(args)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"{PROG}: {line}", file=sys.stderr)
+        return 1
+    try:
+        import uvloop
+    except ImportError:  # optional: plain asyncio works, only slower
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    return runner(_serve(args, zone))

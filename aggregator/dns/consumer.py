@@ -1,0 +1,366 @@
+"""The health consumer a DNS host embeds: the freshest aggregator snapshot in memory.
+
+:class:`HealthConsumer` watches one aggregator at a time over ``Health.Watch``
+and keeps the latest :class:`Snapshot`. It moves to the next aggregator of its
+list when the current one fails (the stream ends or errors) or falls behind
+(no new tick for ``stall_periods`` tick periods), and retries failed
+aggregators with capped exponential backoff and full jitter, each on its own
+schedule, so one dead aggregator never delays switching to a live one.
+
+It never goes empty. With no aggregator reachable it keeps serving the last
+snapshot and reports its age (:meth:`HealthConsumer.age`); the caller decides
+when that is too old (the DNS front then fails open). Before the first
+snapshot every check is unknown.
+
+Check ids travel only when needed: the first subscription asks for them
+(``include_check_ids``); once they are known for a registry version the
+consumer resubscribes without them, and asks again only when a snapshot names
+a registry version whose ids it does not know. Each snapshot is decoded once,
+into one byte per check, and :meth:`Snapshot.status` is a dict lookup plus an
+index, whatever the registry size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import median
+
+import grpc
+
+from proto import codec
+from proto.healthplane.v1 import healthplane_pb2 as pb
+from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+UNKNOWN, HEALTHY, UNHEALTHY = codec.UNKNOWN, codec.HEALTHY, codec.UNHEALTHY
+
+# A million-check registry with its ids is ~10 MB; gRPC's 4 MB default would
+# refuse it.
+_MAX_MESSAGE = 64 * 1024 * 1024
+_CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+)
+
+
+def backoff(attempt: int, base: float, cap: float, rng: Callable[[], float]) -> float:
+    """Full-jitter backoff: uniform in (0, min(cap, base * 2**attempt)], never zero.
+
+    The floor of 1 ms keeps a run of unlucky draws from turning into a tight
+    reconnect loop against a dead peer.
+    """
+    ceiling = min(cap, base * (2.0 ** min(attempt, 62)))
+    return max(0.001, rng() * ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One decoded aggregator health snapshot."""
+
+    source: str                      # HOST:PORT of the aggregator it came from
+    registry_version: str
+    sequence: int                    # the aggregator's tick number
+    generated_unix_ms: int
+    check_count: int
+    states: bytes                    # one byte per check: 0 unknown, 1 healthy, 2 unhealthy
+    index: Mapping[str, int] = field(repr=False)  # check id -> position
+    received: float = 0.0            # consumer clock reading when accepted
+
+    def status(self, check_id: str) -> int:
+        """The check's state (UNKNOWN for an id this registry does not have)."""
+        i = self.index.get(check_id)
+        return UNKNOWN if i is None else self.states[i]
+
+
+class _Source:
+    """Reconnect bookkeeping for one aggregator address."""
+
+    __slots__ = ("address", "fails", "not_before", "channel")
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.fails = 0
+        self.not_before = 0.0
+        self.channel: grpc.aio.Channel | None = None
+
+
+class _Reopen(Exception):
+    """End the current stream and subscribe again at once (ids needed or no longer)."""
+
+
+class HealthConsumer:
+    """Watches aggregators and keeps the freshest health snapshot.
+
+    Use as ``async with HealthConsumer([...]) as consumer:`` or call
+    :meth:`start` / :meth:`stop`. ``tick`` fixes the aggregator tick period;
+    when None it is learned from consecutive snapshots (``default_tick``
+    until two have arrived). ``clock`` and ``rng`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        aggregators: Sequence[str],
+        *,
+        tick: float | None = None,
+        default_tick: float = 1.0,
+        stall_periods: float = 2.0,
+        connect_timeout: float = 2.0,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if not aggregators:
+            raise ValueError("at least one aggregator address is needed")
+        self._sources = [_Source(a) for a in aggregators]
+        self._fixed_tick = tick
+        self._default_tick = default_tick
+        self._stall_periods = stall_periods
+        self._connect_timeout = connect_timeout
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._clock = clock
+        self._rng = rng
+        self._snapshot: Snapshot | None = None
+        self._ids: dict[str, Mapping[str, int]] = {}   # registry version -> index
+        self._want_ids = True
+        self._periods: list[float] = []
+        self._current: str | None = None
+        self._listeners: list[Callable[[Snapshot], None]] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.switches = 0           # times the consumer moved to another aggregator
+        self.malformed = 0          # snapshots dropped as malformed
+        self.accepted = 0           # snapshots adopted
+
+    # -- reading ---------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The freshest snapshot, or None before the first one."""
+        return self._snapshot
+
+    def status(self, check_id: str) -> int:
+        """A check's state in the freshest snapshot; UNKNOWN before any."""
+        snap = self._snapshot
+        return UNKNOWN if snap is None else snap.status(check_id)
+
+    def age(self) -> float | None:
+        """Seconds since the freshest snapshot arrived, or None before any."""
+        snap = self._snapshot
+        return None if snap is None else max(0.0, self._clock() - snap.received)
+
+    @property
+    def current(self) -> str | None:
+        """The aggregator whose stream is delivering ticks now, or None."""
+        return self._current
+
+    @property
+    def tick_period(self) -> float:
+        """The aggregator tick period in seconds: fixed, learned or default."""
+        if self._fixed_tick is not None:
+            return self._fixed_tick
+        return median(self._periods) if self._periods else self._default_tick
+
+    def add_listener(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        """Call ``callback(snapshot)`` for every adopted snapshot; returns an unsubscriber."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    async def updates(self) -> AsyncIterator[Snapshot]:
+        """Yield the freshest snapshot each time it changes; a slow reader skips, never queues."""
+        seen: Snapshot | None = None
+        while True:
+            snap = self._snapshot
+            if snap is not None and snap is not seen:
+                seen = snap
+                yield snap
+                continue
+            self._changed.clear()
+            if self._snapshot is seen:
+                await self._changed.wait()
+
+    async def wait_for_snapshot(self, timeout: float | None = None) -> Snapshot:
+        """Wait until a snapshot is available (asyncio.TimeoutError after timeout)."""
+        async def first() -> Snapshot:
+            async for snap in self.updates():
+                return snap
+            raise RuntimeError("unreachable")
+        return await asyncio.wait_for(first(), timeout)
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="health-consumer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        for src in self._sources:
+            await self._close_channel(src)
+        self._current = None
+
+    async def __aenter__(self) -> HealthConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the watch loop --------------------------------------------------
+
+    def _pick(self, after: int) -> int:
+        """Index of the next source to try: earliest allowed, round-robin on ties."""
+        n = len(self._sources)
+        order = [(after + 1 + k) % n for k in range(n)]
+        return min(order, key=lambda i: self._sources[i].not_before)
+
+    async def _run(self) -> None:
+        last = -1
+        reopen = False
+        while True:
+            i = last if reopen else self._pick(last)
+            reopen = False
+            src = self._sources[i]
+            wait = src.not_before - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if last >= 0 and i != last:
+                self.switches += 1
+            last = i
+            try:
+                await self._watch(src)
+                reason = "stream ended"
+            except _Reopen:
+                reopen = True
+                continue
+            except asyncio.CancelledError:
+                raise
+            except asyncio.TimeoutError:
+                reason = f"no new tick for {self._stall_periods:g} tick periods"
+            except grpc.aio.AioRpcError as exc:
+                reason = f"{exc.code().name}: {exc.details()}"
+            except Exception as exc:  # noqa: BLE001 - any failure means: try the next one
+                reason = f"{type(exc).__name__}: {exc}"
+            self._current = None
+            await self._close_channel(src)
+            delay = backoff(src.fails, self._backoff_base, self._backoff_cap, self._rng)
+            src.fails += 1
+            src.not_before = self._clock() + delay
+            # Loud once per outage, quiet while retrying a peer that stays down.
+            log.log(logging.WARNING if src.fails == 1 else logging.DEBUG,
+                    "aggregator %s: %s; retry in %.2fs", src.address, reason, delay)
+
+    async def _watch(self, src: _Source) -> None:
+        if src.channel is None:
+            src.channel = grpc.aio.insecure_channel(src.address, options=_CHANNEL_OPTIONS)
+        stub = pb_grpc.HealthStub(src.channel)
+        with_ids = self._want_ids
+        call = stub.Watch(pb.WatchRequest(include_check_ids=with_ids))
+        try:
+            # The first message may take a connect plus a tick; later ones a tick each.
+            deadline = self._clock() + self._connect_timeout + self._stall_periods * self.tick_period
+            last_seq = -1
+            while True:
+                msg = await asyncio.wait_for(call.read(), max(0.0, deadline - self._clock()))
+                if msg is grpc.aio.EOF:
+                    return
+                if msg.sequence <= last_seq or self._is_repeat(src, msg):
+                    # A repeat is not a new tick: the deadline stands.
+                    last_seq = max(last_seq, msg.sequence)
+                    continue
+                snap = self._adopt(src, msg, last_seq)
+                if snap is None:
+                    if self._want_ids and not with_ids:
+                        raise _Reopen()
+                    continue      # malformed: counted, and the deadline stands
+                last_seq = msg.sequence
+                if self._current != src.address:
+                    log.info("following aggregator %s (tick %d)", src.address, msg.sequence)
+                src.fails = 0
+                self._current = src.address
+                deadline = self._clock() + self._stall_periods * self.tick_period
+                if with_ids and not self._want_ids:
+                    raise _Reopen()   # ids known: stop paying for them every tick
+        finally:
+            call.cancel()
+
+    def _is_repeat(self, src: _Source, msg: pb.HealthSnapshot) -> bool:
+        """The tick we already hold, resent on a new subscription."""
+        snap = self._snapshot
+        return (snap is not None and snap.source == src.address
+                and snap.sequence == msg.sequence
+                and snap.generated_unix_ms == msg.generated_unix_ms
+                and snap.registry_version == msg.registry_version)
+
+    def _adopt(self, src: _Source, msg: pb.HealthSnapshot, last_seq: int) -> Snapshot | None:
+        """Validate and decode one message; publish it. None when unusable."""
+        version = msg.registry_version
+        if msg.check_ids:
+            if len(msg.check_ids) != msg.check_count:
+                self.malformed += 1
+                log.warning("aggregator %s: %d check ids for check_count %d; dropped",
+                            src.address, len(msg.check_ids), msg.check_count)
+                return None
+            if version not in self._ids:
+                # Keep the current and the new version only: a registry change
+                # must not grow memory without bound.
+                keep = {version: {cid: i for i, cid in enumerate(msg.check_ids)}}
+                if self._snapshot is not None and self._snapshot.registry_version in self._ids:
+                    keep[self._snapshot.registry_version] = self._ids[self._snapshot.registry_version]
+                self._ids = keep
+        index = self._ids.get(version)
+        if index is None:
+            self._want_ids = True
+            return None
+        if len(index) != msg.check_count:
+            self.malformed += 1
+            return None
+        try:
+            states = codec.decode(msg.states, msg.check_count).tobytes()
+        except codec.SnapshotError as exc:
+            self.malformed += 1
+            log.warning("aggregator %s: malformed snapshot %d: %s", src.address, msg.sequence, exc)
+            return None
+        self._want_ids = False
+        now = self._clock()
+        prev = self._snapshot
+        if self._fixed_tick is None and prev is not None and prev.source == src.address \
+                and last_seq >= 0 and msg.sequence > prev.sequence:
+            period = (msg.generated_unix_ms - prev.generated_unix_ms) / 1000.0 \
+                / (msg.sequence - prev.sequence)
+            if 0.001 <= period <= 3600:
+                self._periods = (self._periods + [period])[-9:]
+        snap = Snapshot(
+            source=src.address, registry_version=version, sequence=msg.sequence,
+            generated_unix_ms=msg.generated_unix_ms, check_count=msg.check_count,
+            states=states, index=index, received=now)
+        self._snapshot = snap
+        self.accepted += 1
+        self._changed.set()
+        for cb in list(self._listeners):
+            try:
+                cb(snap)
+            except Exception:  # a listener's bug must not stop health updates
+                log.exception("snapshot listener failed")
+        return snap
+
+    async def _close_channel(self, src: _Source) -> None:
+        # A fresh channel per attempt: grpc's own reconnect backoff (up to
+        # 120 s) would otherwise override ours after a peer comes back.
+        channel, src.channel = src.channel, None
+        if channel is not None:
+            await channel.close()

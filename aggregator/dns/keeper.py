@@ -1,0 +1,92 @@
+"""Keeps the DNS front's answers in step with the health snapshots.
+
+:class:`AnswerKeeper` rebuilds the whole :class:`~aggregator.dns.answers.AnswerTable`
+once per adopted snapshot (never per query) and hands it to the front, which
+swaps it in whole. It also decides when data is too old to trust.
+
+Fail open on stale data: once the freshest snapshot is older than
+``stale_after`` seconds (every aggregator unreachable or stuck), every check
+is treated as unknown, which the answer rules count as healthy, so each
+record answers all its values, as Route 53 does when it cannot tell. Until
+then the last known health is kept. ``stale_after=0`` keeps the last known
+health forever. Before the first snapshot everything is unknown anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from proto import codec
+from proto.config.model import Zone
+
+from .answers import AnswerTable, SerialClock, StatusFn, build_answers
+from .consumer import HealthConsumer, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+def _unknown(_check_id: str) -> int:
+    return codec.UNKNOWN
+
+
+class AnswerKeeper:
+    """Rebuilds answers per snapshot and applies the stale-data rule."""
+
+    def __init__(self, zone: Zone, consumer: HealthConsumer,
+                 on_table: Callable[[AnswerTable], None], *,
+                 stale_after: float = 30.0, nameservers: Sequence[str] = ()) -> None:
+        self.zone = zone
+        self.consumer = consumer
+        self.on_table = on_table
+        self.stale_after = stale_after
+        self.nameservers = tuple(nameservers)
+        self.serials = SerialClock()
+        self.rebuilds = 0
+        self.failing_open = False
+        self.table = self._build(_unknown)
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def _build(self, status: StatusFn) -> AnswerTable:
+        table = build_answers(self.zone, status, serial=self.serials.serial,
+                              nameservers=self.nameservers)
+        if self.serials.advance(table.signature()) and table.serial != self.serials.serial:
+            # An answer changed: the SOA serial moves with it.
+            table = build_answers(self.zone, status, serial=self.serials.serial,
+                                  nameservers=self.nameservers)
+        self.rebuilds += 1
+        return table
+
+    def is_stale(self) -> bool:
+        age = self.consumer.age()
+        return self.stale_after > 0 and age is not None and age > self.stale_after
+
+    def rebuild(self, snapshot: Snapshot | None = None) -> AnswerTable:
+        """Build from ``snapshot`` (default: the consumer's freshest) and publish."""
+        snap = snapshot or self.consumer.snapshot
+        stale = self.is_stale()
+        if stale != self.failing_open:
+            self.failing_open = stale
+            if stale:
+                log.warning("health snapshot older than %gs: failing open, every value served",
+                            self.stale_after)
+            else:
+                log.warning("fresh health snapshot again: answers follow health")
+        status = _unknown if stale or snap is None else snap.status
+        self.table = self._build(status)
+        self.on_table(self.table)
+        return self.table
+
+    async def run(self) -> None:
+        """Rebuild on every snapshot, and when the stale rule flips; until cancelled."""
+        self._unsubscribe = self.consumer.add_listener(self.rebuild)
+        try:
+            period = min(1.0, self.stale_after / 4) if self.stale_after > 0 else 1.0
+            while True:
+                await asyncio.sleep(period)
+                if self.is_stale() != self.failing_open:
+                    self.rebuild()
+        finally:
+            if self._unsubscribe is not None:
+                self._unsubscribe()

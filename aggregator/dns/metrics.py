@@ -1,0 +1,67 @@
+"""Prometheus metrics of the DNS front, read at scrape time.
+
+The query path only bumps a Counter in a dict; this collector turns those
+counts, the snapshot age and the current aggregator into metric families when
+scraped, so metrics add nothing to the cost of a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .consumer import HealthConsumer
+from .keeper import AnswerKeeper
+from .server import DnsFront
+
+_RCODES = ("NOERROR", "NXDOMAIN", "REFUSED", "FORMERR", "NOTIMP", "BADVERS")
+
+
+class DnsCollector(Collector):
+    def __init__(self, front: DnsFront, consumer: HealthConsumer, keeper: AnswerKeeper) -> None:
+        self.front, self.consumer, self.keeper = front, consumer, keeper
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.front.stats
+        queries = CounterMetricFamily("healthplane_dns_queries", "DNS responses sent, by rcode",
+                                      labels=["rcode"])
+        for rcode in sorted(set(_RCODES) | {k for k in stats if k.isupper()}):
+            queries.add_metric([rcode], stats.get(rcode, 0))
+        yield queries
+        other = CounterMetricFamily("healthplane_dns_events",
+                                    "Queries dropped, truncated responses, refused TCP "
+                                    "connections and handler errors", labels=["event"])
+        for event in ("dropped", "truncated", "tcp_refused", "error", "udp_error"):
+            other.add_metric([event], stats.get(event, 0))
+        yield other
+        age = self.consumer.age()
+        yield GaugeMetricFamily("healthplane_dns_snapshot_age_seconds",
+                                "Age of the freshest health snapshot (-1 before the first)",
+                                value=-1.0 if age is None else age)
+        current = GaugeMetricFamily("healthplane_dns_aggregator_current",
+                                    "1 for the aggregator whose snapshots are served",
+                                    labels=["aggregator"])
+        if self.consumer.current is not None:
+            current.add_metric([self.consumer.current], 1)
+        yield current
+        yield CounterMetricFamily("healthplane_dns_answers_rebuilt",
+                                  "Times the answer table was rebuilt", value=self.keeper.rebuilds)
+        yield CounterMetricFamily("healthplane_dns_aggregator_switches",
+                                  "Times the consumer moved to another aggregator",
+                                  value=self.consumer.switches)
+        yield GaugeMetricFamily("healthplane_dns_failing_open",
+                                "1 while the snapshot is too old and every value is served",
+                                value=1 if self.keeper.failing_open else 0)
+        yield GaugeMetricFamily("healthplane_dns_tcp_connections",
+                                "Open DNS-over-TCP connections", value=self.front.tcp_active)
+
+
+def serve_metrics(host: str, port: int, front: DnsFront, consumer: HealthConsumer,
+                  keeper: AnswerKeeper) -> None:
+    """Serve /metrics on host:port from a background thread."""
+    registry = CollectorRegistry()
+    registry.register(DnsCollector(front, consumer, keeper))
+    start_http_server(port, addr=host, registry=registry)
