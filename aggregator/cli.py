@@ -1,0 +1,130 @@
+"""``healthplane aggregator --checks checks.yaml --fleet fleet.yaml --listen HOST:PORT``.
+
+Options:
+
+    --snapshot-file PATH     also write each tick's snapshot to PATH (msgpack,
+                             replaced atomically; see aggregator.snapshot_file)
+    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+    --reload-interval SECS   re-read the config files this often (default 60;
+                             0: only on SIGHUP)
+    --log-level LEVEL        debug | info | warning | error (default info)
+
+``--listen 127.0.0.1:0`` picks a free port; the bound address is logged as
+``listening on HOST:PORT``. SIGHUP reloads the configuration; SIGTERM and
+SIGINT stop gracefully. Exit 0 after a clean stop, 1 for a bad config or a
+port that cannot be bound, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from proto.config.addresses import parse_hostport
+from proto.config.errors import ConfigError
+from proto.config.model import Fleet, Registry
+
+PROG = "healthplane aggregator"
+log = logging.getLogger("healthplane.aggregator")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Run one aggregator: Ingest and "
+                                "Health gRPC services over a fixed-schedule vote tick.")
+    p.add_argument("--checks", required=True, metavar="PATH", help="checks.yaml")
+    p.add_argument("--fleet", required=True, metavar="PATH", help="fleet.yaml")
+    p.add_argument("--listen", required=True, metavar="HOST:PORT",
+                   help="gRPC address to serve on (port 0 picks a free port)")
+    p.add_argument("--snapshot-file", metavar="PATH",
+                   help="write each tick's health snapshot to PATH (msgpack, atomic)")
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    p.add_argument("--reload-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="re-read the config files this often; 0 only on SIGHUP (default 60)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def _check_address(flag: str, text: str) -> str | None:
+    probe = text[:-1] + "1" if text.endswith(":0") else text
+    try:
+        parse_hostport(probe)
+    except ValueError as exc:
+        return f"{PROG}: {flag}: {exc}"
+    return None
+
+
+def _load(checks: str, fleet: str) -> tuple[Registry, Fleet]:
+    from proto.config.loader import load_config
+    registry, fl, _ = load_config(checks, fleet)
+    assert fl is not None
+    return registry, fl
+
+
+async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet) -> int:
+    from aggregator.clock import SystemClock
+    from aggregator.reload import ConfigReloader
+    from aggregator.server import Aggregator
+
+    clock = SystemClock()
+    agg = Aggregator(registry, fleet, clock=clock, snapshot_file=args.snapshot_file)
+    try:
+        port = await agg.start(args.listen, metrics_listen=args.metrics)
+    except (OSError, RuntimeError) as exc:
+        print(f"{PROG}: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        await agg.stop(0)
+        return 1
+    host = args.listen.rsplit(":", 1)[0]
+    log.info("listening on %s:%d (%d checks, %d checkers, registry version %s)",
+             host, port, registry.check_count, len(fleet.checker_ids), registry.version)
+    if agg.metrics.port is not None:
+        log.info("metrics on http://%s:%d/metrics",
+                 args.metrics.rsplit(":", 1)[0], agg.metrics.port)
+
+    reloader = ConfigReloader(agg, lambda: _load(args.checks, args.fleet),
+                              args.reload_interval, clock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+    reload_task = asyncio.create_task(reloader.run(), name="config-reload")
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        reload_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reload_task
+        await agg.stop(grace=2.0)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for flag, value in (("--listen", args.listen), ("--metrics", args.metrics)):
+        if value is not None and (err := _check_address(flag, value)):
+            print(err, file=sys.stderr)
+            return 2
+    if args.reload_interval < 0:
+        print(f"{PROG}: --reload-interval must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        registry, fleet = _load(args.checks, args.fleet)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"{PROG}: {line}", file=sys.stderr)
+        return 1
+    try:
+        import uvloop
+    except ImportError:  # optional: plain asyncio works, only slower
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    return runner(_serve(args, registry, fleet))

@@ -1,0 +1,102 @@
+"""``healthplane query --aggregator HOST:PORT [CHECK_ID ...]``: a readable health table.
+
+Prints one line per check (status, healthy/reporting votes, last change) and,
+with ``--checkers``, one line per checker under each check (region, vote,
+snapshot age). Exit 0 on success; 1 with a one-line error on stderr when the
+aggregator cannot be reached within the deadline or an id is unknown; 2 for
+usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+
+from aggregator.client import AggregatorClient, AggregatorError
+from proto.config.addresses import parse_hostport
+from proto.healthplane.v1 import healthplane_pb2 as pb
+
+PROG = "healthplane query"
+_STATUS = {pb.STATUS_UNKNOWN: "unknown", pb.STATUS_HEALTHY: "healthy",
+           pb.STATUS_UNHEALTHY: "unhealthy"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Show the health of checks as an "
+                                "aggregator sees them.")
+    p.add_argument("--aggregator", required=True, metavar="HOST:PORT",
+                   help="the aggregator's gRPC address")
+    p.add_argument("check_ids", nargs="*", metavar="CHECK_ID",
+                   help="checks to show (default: every check)")
+    p.add_argument("--checkers", action="store_true",
+                   help="also show every checker's vote and snapshot age per check")
+    p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+                   help="give up after this long (default 3)")
+    return p
+
+
+def _when(unix_ms: int, now: float) -> str:
+    if unix_ms <= 0:
+        return "never"
+    t = dt.datetime.fromtimestamp(unix_ms / 1000, tz=dt.UTC)
+    ago = max(0.0, now - unix_ms / 1000)
+    return f"{t:%Y-%m-%d %H:%M:%S}Z ({_age(ago * 1000)} ago)"
+
+
+def _age(ms: float) -> str:
+    s = ms / 1000
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{s / 60:.0f}m"
+    return f"{s / 3600:.1f}h"
+
+
+def render(resp: pb.QueryResponse, checkers: bool, now: float | None = None) -> str:
+    """The table printed for a QueryResponse."""
+    now = time.time() if now is None else now
+    rows = [("CHECK", "STATUS", "VOTES", "LAST CHANGE")]
+    detail: dict[int, list[tuple[str, ...]]] = {}
+    for ch in resp.checks:
+        rows.append((ch.check_id, _STATUS.get(ch.status, str(ch.status)),
+                     f"{ch.healthy_votes}/{ch.reporting_votes}",
+                     _when(ch.last_change_unix_ms, now)))
+        if checkers:
+            detail[len(rows) - 1] = [
+                (v.checker_id, v.region, _STATUS.get(v.vote, str(v.vote)),
+                 "never reported" if v.snapshot_age_ms < 0 else
+                 f"snapshot {_age(v.snapshot_age_ms)} old")
+                for v in ch.checkers]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    out = [f"registry {resp.registry_version}  tick {resp.sequence}"]
+    for n, r in enumerate(rows):
+        out.append("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+        sub = detail.get(n, [])
+        if sub:
+            sw = [max(len(s[i]) for s in sub) for i in range(3)]
+            for s in sub:
+                out.append("    " + "  ".join(c.ljust(w) for c, w in zip(s[:3], sw))
+                           + "  " + s[3])
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        parse_hostport(args.aggregator)
+    except ValueError as exc:
+        print(f"{PROG}: --aggregator: {exc}", file=sys.stderr)
+        return 2
+    if args.timeout <= 0:
+        print(f"{PROG}: --timeout must be > 0", file=sys.stderr)
+        return 2
+    try:
+        with AggregatorClient(args.aggregator, timeout=args.timeout) as client:
+            resp = client.query(args.check_ids)
+    except AggregatorError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    print(render(resp, args.checkers))
+    return 0

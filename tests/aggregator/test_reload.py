@@ -1,0 +1,97 @@
+"""Config reload: adopt only a valid new version, keep the previous one remapped."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aggregator.clock import FakeClock
+from aggregator.reload import ConfigReloader
+from aggregator.server import run_aggregator
+from proto.config.errors import ConfigError
+from tests.aggregator.conftest import make_fleet, make_registry, report, snap
+
+OLD = make_registry(("a", "b", "c"), version="old")
+NEW = make_registry(("c", "a", "d"), version="new")
+FLEET = make_fleet()
+
+
+async def test_bad_config_is_counted_and_the_running_one_stays(kit):
+    def broken():
+        raise ConfigError(["checks.yaml:3: checks[0].port: must be 1..65535"])
+
+    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg:
+        reloader = ConfigReloader(agg, broken, 0, agg.clock)
+        assert await reloader.reload_once() == "failed"
+        assert agg.state.registry is OLD and agg.reloads["failed"] == 1
+
+
+async def test_same_config_is_unchanged_and_new_one_adopted(kit):
+    current = [(OLD, FLEET)]
+    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg:
+        reloader = ConfigReloader(agg, lambda: current[0], 0, agg.clock)
+        assert await reloader.reload_once() == "unchanged"
+        # A checker's vote from before the reload is carried over by id.
+        await report(agg.port, [snap("use1-a", "us-east", OLD, [2, 1, 2])])
+        current[0] = (NEW, FLEET)
+        assert await reloader.reload_once() == "adopted"
+        assert agg.state.registry is NEW
+        pub = agg.tick_now()
+        assert pub.registry is NEW
+        # c unhealthy, a unhealthy (carried over), d never seen: healthy.
+        from proto import codec
+        assert codec.decode(pub.states, 3).tolist() == [2, 2, 1]
+        # A checker still on the old registry is remapped, not dropped.
+        summary = await report(agg.port, [snap("use1-b", "us-east", OLD, [1, 1, 1])])
+        assert summary.accepted == 1 and agg.state.counters.remapped == 1
+
+
+async def test_fleet_change_keeps_slots_of_remaining_checkers_and_tick_sequence(kit):
+    smaller = make_fleet(regions={"us-east": ("use1-a",)}, tick=0.5)
+    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit) as agg:
+        await report(agg.port, [snap("use1-a", "us-east", OLD, [2, 2, 2]),
+                                snap("euw1-a", "eu-west", OLD, [1, 1, 1])])
+        for _ in range(50):
+            await asyncio.sleep(0)
+        seq_before = agg.state.sequence
+        assert seq_before >= 1
+        reloader = ConfigReloader(agg, lambda: (OLD, smaller), 0, agg.clock)
+        assert await reloader.reload_once() == "adopted"
+        assert agg.state.checker_ids == ("use1-a",)
+        assert agg.tick_loop.interval == 0.5
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert agg.state.sequence > seq_before
+        summary = await report(agg.port, [snap("euw1-a", "eu-west", OLD, [1, 1, 1])])
+        assert summary.dropped == 1
+        pub = agg.state.latest
+        assert pub.fresh_checkers == 1
+
+
+async def test_periodic_and_triggered_reloads_run_on_the_clock(kit):
+    clock = FakeClock()
+    calls = []
+
+    def load():
+        calls.append(clock.now())
+        return OLD, FLEET
+
+    async with run_aggregator(OLD, FLEET, clock=clock, kit=kit, start_ticking=False) as agg:
+        reloader = ConfigReloader(agg, load, 10.0, clock)
+        task = asyncio.create_task(reloader.run())
+        await asyncio.sleep(0.01)
+        assert calls == []
+        reloader.trigger()
+        for _ in range(100):
+            await asyncio.sleep(0.001)
+            if calls:
+                break
+        assert len(calls) == 1
+        clock.advance(10.0)
+        for _ in range(100):
+            await asyncio.sleep(0.001)
+            if len(calls) == 2:
+                break
+        assert len(calls) == 2 and agg.reloads["unchanged"] == 2
+        task.cancel()
