@@ -1,0 +1,445 @@
+"""Start a whole healthplane fleet on one machine, as separate processes.
+
+From a checks.yaml, fleet.yaml and (optionally) zone.yaml the launcher
+starts one ``healthplane checker`` per checker id of the fleet, one
+``healthplane aggregator`` per aggregator address, the ``healthplane dns``
+front and, if asked, the probe targets of :mod:`deploy.targets`. It waits
+until each is ready, writes every process's output to ``RUN_DIR/NAME.log``
+and, on every way out (normal exit, exception, Ctrl-C, SIGTERM), stops
+every process it started: SIGTERM to the process group it created, then
+SIGKILL after a grace period, so grandchildren die too.
+
+Used by ``healthplane demo``, the end-to-end tests and the benchmarks::
+
+    with Fleet(checks, fleet, zone, targets=TargetsOptions()) as f:
+        f.kill_checker("use1-a")       # SIGKILL by default
+        f.kill_aggregator(0)
+        f.target_down("web-1")
+        print(f.dns_address)
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.query
+import grpc
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from proto.config.addresses import parse_hostport
+
+RUN_DIR_ENV = "HEALTHPLANE_RUN_DIR"   # set in every child's environment, so leftovers are findable
+
+
+class LaunchError(RuntimeError):
+    """A process of the fleet failed to start or to become ready (one line, names the log)."""
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    """A port that was free a moment ago: bind port 0, read it, close."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when both TCP and UDP port on host can be bound right now."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def healthplane_argv(command: str, *args: str) -> list[str]:
+    """argv for a healthplane subcommand run by this interpreter (no PATH lookup)."""
+    return [sys.executable, "-m", "proto.cli", command, *args]
+
+
+@dataclass
+class TargetsOptions:
+    """How to run deploy.targets alongside the fleet (targets of checks.yaml)."""
+
+    flap: Sequence[str] = ()
+    hang: Sequence[str] = ()
+    skip: Sequence[str] = ()
+    down_seconds: float = 20.0
+    period: float = 60.0
+    first_down: float = 15.0
+    control: str | None = None          # HOST:PORT; None: a free port
+
+
+@dataclass
+class Proc:
+    """One process the launcher started; pid is also its process group id."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+
+class Fleet:
+    """A fleet of healthplane processes on loopback; a context manager."""
+
+    def __init__(
+        self,
+        checks: str | Path,
+        fleet: str | Path,
+        zone: str | Path | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        dns_listen: str | None = "127.0.0.1:0",
+        targets: TargetsOptions | None = None,
+        checker_metrics: bool = True,
+        ready_timeout: float = 60.0,
+        grace: float = 5.0,
+    ) -> None:
+        """dns_listen: HOST:PORT for the DNS front (port 0: a free one; None: no DNS
+        front, or none when zone is None). targets: also run deploy.targets."""
+        self.checks, self.fleet_path = Path(checks), Path(fleet)
+        self.zone = Path(zone) if zone is not None else None
+        self.run_dir = Path(run_dir) if run_dir else Path(
+            tempfile.mkdtemp(prefix="healthplane-run-"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        raw = yaml.safe_load(self.fleet_path.read_text()) or {}
+        regions = raw.get("regions") or {}
+        self.checker_ids: list[str] = [str(c) for ids in regions.values() for c in ids or ()]
+        self.region_of = {str(c): str(r) for r, ids in regions.items() for c in ids or ()}
+        self.aggregator_addresses: list[str] = [str(a) for a in raw.get("aggregators") or ()]
+        self.report_interval = float(raw.get("report_interval", 1.0))
+        self.tick = float(raw.get("tick", 1.0))
+        self.dns_address: tuple[str, int] | None = None
+        if self.zone is not None and dns_listen is not None:
+            host, port = _hostport_any(dns_listen)
+            self.dns_address = (host, port or free_port(host, socket.SOCK_DGRAM))
+        self.targets_options = targets
+        self.targets_control: str | None = None
+        if targets is not None:
+            self.targets_control = targets.control or f"127.0.0.1:{free_port()}"
+        self.checker_metrics = checker_metrics
+        self.ready_timeout, self.grace = ready_timeout, grace
+        self.checkers: dict[str, Proc] = {}
+        self.checker_metrics_ports: dict[str, int] = {}
+        self.aggregators: list[Proc] = []
+        self.dns: Proc | None = None
+        self.targets: Proc | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._atexit = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> Fleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start every process and wait until each is ready; on any failure stop all."""
+        try:
+            if self.targets_options is not None:
+                self._start_targets()
+            for i in range(len(self.aggregator_addresses)):
+                self.start_aggregator(i, wait=False)
+            for i in range(len(self.aggregator_addresses)):
+                self._wait_aggregator(i)
+            for cid in self.checker_ids:
+                self.start_checker(cid, wait=False)
+            if self.dns_address is not None:
+                self._start_dns()
+            for cid in self.checker_ids:
+                self._wait_checker(cid)
+        except BaseException:
+            self.stop()
+            raise
+
+    def processes(self) -> list[Proc]:
+        procs: list[Proc] = [*self.checkers.values(), *self.aggregators]
+        procs += [p for p in (self.dns, self.targets) if p is not None]
+        return procs
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes() if p.pid is not None]
+
+    def stop(self) -> None:
+        """Stop every process this fleet started; safe to call twice and from atexit."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        # A second Ctrl-C must not interrupt the cleanup half way.
+        old = None
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            stop_all(self.processes(), self.grace)
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+            atexit.unregister(self.stop)
+
+    # -- individual processes ------------------------------------------------
+
+    def start_checker(self, checker_id: str, *, wait: bool = True) -> Proc:
+        if checker_id not in self.region_of:
+            raise LaunchError(f"no checker {checker_id!r} in {self.fleet_path}")
+        args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path), "--id", checker_id]
+        if self.checker_metrics:
+            port = self.checker_metrics_ports.get(checker_id) or free_port()
+            self.checker_metrics_ports[checker_id] = port
+            args += ["--metrics", f"127.0.0.1:{port}"]
+        proc = self._spawn(f"checker-{checker_id}", healthplane_argv("checker", *args))
+        self.checkers[checker_id] = proc
+        if wait:
+            self._wait_checker(checker_id)
+        return proc
+
+    def start_aggregator(self, index: int, *, wait: bool = True) -> Proc:
+        address = self.aggregator_addresses[index]
+        args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path),
+                "--listen", address]
+        proc = self._spawn(f"aggregator-{index}", healthplane_argv("aggregator", *args))
+        if index < len(self.aggregators):
+            self.aggregators[index] = proc
+        else:
+            self.aggregators.append(proc)
+        if wait:
+            self._wait_aggregator(index)
+        return proc
+
+    def kill_checker(self, checker_id: str, sig: int = signal.SIGKILL) -> None:
+        _signal_and_reap(self.checkers[checker_id], sig, self.grace)
+
+    def kill_aggregator(self, index: int, sig: int = signal.SIGKILL) -> None:
+        _signal_and_reap(self.aggregators[index], sig, self.grace)
+
+    def kill_dns(self, sig: int = signal.SIGKILL) -> None:
+        if self.dns is not None:
+            _signal_and_reap(self.dns, sig, self.grace)
+
+    # -- targets control -----------------------------------------------------
+
+    def target_down(self, target_id: str) -> None:
+        """Take a target down ("*": every target) through the targets control API."""
+        self._control("down", target_id)
+
+    def target_up(self, target_id: str) -> None:
+        self._control("up", target_id)
+
+    def target_state(self) -> dict[str, dict[str, object]]:
+        with urllib.request.urlopen(f"http://{self._need_control()}/state", timeout=5) as r:
+            return dict(json.load(r))
+
+    def _control(self, op: str, target_id: str) -> None:
+        url = f"http://{self._need_control()}/{op}/{target_id}"
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5):
+            pass
+
+    def _need_control(self) -> str:
+        if self.targets_control is None:
+            raise LaunchError("this fleet runs no targets")
+        return self.targets_control
+
+    # -- internals -----------------------------------------------------------
+
+    def _start_targets(self) -> None:
+        o = self.targets_options
+        assert o is not None and self.targets_control is not None
+        args = ["--checks", str(self.checks), "--control", self.targets_control,
+                "--down-seconds", str(o.down_seconds), "--period", str(o.period),
+                "--first-down", str(o.first_down)]
+        for flag, ids in (("--flap", o.flap), ("--hang", o.hang), ("--skip", o.skip)):
+            for tid in ids:
+                args += [flag, tid]
+        self.targets = self._spawn("targets", [sys.executable, "-m", "deploy.targets", *args])
+        host, port = parse_hostport(self.targets_control)
+        self._wait(self.targets, lambda: _tcp_open(host, port), "control port open")
+
+    def _start_dns(self) -> None:
+        assert self.zone is not None and self.dns_address is not None
+        host, port = self.dns_address
+        # --tick lets the front notice at once an aggregator that falls behind.
+        args = ["--zone", str(self.zone), "--listen", f"{host}:{port}",
+                "--tick", str(self.tick)]
+        for a in self.aggregator_addresses:
+            args += ["--aggregator", a]
+        self.dns = self._spawn("dns", healthplane_argv("dns", *args))
+        apex = str((yaml.safe_load(self.zone.read_text()) or {}).get("zone", "."))
+        self._wait(self.dns, lambda: _dns_answers(host, port, apex), "answering DNS")
+
+    def _wait_aggregator(self, index: int) -> None:
+        address = self.aggregator_addresses[index]
+        self._wait(self.aggregators[index], lambda: grpc_serving(address), "gRPC health SERVING")
+
+    def _wait_checker(self, checker_id: str) -> None:
+        proc = self.checkers[checker_id]
+        port = self.checker_metrics_ports.get(checker_id)
+        if port is None:
+            self._wait(proc, lambda: True, "started")
+        else:
+            self._wait(proc, lambda: _tcp_open("127.0.0.1", port), "metrics port open")
+
+    def _spawn(self, name: str, argv: list[str]) -> Proc:
+        if self._stopped:
+            raise LaunchError("fleet already stopped")
+        if not self._atexit:
+            # The last line of defence when a caller forgets stop(): nothing stays behind.
+            atexit.register(self.stop)
+            self._atexit = True
+        log = self.run_dir / f"{name}.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env[RUN_DIR_ENV] = str(self.run_dir)
+        with open(log, "ab") as out:
+            out.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
+            out.flush()
+            # A new session makes pid the group id of everything it spawns, so
+            # stopping the group stops grandchildren too, and Ctrl-C in the
+            # terminal reaches only the launcher, which stops things in order.
+            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = Proc(name, argv, log, popen)
+        with (self.run_dir / "pids").open("a") as pids:
+            pids.write(f"{popen.pid} {name}\n")
+        return proc
+
+    def _wait(self, proc: Proc, ready: object, what: str) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            if not proc.alive():
+                raise LaunchError(f"{proc.name} exited during start "
+                                  f"(see {proc.log}): {proc.tail()}")
+            if ready():  # type: ignore[operator]
+                return
+            if time.monotonic() > deadline:
+                raise LaunchError(f"{proc.name} not {what} after {self.ready_timeout:.0f} s "
+                                  f"(see {proc.log}): {proc.tail()}")
+            time.sleep(0.1)
+
+
+def stop_all(procs: Sequence[Proc], grace: float) -> None:
+    """SIGTERM every process group, wait up to grace, then SIGKILL what is left."""
+    live = [p for p in procs if p.alive()]
+    for p in live:
+        _killpg(p, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in live:
+        assert p.popen is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        # Also catches grandchildren still in the group after their leader exited.
+        _killpg(p, signal.SIGKILL)
+        if p.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.popen.wait(timeout=5)
+
+
+def _signal_and_reap(proc: Proc, sig: int, grace: float) -> None:
+    _killpg(proc, sig)
+    if proc.popen is not None:
+        try:
+            proc.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _killpg(proc, signal.SIGKILL)
+            proc.popen.wait(timeout=5)
+        _killpg(proc, signal.SIGKILL)
+
+
+def _killpg(proc: Proc, sig: int) -> None:
+    if proc.pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _hostport_any(text: str) -> tuple[str, int]:
+    """Like parse_hostport, but port 0 (meaning: pick a free one) is allowed."""
+    host, sep, port = text.rpartition(":")
+    if sep and port == "0":
+        return parse_hostport(f"{host}:1")[0], 0
+    return parse_hostport(text)
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def grpc_serving(address: str, timeout: float = 1.0) -> bool:
+    """True when the grpc.health.v1 service at address answers SERVING."""
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout)
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+def _dns_answers(host: str, port: int, name: str) -> bool:
+    try:
+        dns.query.udp(dns.message.make_query(name, "SOA"), host, port=port, timeout=0.5)
+        return True
+    except (OSError, dns.exception.DNSException):
+        return False
+
+
+def leftover_pids(run_dir: str | Path) -> list[int]:
+    """Live processes whose environment names run_dir (what a fleet left behind)."""
+    marker = f"{RUN_DIR_ENV}={Path(run_dir)}".encode()
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and marker in env.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def iter_logs(run_dir: str | Path) -> Iterator[Path]:
+    yield from sorted(Path(run_dir).glob("*.log"))
