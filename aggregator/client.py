@@ -68,4 +68,5 @@ class AggregatorClient:
             return f"cannot reach aggregator at {self.target}: connection failed"
         if code == grpc.StatusCode.NOT_FOUND:
             return details[0] if details else "not found"
-        return f"aggregator at {self.target}: {code.name}: {details[0] if details else ''}".rstrip(": ")
+        text = f"aggregator at {self.target}: {code.name}"
+        return f"{text}: {details[0]}" if details else text

@@ -72,12 +72,12 @@ def render(resp: pb.QueryResponse, checkers: bool, now: float | None = None) -> 
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     out = [f"registry {resp.registry_version}  tick {resp.sequence}"]
     for n, r in enumerate(rows):
-        out.append("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+        out.append("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
         sub = detail.get(n, [])
         if sub:
             sw = [max(len(s[i]) for s in sub) for i in range(3)]
             for s in sub:
-                out.append("    " + "  ".join(c.ljust(w) for c, w in zip(s[:3], sw))
+                out.append("    " + "  ".join(c.ljust(w) for c, w in zip(s[:3], sw, strict=True))
                            + "  " + s[3])
     return "\n".join(out)
 

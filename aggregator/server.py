@@ -29,7 +29,7 @@ from aggregator.ingest import IngestService
 from aggregator.kit import EngineKit, default_kit
 from aggregator.metrics import AggregatorMetrics
 from aggregator.snapshot_file import SnapshotFileWriter
-from aggregator.state import AggregatorState, Published, transport_limit
+from aggregator.state import AggregatorState, Published, max_message_bytes, transport_limit
 from aggregator.tickloop import TickLoop
 from aggregator.watchers import LatestHub
 from proto.config.addresses import parse_hostport
@@ -99,7 +99,7 @@ class Aggregator:
         st = self.state
         if registry.version == st.registry.version and fleet == st.fleet:
             return False
-        needed = transport_limit(max(registry.check_count, st.registry.check_count)) // 2
+        needed = max_message_bytes(max(registry.check_count, st.registry.check_count))
         if needed > self.transport_limit:
             raise ReloadRefused(
                 f"registry of {registry.check_count} checks needs messages of up to "

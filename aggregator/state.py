@@ -78,10 +78,7 @@ class Published:
     result: TickResultLike
     fresh_checkers: int
     changed: int
-
-    @property
-    def states(self) -> bytes:
-        return bytes(self.result.states)
+    states: bytes  # the final snapshot in the wire layout
 
 
 @dataclass
@@ -200,7 +197,8 @@ class AggregatorState:
         wall = self.clock.wall_ms()
         result = self.engine.compute(self.slots, fresh, wall)
         pub = Published(self.registry, self.fleet, sequence, wall, result,
-                        int(np.count_nonzero(fresh)), changed_count(result.changed))
+                        int(np.count_nonzero(fresh)), changed_count(result.changed),
+                        bytes(result.states))
         self.sequence = sequence
         self.latest = pub
         return pub

@@ -73,8 +73,8 @@ async def test_a_failing_tick_is_counted_and_the_loop_goes_on():
 async def test_messages_do_not_trigger_ticks(kit):
     """Flooding the slots between ticks changes nothing about when ticks run."""
     from aggregator.server import Aggregator
-    from tests.aggregator.conftest import make_fleet, make_registry
     from proto import codec
+    from tests.aggregator.conftest import make_fleet, make_registry
 
     clock = FakeClock(start=0.0)
     reg = make_registry()
