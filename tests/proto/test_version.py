@@ -1,0 +1,136 @@
+"""Registry identity: the version follows meaning, not spelling."""
+
+from __future__ import annotations
+
+import random
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proto.config.loader import parse_checks
+from proto.config.version import make_registry
+
+BASE = """\
+checks:
+  - id: web-1
+    type: http
+    host: 192.0.2.10
+    port: 8080
+    path: /health
+    interval: 10
+  - id: db
+    type: tcp
+    host: 192.0.2.20
+    port: 5432
+    regions: [us-east, eu-west]
+  - id: any
+    type: calculated
+    children: [web-1, db]
+"""
+
+# The same three checks: keys reordered, flow style, comments, blank lines,
+# quotes, 10 written as 10.0, every default written out, set-like lists
+# in another order.
+SAME_MEANING = """\
+# a comment that changes nothing
+checks:
+
+  - {port: 8080, "host": "192.0.2.10", type: http, id: web-1, path: "/health",
+     interval: 10.0, timeout: 4, failure_threshold: 3, inverted: false,
+     disabled: no}   # trailing comment
+  - id:   db
+    type: tcp
+    port: 5432
+    host: 192.0.2.20
+    interval: 30
+    regions:
+      - eu-west
+      - us-east
+    timeout: 4.0
+  - type: calculated
+    id: any
+    children: [db, web-1]
+    healthy_threshold: 1
+"""
+
+CHANGES = {
+    "reordered checks": ("  - id: web-1", None),
+    "port": ("port: 8080", "port: 8081"),
+    "path": ("path: /health", "path: /healthz"),
+    "interval": ("interval: 10", "interval: 11"),
+    "timeout": ("interval: 10", "interval: 10\n    timeout: 3"),
+    "disabled": ("interval: 10", "interval: 10\n    disabled: true"),
+    "inverted": ("interval: 10", "interval: 10\n    inverted: true"),
+    "region": ("[us-east, eu-west]", "[us-east]"),
+    "id": ("db", "db2"),  # every occurrence: the id and the child
+    "child set": ("children: [web-1, db]", "children: [web-1]"),
+    "threshold": ("children: [web-1, db]", "children: [web-1, db]\n    healthy_threshold: 2"),
+    "type": ("type: http", "type: https"),
+    "host": ("host: 192.0.2.20", "host: 192.0.2.21"),
+}
+
+
+def version(text: str) -> str:
+    return parse_checks(text).version
+
+
+def test_version_is_16_hex_chars_and_repeatable():
+    v = version(BASE)
+    assert len(v) == 16 and int(v, 16) >= 0
+    assert version(BASE) == v
+
+
+def test_spelling_does_not_change_the_version():
+    assert version(SAME_MEANING) == version(BASE)
+
+
+def test_every_change_of_meaning_changes_the_version():
+    base = version(BASE)
+    seen = {base}
+    for name, (old, new) in CHANGES.items():
+        assert old in BASE, name
+        if new is None:  # move the first check to the end
+            head, rest = BASE.split("  - id: db", 1)
+            first = head.split("checks:\n", 1)[1]
+            text = "checks:\n  - id: db" + rest + first
+            assert parse_checks(text).ids == ("db", "any", "web-1")
+        else:
+            text = BASE.replace(old, new, -1 if name == "id" else 1)
+        v = version(text)
+        assert v != base, name
+        seen.add(v)
+    assert len(seen) == len(CHANGES) + 1
+
+
+def test_make_registry_agrees_with_the_loader():
+    loaded = parse_checks(BASE)
+    built = make_registry(loaded.checks)
+    assert built.version == loaded.version and built.checks == loaded.checks
+
+
+_ids = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12)
+_probe = st.fixed_dictionaries(
+    {"type": st.sampled_from(["http", "https", "tcp", "grpc"]),
+     "host": st.sampled_from(["192.0.2.1", "198.51.100.7", "api.example.com", "2001:db8::5"]),
+     "port": st.integers(1, 65535)},
+    optional={"interval": st.integers(4, 300), "failure_threshold": st.integers(1, 10),
+              "inverted": st.booleans(), "disabled": st.booleans()},
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_ids, _probe), min_size=1, max_size=8,
+                unique_by=lambda t: t[0]),
+       st.randoms(use_true_random=False))
+def test_key_order_and_style_never_change_the_version(items, rnd: random.Random):
+    checks = [{"id": check_id, **fields} for check_id, fields in items]
+    plain = yaml.safe_dump({"checks": checks}, sort_keys=False)
+    shuffled = []
+    for check in checks:
+        keys = list(check)
+        rnd.shuffle(keys)
+        shuffled.append({k: check[k] for k in keys})
+    other = yaml.safe_dump({"checks": shuffled}, sort_keys=False,
+                           default_flow_style=rnd.choice([True, False]), indent=4)
+    assert version(other) == version(plain)
