@@ -21,7 +21,6 @@ Typical use::
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import math
 import random
@@ -45,19 +44,11 @@ log = logging.getLogger("healthplane.checker")
 
 MakeProber = Callable[..., Prober]   # make_prober(check, *, allow_private) -> Prober
 
-# Probe modules by check type; http.py serves https too.
-PROBE_MODULES: dict[str, str] = {
-    "http": "checker.probes.http",
-    "https": "checker.probes.http",
-    "tcp": "checker.probes.tcp",
-    "grpc": "checker.probes.grpc",
-}
-
-
 def default_make_prober(check: Check, *, allow_private: bool) -> Prober:
-    """The prober of check's type, from its probe module."""
-    module = importlib.import_module(PROBE_MODULES[check.type])
-    return module.make_prober(check, allow_private=allow_private)
+    """The prober of check's type (see checker.probes)."""
+    from checker.probes import make_prober
+
+    return make_prober(check, allow_private=allow_private)
 
 
 class UnknownChecker(ValueError):

@@ -109,6 +109,7 @@ class AggregatorStream:
                         self._sent.inc()
                         if written == 1:
                             self._connected.set(1)
+                            log.info("aggregator=%s stream=open", self.address)
                         elif written == 2:
                             # Two writes through: the stream works; start
                             # backoff afresh next time it breaks.
@@ -116,7 +117,10 @@ class AggregatorStream:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # grpc errors, write timeout, finished call
-                    log.info("stream to %s broke: %s", self.address, _why(exc))
+                    # Say it once per outage, not once per retry.
+                    level = logging.INFO if written or attempt == 0 else logging.DEBUG
+                    log.log(level, "aggregator=%s stream=broken error=%s", self.address,
+                            _why(exc))
                 finally:
                     self._connected.set(0)
                     call.cancel()

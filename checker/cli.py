@@ -1,0 +1,157 @@
+"""``healthplane checker``: run one checker of a fleet.
+
+    healthplane checker --checks checks.yaml --fleet fleet.yaml --id CHECKER_ID
+                        [--metrics HOST:PORT] [--reload-period SECONDS]
+                        [--canary-interval SECONDS] [--log-format logfmt|json] [-v]
+
+Exits 0 after SIGTERM or SIGINT, 1 on a bad file or an unknown checker id,
+2 on bad arguments; errors are one line each, never a traceback. SIGHUP
+re-reads both files now. An unreachable aggregator is not an error: the
+checker keeps probing and keeps retrying the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from checker import logs
+
+PROG = "healthplane checker"
+log = logging.getLogger("healthplane.checker")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        print(f"{PROG}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Probe this checker's share of the checks on a "
+                "fixed schedule and stream full snapshots to every aggregator.")
+    p.add_argument("--checks", required=True, metavar="PATH", help="checks.yaml")
+    p.add_argument("--fleet", required=True, metavar="PATH", help="fleet.yaml")
+    p.add_argument("--id", required=True, metavar="CHECKER_ID", dest="checker_id",
+                   help="this checker's id, as listed under regions in fleet.yaml")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    p.add_argument("--reload-period", type=_positive, default=30.0, metavar="SECONDS",
+                   help="re-read both files this often (default 30; 0: only on SIGHUP)")
+    p.add_argument("--canary-interval", type=_positive, default=1.0, metavar="SECONDS",
+                   help="seconds between canary probes (default 1)")
+    p.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more logs: -v state changes and reloads, -vv debug")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    logs.setup(args.verbose, args.log_format)
+
+    from proto.config.addresses import parse_hostport
+    from proto.config.errors import ConfigError
+    from proto.config.loader import load_config
+
+    def load():
+        registry, fleet, _ = load_config(args.checks, args.fleet)
+        assert fleet is not None
+        return registry, fleet
+
+    try:
+        registry, fleet = load()
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"{PROG}: {line}", file=sys.stderr)
+        return 1
+    if fleet.region_of(args.checker_id) is None:
+        known = ", ".join(fleet.checker_ids) or "none"
+        print(f"{PROG}: {args.fleet}: --id {args.checker_id!r} is not a checker of the "
+              f"fleet (known: {known})", file=sys.stderr)
+        return 1
+    metrics_addr = None
+    if args.metrics:
+        try:
+            metrics_addr = parse_hostport(args.metrics)
+        except ValueError as exc:
+            print(f"{PROG}: --metrics: {exc}", file=sys.stderr)
+            return 2
+    if args.canary_interval <= 0:
+        print(f"{PROG}: --canary-interval must be > 0", file=sys.stderr)
+        return 2
+    try:
+        return _run(_serve(args, registry, fleet, load, metrics_addr))
+    except OSError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, details at -vv
+        log.debug("fatal", exc_info=True)
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(coro) -> int:
+    """Run on uvloop when it is installed (cheaper per probe), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+async def _serve(args, registry, fleet, load, metrics_addr) -> int:
+    from checker import metrics as metrics_mod
+    from checker.clock import MonotonicClock
+    from checker.reload import Reloader
+    from checker.runner import Checker
+
+    clock = MonotonicClock()
+    metrics = metrics_mod.CheckerMetrics()
+    http_server = None
+    if metrics_addr is not None:
+        try:
+            http_server = metrics_mod.serve(metrics, *metrics_addr)
+        except OSError as exc:
+            raise OSError(f"--metrics {args.metrics}: {exc.strerror or exc}") from None
+    checker = Checker(registry, fleet, args.checker_id, clock=clock, metrics=metrics,
+                      canary_interval=args.canary_interval)
+    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), checker.adopt,
+                        period=args.reload_period or float("inf"), clock=clock, metrics=metrics)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, checker.stop)
+    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+    log.warning("checker=%s region=%s started checks=%d owned=%d aggregators=%d",
+                args.checker_id, checker.region, registry.check_count,
+                checker.rows.size, len(fleet.aggregators))
+    reload_task = loop.create_task(reloader.run())
+    try:
+        await checker.run()
+    finally:
+        reloader.stop()
+        reload_task.cancel()
+        await asyncio.gather(reload_task, return_exceptions=True)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        if http_server is not None:
+            http_server.shutdown()
+    log.warning("checker=%s stopped", args.checker_id)
+    return 0

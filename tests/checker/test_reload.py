@@ -1,0 +1,118 @@
+"""Reload: a bad file keeps the old registry; a good one is adopted with state."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+
+from checker.clock import FakeClock
+from checker.metrics import CheckerMetrics
+from checker.reload import Reloader
+from checker.runner import Checker
+from proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
+from proto.config.loader import load_config
+
+FLEET = """\
+regions:
+  r1: [a]
+aggregators: ["127.0.0.1:1"]
+report_interval: 1.0
+allow_private_targets: true
+canaries: []
+"""
+
+
+def checks_yaml(ids: list[str]) -> str:
+    out = ["checks:"]
+    for i in ids:
+        out += [f"  - id: {i}", "    type: tcp", "    host: 127.0.0.1", "    port: 9",
+                "    interval: 1", "    timeout: 0.5", "    failure_threshold: 1"]
+    return "\n".join(out) + "\n"
+
+
+def files(tmp_path: Path, ids: list[str]) -> tuple[Path, Path]:
+    checks, fleet = tmp_path / "checks.yaml", tmp_path / "fleet.yaml"
+    checks.write_text(checks_yaml(ids))
+    fleet.write_text(FLEET)
+    return checks, fleet
+
+
+async def test_bad_file_keeps_old_registry_good_file_adopted_with_state(tmp_path, caplog):
+    from tests.checker.helpers import Recorder
+
+    checks, fleet_path = files(tmp_path, ["x", "y", "z"])
+
+    def load():
+        registry, fleet, _ = load_config(checks, fleet_path)
+        return registry, fleet
+
+    clock = FakeClock()
+    registry, fleet = load()
+    metrics = CheckerMetrics()
+    rec = Recorder(clock, ok={"x": True, "y": False, "z": True, "w": True})
+    checker = Checker(registry, fleet, "a", clock=clock, make_prober=rec, metrics=metrics)
+    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), checker.adopt,
+                        period=30.0, clock=clock, metrics=metrics)
+    task = asyncio.create_task(checker.run())
+    await clock.run_for(3.0, 0.05)
+    assert checker.last_states.tolist() == [HEALTHY, UNHEALTHY, HEALTHY]
+
+    assert await reloader.reload_once() == "unchanged"
+
+    checks.write_text(checks_yaml(["x", "y"]) + "  - id: bad\n    type: tcp\n    port: 99999\n")
+    assert await reloader.reload_once() == "failed"
+    assert checker.registry is registry
+    assert any("checks.yaml" in r.getMessage() for r in caplog.records)
+    await clock.run_for(2.0, 0.05)
+    assert checker.last_states.tolist() == [HEALTHY, UNHEALTHY, HEALTHY]
+
+    checks.write_text(checks_yaml(["w", "y", "x"]))   # z gone, w new, order changed
+    assert await reloader.reload_once() == "adopted"
+    assert checker.registry.ids == ("w", "y", "x")
+    msg = checker.report_once()                        # carried over before any new probe
+    assert checker.last_states.tolist() == [UNKNOWN, UNHEALTHY, HEALTHY]
+    assert msg.check_count == 3
+    await clock.run_for(3.0, 0.05)
+    assert checker.last_states.tolist() == [HEALTHY, UNHEALTHY, HEALTHY]
+
+    fleet_path.write_text(FLEET.replace("[a]", "[b]"))  # this checker removed: refused
+    assert await reloader.reload_once() == "failed"
+    assert checker.fleet.region_of("a") == "r1"
+    checker.stop()
+    await clock.advance(1.0)
+    await task
+    counts = {r: metrics.config_reloads.labels(r)._value.get()
+              for r in ("adopted", "unchanged", "failed")}
+    assert counts == {"adopted": 1, "unchanged": 1, "failed": 2}
+
+
+async def test_periodic_and_triggered_reload(tmp_path):
+    checks, fleet_path = files(tmp_path, ["x"])
+    calls = []
+
+    def load():
+        calls.append(1)
+        registry, fleet, _ = load_config(checks, fleet_path)
+        return registry, fleet
+
+    clock = FakeClock()
+    registry, fleet = load()
+    calls.clear()
+    reloader = Reloader(load, lambda: (registry, fleet), lambda r, f: None, period=30.0,
+                        clock=clock, metrics=CheckerMetrics())
+    task = asyncio.create_task(reloader.run())
+    for _ in range(95):
+        await clock.advance(1.0)
+        await asyncio.sleep(0.001)     # the load runs in a worker thread
+    assert len(calls) == 3             # at 30, 60 and 90 s
+    reloader.trigger()                 # SIGHUP
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if len(calls) == 4:
+            break
+    assert len(calls) == 4
+    reloader.stop()
+    await task
+    assert np.array_equal(registry.ids, ("x",))

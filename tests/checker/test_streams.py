@@ -1,0 +1,125 @@
+"""Snapshots reach a real grpc.aio Ingest server: cadence, layout, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+
+import numpy as np
+import pytest
+
+from checker.clock import MonotonicClock
+from checker.metrics import CheckerMetrics
+from checker.runner import Checker
+from checker.streams import backoff
+from proto import codec
+from proto.config.model import Check
+from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks
+from tests.checker.ingest_server import start_ingest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_backoff_full_jitter_capped_never_zero():
+    class Zero(random.Random):
+        def random(self) -> float:
+            return 0.0
+
+    class AlmostOne(random.Random):
+        def random(self) -> float:
+            return 1.0 - 2**-53
+
+    rng = random.Random(7)
+    for attempt in range(40):
+        upper = min(5.0, 0.1 * 2**attempt)
+        values = [backoff(attempt, 0.1, 5.0, rng) for _ in range(200)]
+        assert all(0 < v <= upper for v in values)
+        assert backoff(attempt, 0.1, 5.0, Zero()) == upper          # top of the range
+        assert backoff(attempt, 0.1, 5.0, AlmostOne()) > 0          # never zero
+    # Full jitter: spread over the whole range, not bunched near the top.
+    late = [backoff(10, 0.1, 5.0, rng) for _ in range(2000)]
+    assert min(late) < 0.5 and max(late) > 4.5
+    with pytest.raises(ValueError):
+        backoff(0, 0, 1, rng)
+
+
+async def test_snapshots_arrive_at_interval_with_exact_layout():
+    server, ingest, port = await start_ingest()
+    clock = MonotonicClock()
+    checks = tcp_checks(9, interval=1.0, timeout=0.5, threshold=1)
+    checks.append(Check(id="calc", type="calculated", children=("c0",)))
+    registry = make_registry(checks)
+    fleet = make_fleet({"r1": ("a",)}, aggregators=(f"127.0.0.1:{port}",),
+                       report_interval=0.2)
+    ok = {f"c{i}": i % 3 != 1 for i in range(9)}
+    checker = Checker(registry, fleet, "a", clock=clock, make_prober=Recorder(clock, ok=ok),
+                      metrics=CheckerMetrics())
+    task = asyncio.create_task(checker.run())
+    try:
+        await ingest.wait_for(15, timeout=10)
+    finally:
+        checker.stop()
+        await task
+        await server.stop(None)
+    times = np.array([t for t, _ in ingest.received])
+    snaps = [s for _, s in ingest.received]
+    assert ingest.streams == 1                         # one long-lived stream
+    assert [s.sequence for s in snaps] == list(range(1, len(snaps) + 1))
+    gaps = np.diff(times)
+    assert abs(float(np.median(gaps)) - 0.2) < 0.05, gaps
+    for s in snaps:
+        assert s.checker_id == "a" and s.region == "r1"
+        assert s.registry_version == registry.version and s.check_count == 10
+        assert len(s.states) == 3                      # ceil(2 * 10 / 8), every time
+        assert s.sent_unix_ms > 1_600_000_000_000
+    # After 1.2 s+ every check has been probed: exact bits.
+    last = codec.decode(snaps[-1].states, 10)
+    want = [codec.HEALTHY if ok[f"c{i}"] else codec.UNHEALTHY for i in range(9)] + [0]
+    assert last.tolist() == want
+    b0 = (want[0] << 6) | (want[1] << 4) | (want[2] << 2) | want[3]
+    assert snaps[-1].states[0] == b0
+    assert snaps[-1].states[2] & 0x0F == 0            # padding and the calculated check
+
+
+async def test_aggregator_down_then_back_gets_snapshots_again():
+    port = free_port()
+    clock = MonotonicClock()
+    registry = make_registry(tcp_checks(4, interval=1.0, timeout=0.5))
+    live_server, live, live_port = await start_ingest()
+    fleet = make_fleet({"r1": ("a",)}, report_interval=0.1,
+                       aggregators=(f"127.0.0.1:{port}", f"127.0.0.1:{live_port}"))
+    metrics = CheckerMetrics()
+    checker = Checker(registry, fleet, "a", clock=clock, make_prober=Recorder(clock),
+                      metrics=metrics, stream_backoff=(0.05, 0.3))
+    task = asyncio.create_task(checker.run())
+    server = None
+    try:
+        await asyncio.sleep(0.8)                       # the first aggregator is down
+        down_stream = checker.streams[f"127.0.0.1:{port}"]
+        assert down_stream.sent == 0
+        # The other aggregator is not held back by the dead one.
+        assert len(live.received) >= 5
+        server, ingest, _ = await start_ingest(port)
+        await ingest.wait_for(5, timeout=10)
+        seqs = [s.sequence for _, s in ingest.received]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        # The newest snapshot replaced unsent ones: no backlog burst.
+        assert seqs[0] >= 5
+        reconnects = metrics.stream_reconnects.labels(f"127.0.0.1:{port}")._value.get()
+        assert reconnects >= 1
+        # Kill it again and bring it back once more.
+        await server.stop(None)
+        await asyncio.sleep(0.5)
+        server, ingest2, _ = await start_ingest(port)
+        await ingest2.wait_for(3, timeout=10)
+    finally:
+        checker.stop()
+        await task
+        if server is not None:
+            await server.stop(None)
+        await live_server.stop(None)
