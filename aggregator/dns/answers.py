@@ -25,8 +25,8 @@ health change moved an answer).
 from __future__ import annotations
 
 import bisect
-import struct
 import random
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -192,8 +192,8 @@ def _record_choice(rec: Record, ttl: int, status: StatusFn) -> Choice:
         return Choice([rr([chosen])], key=chosen.value)
     if rec.policy == "simple":
         # Prebuilt rotations, drawn per query, spread clients that take the first address.
-        return Choice([_rrset(name, rdtype, ttl, r) for r in _rotations([v.value for v in rec.values])],
-                      key=None)
+        values = [v.value for v in rec.values]
+        return Choice([_rrset(name, rdtype, ttl, r) for r in _rotations(values)], key=None)
     healthy = [v for v in rec.values if _healthy(status, v)] or list(rec.values)
     key = tuple(v.value for v in healthy)
     if rec.policy == "weighted":

@@ -1,4 +1,4 @@
-"""``healthplane dns --zone zone.yaml --aggregator HOST:PORT [--aggregator ...] --listen HOST:PORT``.
+"""``healthplane dns --zone zone.yaml --aggregator HOST:PORT [...] --listen HOST:PORT``.
 
 An authoritative DNS server (UDP and TCP on the same port) for the zone in
 zone.yaml, answering from the freshest health snapshot of the aggregators.
@@ -99,7 +99,9 @@ def _usage_error(args: argparse.Namespace) -> str | None:
 
 def _load(args: argparse.Namespace) -> Zone:
     from proto.config.loader import load_checks, load_zone
-    registry = load_checks(args.checks) if args.checks else None
+    # Only the ids matter here; probing policy is the checkers' business.
+    registry = (load_checks(args.checks, allow_private_targets=True)
+                if args.checks else None)
     return load_zone(args.zone, registry)
 
 

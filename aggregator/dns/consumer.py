@@ -249,7 +249,7 @@ class HealthConsumer:
                 continue
             except asyncio.CancelledError:
                 raise
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 reason = f"no new tick for {self._stall_periods:g} tick periods"
             except grpc.aio.AioRpcError as exc:
                 reason = f"{exc.code().name}: {exc.details()}"
@@ -272,7 +272,8 @@ class HealthConsumer:
         call = stub.Watch(pb.WatchRequest(include_check_ids=with_ids))
         try:
             # The first message may take a connect plus a tick; later ones a tick each.
-            deadline = self._clock() + self._connect_timeout + self._stall_periods * self.tick_period
+            deadline = (self._clock() + self._connect_timeout
+                        + self._stall_periods * self.tick_period)
             last_seq = -1
             while True:
                 msg = await asyncio.wait_for(call.read(), max(0.0, deadline - self._clock()))
@@ -319,8 +320,9 @@ class HealthConsumer:
                 # Keep the current and the new version only: a registry change
                 # must not grow memory without bound.
                 keep = {version: {cid: i for i, cid in enumerate(msg.check_ids)}}
-                if self._snapshot is not None and self._snapshot.registry_version in self._ids:
-                    keep[self._snapshot.registry_version] = self._ids[self._snapshot.registry_version]
+                held = self._snapshot.registry_version if self._snapshot else None
+                if held in self._ids:
+                    keep[held] = self._ids[held]
                 self._ids = keep
         index = self._ids.get(version)
         if index is None:

@@ -211,8 +211,7 @@ class DnsFront:
                     break
                 writer.write(len(out).to_bytes(2, "big") + out)
                 await asyncio.wait_for(writer.drain(), idle)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError,
-                asyncio.CancelledError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self.tcp_active -= 1

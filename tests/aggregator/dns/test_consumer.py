@@ -1,0 +1,186 @@
+"""HealthConsumer against real grpc.aio Health servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from aggregator.dns.consumer import HealthConsumer, backoff
+from proto import codec
+from tests.aggregator.dns.fakes import FakeHealth
+
+H, U, X = codec.HEALTHY, codec.UNHEALTHY, codec.UNKNOWN
+IDS = ["a", "b", "c"]
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[FakeHealth, FakeHealth]]:
+    a, b = FakeHealth(IDS), FakeHealth(IDS)
+    await a.start()
+    await b.start()
+    a.set(a=H, b=U)
+    b.set(a=U, b=H)
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
+def fast_consumer(*addresses: str, **kw: object) -> HealthConsumer:
+    opts: dict[str, object] = dict(default_tick=0.1, backoff_base=0.05, backoff_cap=0.2,
+                                   connect_timeout=0.5)
+    opts.update(kw)
+    return HealthConsumer(list(addresses), **opts)  # type: ignore[arg-type]
+
+
+def test_backoff_is_full_jitter_capped_and_never_zero() -> None:
+    assert backoff(0, 0.2, 10, lambda: 0.0) == 0.001
+    assert backoff(0, 0.2, 10, lambda: 1.0) == pytest.approx(0.2)
+    assert backoff(3, 0.2, 10, lambda: 0.5) == pytest.approx(0.8)
+    assert backoff(30, 0.2, 10, lambda: 1.0) == 10
+    assert backoff(10_000, 0.2, 10, lambda: 0.999) <= 10
+
+
+async def test_everything_unknown_before_first_snapshot() -> None:
+    consumer = fast_consumer("127.0.0.1:1")
+    assert consumer.status("a") == X
+    assert consumer.age() is None and consumer.snapshot is None
+
+
+async def test_follows_snapshots_and_answers_status(pair: tuple[FakeHealth, FakeHealth]) -> None:
+    a, _ = pair
+    seen = []
+    async with fast_consumer(a.address) as consumer:
+        consumer.add_listener(seen.append)
+        snap = await consumer.wait_for_snapshot(5)
+        assert snap.source == a.address and consumer.current == a.address
+        assert [consumer.status(i) for i in IDS] == [H, U, X]
+        assert consumer.status("not-in-registry") == X
+        a.set(a=U)
+        await until(lambda: consumer.status("a") == U)
+        await until(lambda: len(consumer._periods) >= 2)
+        assert consumer.tick_period == pytest.approx(0.1, abs=0.08)
+    # ids were asked for once, then the stream was reopened without them
+    assert a.watch_requests[:2] == [True, False]
+    assert seen and all(s.registry_version == "v1" for s in seen)
+
+
+async def test_updates_iterator_skips_rather_than_queues(pair: tuple[FakeHealth, FakeHealth]) -> None:
+    a, _ = pair
+    async with fast_consumer(a.address) as consumer:
+        updates = consumer.updates()
+        first = await asyncio.wait_for(updates.__anext__(), 5)
+        await asyncio.sleep(0.5)   # several ticks pass while we do not read
+        second = await asyncio.wait_for(updates.__anext__(), 5)
+        assert second.sequence > first.sequence + 1
+        assert second is consumer.snapshot
+
+
+async def test_switches_when_current_dies(pair: tuple[FakeHealth, FakeHealth]) -> None:
+    a, b = pair
+    async with fast_consumer(a.address, b.address) as consumer:
+        await until(lambda: consumer.current == a.address)
+        assert consumer.status("a") == H
+        await a.stop()
+        await until(lambda: consumer.current == b.address)
+        await until(lambda: consumer.snapshot is not None
+                    and consumer.snapshot.source == b.address)
+        assert consumer.status("a") == U and consumer.status("b") == H
+        assert consumer.switches >= 1
+
+
+async def test_switches_when_current_stalls(pair: tuple[FakeHealth, FakeHealth]) -> None:
+    a, b = pair
+    async with fast_consumer(a.address, b.address) as consumer:
+        await until(lambda: consumer.current == a.address and len(consumer._periods) >= 1)
+        a.stalled = True      # stream stays open, ticks stop
+        t0 = time.monotonic()
+        await until(lambda: consumer.current == b.address)
+        # 2 tick periods (0.2 s) plus scheduling slack on a shared machine
+        assert time.monotonic() - t0 < 3.0
+        assert consumer.status("b") == H
+
+
+async def test_keeps_last_snapshot_and_reports_age_when_none_reachable(
+        pair: tuple[FakeHealth, FakeHealth]) -> None:
+    a, b = pair
+    async with fast_consumer(a.address, b.address) as consumer:
+        await until(lambda: consumer.current == a.address)
+        held = consumer.snapshot
+        await a.stop()
+        await b.stop()
+        await until(lambda: consumer.current is None)
+        await asyncio.sleep(0.5)
+        assert consumer.snapshot is not None
+        assert consumer.status("b") in (U, H)          # still the last known answer
+        age = consumer.age()
+        assert age is not None and age >= 0.4
+        assert consumer.snapshot.source in (a.address, b.address)
+        assert held is not None
+
+
+async def test_comes_back_when_an_aggregator_returns() -> None:
+    a = FakeHealth(IDS)
+    addr = await a.start()
+    port = int(addr.rsplit(":", 1)[1])
+    async with fast_consumer(addr) as consumer:
+        await consumer.wait_for_snapshot(5)
+        await a.stop()
+        await until(lambda: consumer.current is None)
+        again = FakeHealth(IDS)
+        # same port: a restarted aggregator (sequence starts over)
+        import grpc
+        from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+        again.server = grpc.aio.server()
+        pb_grpc.add_HealthServicer_to_server(again, again.server)
+        again.server.add_insecure_port(f"127.0.0.1:{port}")
+        await again.server.start()
+        again._ticker = asyncio.create_task(again._tick())
+        again.set(c=U)
+        try:
+            await until(lambda: consumer.status("c") == U)
+            assert consumer.current == addr
+        finally:
+            await again.stop()
+
+
+async def test_registry_change_fetches_new_ids(pair: tuple[FakeHealth, FakeHealth]) -> None:
+    a, _ = pair
+    async with fast_consumer(a.address) as consumer:
+        await until(lambda: consumer.status("a") == H)
+        a.set_registry(["z", "a"], "v2")
+        a.set(z=U, a=H)
+        await until(lambda: consumer.snapshot is not None
+                    and consumer.snapshot.registry_version == "v2")
+        assert consumer.status("z") == U and consumer.status("a") == H
+        assert consumer.status("b") == X
+    assert a.watch_requests.count(True) >= 2
+
+
+async def test_malformed_snapshot_is_dropped_and_counted(
+        pair: tuple[FakeHealth, FakeHealth]) -> None:
+    a, b = pair
+
+    bad_snapshot = a.snapshot
+
+    def broken(with_ids: bool):  # type: ignore[no-untyped-def]
+        msg = bad_snapshot(with_ids)
+        msg.states = b"\xff\xff"     # wrong size for 3 checks
+        return msg
+
+    async with fast_consumer(a.address, b.address) as consumer:
+        await until(lambda: consumer.current == a.address)
+        a.snapshot = broken          # type: ignore[method-assign]
+        # a now sends only garbage: no new usable tick, so the consumer moves on
+        await until(lambda: consumer.current == b.address)
+        assert consumer.malformed >= 1
