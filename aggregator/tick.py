@@ -1,0 +1,376 @@
+"""One aggregator tick: votes in, the published health snapshot out.
+
+API::
+
+    engine = TickEngine(registry, fleet)
+    slots = engine.new_slots()          # a SlotMatrix, one row per fleet.checker_ids entry
+    ...                                 # ingest: slots.write(row, validated_payload)
+    result = engine.compute(slots, fresh, now_unix_ms)
+    result.states                       # bytes: the HealthSnapshot payload (2-bit layout)
+    result.changed                      # int: checks whose status changed this tick
+    result.status                       # uint8 per check, 1 healthy / 2 unhealthy
+    result.healthy_votes                # per check, fresh 01 votes (uint8, uint16 > 255 checkers)
+    result.reporting_votes              # per check, fresh 01 or 10 votes
+    result.last_change_unix_ms          # int64 per check, 0 when it never changed
+    result.votes(indices)               # (healthy, reporting) for a few checks, cheap
+    result.status_counts()              # checks per status 0..2, cheap
+
+``compute`` is pure arithmetic over preallocated arrays: it costs the same
+whatever the votes say. The per-check arrays above are produced lazily, on
+first access, from lane-order arrays the tick keeps (see
+:mod:`aggregator.votes`), so a tick whose result nobody inspects per check
+never pays for reordering a million checks. Each result owns its arrays;
+later ticks never change them, so readers may hold a result across ticks.
+
+The rules, in order:
+
+1. **Votes.** Over the rows marked fresh, healthy = count of ``01``,
+   reporting = count of ``01`` or ``10``. The vote status is healthy when
+   healthy > healthy_fraction x reporting, computed exactly in integers with
+   the fraction as written (0.18 is 9/50, so exactly 18 % healthy is
+   unhealthy).
+2. **Inversion** flips the vote status (Route 53 inverts the computed
+   status).
+3. **No fresh vote** (reporting == 0): the check takes ``fleet.unknown_as``
+   as its *final* status: healthy, unhealthy, or for ``last_known`` the final
+   status it last had from votes (healthy if it never had one). Inversion is
+   not applied to it: unknown_as says what an operator wants published when
+   nothing is known, and ``healthy`` must keep failing open for an inverted
+   check too. An inverted check's last known status is its inverted one.
+4. **Disabled** checks are healthy, whatever the votes.
+5. **Calculated** checks, level by level in dependency order: healthy when at
+   least healthy_threshold children are healthy (after all the rules above;
+   0 is always healthy, more than the child count never), then inverted if
+   set; disabled still wins. They have no votes of their own: checkers'
+   states for them are ignored and their vote counts read 0.
+
+The published snapshot never carries ``00``: every check is resolved, so a
+DNS server reads the status as is.
+
+The first tick establishes every status without counting it as a change;
+after that, a check whose status differs from the previous tick counts in
+``changed`` and gets ``last_change_unix_ms = now_unix_ms``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+
+import numpy as np
+
+from aggregator.votes import (
+    SlotMatrix,
+    VoteCounter,
+    lane_of,
+    to_check_order,
+    to_lane_order,
+)
+from proto import codec
+from proto.config.model import Fleet, Registry
+
+__all__ = ["SlotMatrix", "TickEngine", "TickResult", "exact_fraction"]
+
+
+def exact_fraction(value: float) -> Fraction:
+    """The fraction as the operator wrote it: 0.18 -> 9/50, not the nearest double."""
+    return Fraction(repr(float(value)))
+
+
+class TickResult:
+    """One tick's outcome. Per-check arrays are built on first access."""
+
+    def __init__(self, *, states: bytes, changed: int, generated_unix_ms: int,
+                 check_count: int, lanes_status: np.ndarray, lanes_healthy: np.ndarray,
+                 lanes_reporting: np.ndarray, lanes_last_change: np.ndarray,
+                 lane_words: int) -> None:
+        self.states = states
+        self.changed = changed
+        self.generated_unix_ms = generated_unix_ms
+        self.check_count = check_count
+        self._status = lanes_status
+        self._healthy = lanes_healthy
+        self._reporting = lanes_reporting
+        self._last_change = lanes_last_change
+        self._lane_words = lane_words
+
+    @cached_property
+    def status(self) -> np.ndarray:
+        """Final status per check in registry order (uint8: 1 healthy, 2 unhealthy)."""
+        return to_check_order(self._status, self.check_count)
+
+    @cached_property
+    def healthy_votes(self) -> np.ndarray:
+        return to_check_order(self._healthy, self.check_count)
+
+    @cached_property
+    def reporting_votes(self) -> np.ndarray:
+        return to_check_order(self._reporting, self.check_count)
+
+    @cached_property
+    def last_change_unix_ms(self) -> np.ndarray:
+        return to_check_order(self._last_change, self.check_count)
+
+    def _lanes(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.check_count):
+            raise IndexError("check index out of range")
+        return lane_of(idx, self._lane_words)
+
+    def votes(self, indices: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(healthy, reporting) vote counts for the given check indices."""
+        lanes = self._lanes(indices)
+        return self._healthy[lanes], self._reporting[lanes]
+
+    def status_of(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        return self._status[self._lanes(indices)]
+
+    def last_change_of(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        return self._last_change[self._lanes(indices)]
+
+    def status_counts(self) -> np.ndarray:
+        """Checks per status (index 0..3), without reordering anything."""
+        counts = np.bincount(self._status, minlength=4)
+        counts[0] -= self._status.size - self.check_count  # padding lanes hold 0
+        return counts
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One dependency level of calculated checks, as lane positions."""
+
+    pos: np.ndarray        # lanes of the calculated checks
+    child_pos: np.ndarray  # lanes of all their children, concatenated
+    owner: np.ndarray      # for each child, the index into pos it belongs to
+    threshold: np.ndarray  # healthy_threshold per calculated check
+    keep: np.ndarray       # see _Layout
+    flip: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Per-lane constants for one slot geometry.
+
+    status = (vote_status & keep) ^ flip applies inversion and disabling in
+    two passes: keep is 0 for disabled checks and padding lanes, 3 elsewhere;
+    flip is 1 (healthy) for disabled checks, 3 (swap 01 and 10) for inverted
+    ones. novote is non-zero for lanes that never take unknown_as: disabled
+    and calculated checks and the padding past the last check.
+    """
+
+    counter: VoteCounter
+    keep: np.ndarray
+    flip: np.ndarray
+    novote: np.ndarray
+    levels: tuple[_Level, ...]
+
+
+def calculated_levels(registry: Registry) -> list[list[int]]:
+    """Calculated check indices grouped by nesting depth (children first).
+
+    Raises ValueError for an unknown child or a cycle.
+    """
+    index = registry.index_of()
+    checks = registry.checks
+    calc = [i for i, c in enumerate(checks) if c.type == "calculated"]
+    pending: dict[int, set[int]] = {}
+    for i in calc:
+        deps = set()
+        for child in checks[i].children:
+            if child not in index:
+                raise ValueError(f"calculated check {checks[i].id!r}: unknown child {child!r}")
+            j = index[child]
+            if checks[j].type == "calculated":
+                deps.add(j)
+        pending[i] = deps
+    levels: list[list[int]] = []
+    done: set[int] = set()
+    while pending:
+        ready = sorted(i for i, deps in pending.items() if deps <= done)
+        if not ready:
+            raise ValueError("calculated checks form a cycle: "
+                             + ", ".join(sorted(checks[i].id for i in pending)))
+        levels.append(ready)
+        done.update(ready)
+        for i in ready:
+            del pending[i]
+    return levels
+
+
+class TickEngine:
+    """Folds the fresh slots into one health snapshot per call to compute()."""
+
+    def __init__(self, registry: Registry, fleet: Fleet) -> None:
+        self.registry = registry
+        self.fleet = fleet
+        self.check_count = registry.check_count
+        self.nbytes = codec.packed_size(self.check_count)
+        if fleet.unknown_as not in ("healthy", "unhealthy", "last_known"):
+            raise ValueError(f"unknown_as must be healthy, unhealthy or last_known, "
+                             f"got {fleet.unknown_as!r}")
+        self._unknown_as = fleet.unknown_as
+        self._calc_levels = calculated_levels(registry)
+        frac = exact_fraction(fleet.healthy_fraction)
+        if frac < 0:
+            raise ValueError(f"healthy_fraction must be >= 0, got {fleet.healthy_fraction}")
+        self._fraction = frac
+        self._layout: _Layout | None = None
+        self._layout_key: tuple[int, ...] | None = None
+        self._prev: np.ndarray | None = None
+        self._last_known: np.ndarray | None = None
+        self._last_change: np.ndarray | None = None
+
+    def new_slots(self) -> SlotMatrix:
+        """An empty slot matrix for this fleet and registry."""
+        return SlotMatrix(len(self.fleet.checker_ids), self.check_count)
+
+    # -- per-geometry constants ------------------------------------------
+
+    def _layout_for(self, slots: SlotMatrix) -> _Layout:
+        key = (slots.n_chunks, slots.rows_padded, slots.chunk_words, slots.n_rows)
+        if self._layout is not None and key == self._layout_key:
+            return self._layout
+        if slots.check_count != self.check_count:
+            raise ValueError(f"slot matrix holds {slots.check_count} checks, "
+                             f"registry has {self.check_count}")
+        if self._layout_key is not None and self._layout_key[:3] != key[:3]:
+            # Lane positions moved: the kept per-lane state no longer lines up.
+            self._prev = self._last_known = self._last_change = None
+        nw = slots.lane_words
+        checks = self.registry.checks
+        disabled = np.array([c.disabled for c in checks], dtype=bool)
+        inverted = np.array([c.inverted for c in checks], dtype=bool)
+        calculated = np.array([c.type == "calculated" for c in checks], dtype=bool)
+        keep = np.where(disabled, 0, 3).astype(np.uint8)
+        flip = np.where(disabled, 1, np.where(inverted, 3, 0)).astype(np.uint8)
+        novote = (disabled | calculated).astype(np.uint8)
+        index = self.registry.index_of()
+        levels = []
+        for level in self._calc_levels:
+            ids = np.array(level, dtype=np.int64)
+            children = [[index[ch] for ch in checks[i].children] for i in level]
+            owner = np.repeat(np.arange(len(level)), [len(c) for c in children])
+            flat = np.array([j for c in children for j in c], dtype=np.int64)
+            levels.append(_Level(
+                pos=lane_of(ids, nw),
+                child_pos=lane_of(flat, nw),
+                owner=owner,
+                threshold=np.array([checks[i].healthy_threshold for i in level],
+                                   dtype=np.int64),
+                keep=keep[ids], flip=flip[ids]))
+        self._layout = _Layout(
+            counter=VoteCounter(slots),
+            keep=to_lane_order(keep, nw, fill=0),
+            flip=to_lane_order(flip, nw, fill=0),
+            novote=to_lane_order(novote, nw, fill=1),
+            levels=tuple(levels))
+        self._layout_key = key
+        return self._layout
+
+    # -- the tick ----------------------------------------------------------
+
+    def _vote_healthy(self, healthy: np.ndarray, unhealthy: np.ndarray,
+                      max_votes: int) -> np.ndarray:
+        """healthy > fraction x (healthy + unhealthy), exactly, per lane."""
+        num, den = self._fraction.numerator, self._fraction.denominator
+        if num == 0:
+            return healthy > 0
+        if num >= den:
+            return np.zeros(healthy.shape, dtype=bool)
+        # healthy * den > fraction... rearranged to stay in unsigned integers:
+        # healthy * (den - num) > unhealthy * num.
+        a, b = den - num, num
+        top = max(a, b) * max(max_votes, 1)
+        if top < 1 << 16:
+            dt: type[np.unsignedinteger] = np.uint16
+        elif top < 1 << 32:
+            dt = np.uint32
+        elif top < 1 << 64:
+            dt = np.uint64
+        else:
+            # A fraction with more digits than a double carries anyway.
+            f = self._fraction.limit_denominator((1 << 63) // max(max_votes, 1))
+            a, b, dt = f.denominator - f.numerator, f.numerator, np.uint64
+        lhs = np.multiply(healthy, dt(a), dtype=dt)
+        rhs = np.multiply(unhealthy, dt(b), dtype=dt)
+        return lhs > rhs
+
+    def compute(self, slots: SlotMatrix, fresh: np.ndarray, now_unix_ms: int) -> TickResult:
+        """Count the fresh slots' votes and apply every rule; see the module docstring.
+
+        fresh: one bool per row (fleet.checker_ids order), true when that
+        checker's latest snapshot is recent enough to vote.
+        """
+        lay = self._layout_for(slots)
+        healthy, unhealthy = lay.counter.count(slots, fresh)
+        reporting = np.add(healthy, unhealthy)
+        vote_ok = self._vote_healthy(healthy, unhealthy, slots.n_rows)
+
+        # 1 healthy / 2 unhealthy, then inversion and disabling.
+        status = np.subtract(np.uint8(2), vote_ok.view(np.uint8))
+        status &= lay.keep
+        status ^= lay.flip
+
+        unknown = np.bitwise_or(reporting, lay.novote) == 0
+        if self._unknown_as == "last_known":
+            if self._last_known is None:
+                self._last_known = np.full(status.size, codec.HEALTHY, dtype=np.uint8)
+            np.copyto(status, self._last_known, where=unknown)
+            # Every non-unknown lane now holds its freshly voted status, every
+            # unknown one its previous last known: the new last known is
+            # status itself (calculated lanes, changed below, never read it).
+            self._last_known = status
+        else:
+            fill = codec.HEALTHY if self._unknown_as == "healthy" else codec.UNHEALTHY
+            np.copyto(status, np.uint8(fill), where=unknown)
+
+        for lv in lay.levels:
+            ok = status[lv.child_pos] == codec.HEALTHY
+            healthy_children = np.bincount(lv.owner, weights=ok, minlength=lv.pos.size)
+            calc = np.where(healthy_children >= lv.threshold,
+                            np.uint8(codec.HEALTHY), np.uint8(codec.UNHEALTHY))
+            calc &= lv.keep
+            calc ^= lv.flip
+            status[lv.pos] = calc
+            # Checkers' states for a calculated check are not votes.
+            healthy[lv.pos] = 0
+            reporting[lv.pos] = 0
+
+        if self._prev is None:
+            changed = 0
+            last_change = np.zeros(status.size, dtype=np.int64)
+        else:
+            moved = status != self._prev
+            changed = int(np.count_nonzero(moved))
+            last_change = self._last_change
+            if changed:
+                # Copy on write: earlier results keep their own array.
+                last_change = last_change.copy()
+                np.copyto(last_change, np.int64(now_unix_ms), where=moved)
+        self._prev = status
+        self._last_change = last_change
+
+        return TickResult(
+            states=self._encode(status, slots.lane_words),
+            changed=changed,
+            generated_unix_ms=int(now_unix_ms),
+            check_count=self.check_count,
+            lanes_status=status,
+            lanes_healthy=healthy,
+            lanes_reporting=reporting,
+            lanes_last_change=last_change,
+            lane_words=slots.lane_words)
+
+    def _encode(self, status: np.ndarray, lane_words: int) -> bytes:
+        """Lane-order statuses (one byte each) -> the 2-bit wire layout.
+
+        The inverse of the count's folds: bytes merge into nibbles, nibbles
+        into 2-bit lanes, four word-wide passes in all.
+        """
+        words = status.view(np.uint64).reshape(2, 2, lane_words)
+        nibbles = np.left_shift(words[:, 0], np.uint64(4))
+        nibbles |= words[:, 1]
+        pairs = np.left_shift(nibbles[0], np.uint64(2))
+        pairs |= nibbles[1]
+        return pairs.view(np.uint8)[: self.nbytes].tobytes()
