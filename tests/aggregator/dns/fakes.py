@@ -71,10 +71,10 @@ class FakeHealth(pb_grpc.HealthServicer):
                 self.sequence += 1
                 self._changed.set()
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
         self.server = grpc.aio.server()
         pb_grpc.add_HealthServicer_to_server(self, self.server)
-        port = self.server.add_insecure_port("127.0.0.1:0")
+        port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         await self.server.start()
         self._ticker = asyncio.create_task(self._tick())
         self.address = f"127.0.0.1:{port}"

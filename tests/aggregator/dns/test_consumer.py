@@ -75,7 +75,8 @@ async def test_follows_snapshots_and_answers_status(pair: tuple[FakeHealth, Fake
     assert seen and all(s.registry_version == "v1" for s in seen)
 
 
-async def test_updates_iterator_skips_rather_than_queues(pair: tuple[FakeHealth, FakeHealth]) -> None:
+async def test_updates_iterator_skips_rather_than_queues(
+        pair: tuple[FakeHealth, FakeHealth]) -> None:
     a, _ = pair
     async with fast_consumer(a.address) as consumer:
         updates = consumer.updates()
@@ -138,14 +139,7 @@ async def test_comes_back_when_an_aggregator_returns() -> None:
         await a.stop()
         await until(lambda: consumer.current is None)
         again = FakeHealth(IDS)
-        # same port: a restarted aggregator (sequence starts over)
-        import grpc
-        from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
-        again.server = grpc.aio.server()
-        pb_grpc.add_HealthServicer_to_server(again, again.server)
-        again.server.add_insecure_port(f"127.0.0.1:{port}")
-        await again.server.start()
-        again._ticker = asyncio.create_task(again._tick())
+        await again.start(port)     # a restarted aggregator: its sequence starts over
         again.set(c=U)
         try:
             await until(lambda: consumer.status("c") == U)

@@ -1,0 +1,228 @@
+"""The DNS front over real UDP and TCP sockets on loopback, queried with dnspython."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator
+
+import dns.asyncquery
+import dns.asyncresolver
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import pytest
+
+from aggregator.dns.answers import build_answers
+from aggregator.dns.server import DnsFront
+from proto import codec
+from proto.config.model import Record, RecordValue, Zone
+
+LONG = ".".join(["l" * 60] * 3) + ".example.test."      # 196 bytes of name
+ZONE = Zone(zone="example.test.", ttl=30, records=(
+    Record(name="api.example.test.", type="A", policy="failover",
+           primary=RecordValue("192.0.2.10", "p"), secondary=RecordValue("192.0.2.20", "s")),
+    Record(name=LONG, type="A", policy="multivalue",
+           values=tuple(RecordValue(f"192.0.2.{i}") for i in range(1, 9))),
+    Record(name=LONG, type="AAAA", policy="multivalue",
+           values=tuple(RecordValue(f"2001:db8::{i}") for i in range(1, 9))),
+    Record(name="big.example.test.", type="AAAA", policy="simple",
+           values=tuple(RecordValue(f"2001:db8::{i:x}") for i in range(1, 31))),
+))
+STATES = {"p": codec.UNHEALTHY}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[DnsFront, int]]:
+    front = DnsFront(build_answers(ZONE, lambda c: STATES.get(c, codec.UNKNOWN), serial=7),
+                     tcp_idle_timeout=0.5, max_tcp_connections=4)
+    port = await front.start("127.0.0.1", 0)
+    yield front, port
+    await front.stop()
+
+
+async def udp(port: int, q: dns.message.Message) -> dns.message.Message:
+    return await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=3)
+
+
+async def tcp(port: int, q: dns.message.Message) -> dns.message.Message:
+    return await dns.asyncquery.tcp(q, "127.0.0.1", port=port, timeout=3)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("name, rdtype, rcode, answers, soa_authority, aa", [
+    ("api.example.test.", "A", dns.rcode.NOERROR, ["192.0.2.20"], False, True),
+    ("API.EXAMPLE.test.", "A", dns.rcode.NOERROR, ["192.0.2.20"], False, True),
+    ("api.example.test.", "AAAA", dns.rcode.NOERROR, [], True, True),       # NODATA
+    ("nothing.example.test.", "A", dns.rcode.NXDOMAIN, [], True, True),
+    ("example.test.", "SOA", dns.rcode.NOERROR, ["SOA"], False, True),
+    ("example.test.", "NS", dns.rcode.NOERROR, ["ns1.example.test."], False, True),
+    ("www.example.org.", "A", dns.rcode.REFUSED, [], False, False),
+    ("example.test.", "AXFR", dns.rcode.REFUSED, [], False, False),
+])
+async def test_rcodes(server: tuple[DnsFront, int], transport: str, name: str, rdtype: str,
+                      rcode: int, answers: list[str], soa_authority: bool, aa: bool) -> None:
+    _, port = server
+    q = dns.message.make_query(name, rdtype)
+    r = await (udp if transport == "udp" else tcp)(port, q)
+    assert r.rcode() == rcode
+    assert bool(r.flags & dns.flags.AA) == aa
+    assert r.question[0].name.to_text() == name          # the client's case echoed
+    got = [rd.to_text() for rrset in r.answer for rd in rrset]
+    if answers == ["SOA"]:
+        assert len(got) == 1 and got[0].startswith("ns1.example.test. hostmaster.example.test. 7 ")
+    else:
+        assert got == answers
+    assert [a.rdtype for a in r.authority] == ([dns.rdatatype.SOA] if soa_authority else [])
+    if soa_authority:
+        assert r.authority[0].name.to_text() == "example.test."
+
+
+async def test_stub_resolver_gets_answers(server: tuple[DnsFront, int]) -> None:
+    _, port = server
+    res = dns.asyncresolver.Resolver(configure=False)
+    res.nameservers, res.port = ["127.0.0.1"], port
+    ans = await res.resolve("api.example.test.", "A")
+    assert [a.address for a in ans] == ["192.0.2.20"]
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        await res.resolve("gone.example.test.", "A")
+    with pytest.raises(dns.resolver.NoAnswer):
+        await res.resolve("api.example.test.", "AAAA")
+
+
+async def test_edns_is_answered_with_edns(server: tuple[DnsFront, int]) -> None:
+    _, port = server
+    r = await udp(port, dns.message.make_query("api.example.test.", "A", use_edns=0, payload=4096))
+    assert r.edns == 0 and r.payload == 1232
+    r = await udp(port, dns.message.make_query("api.example.test.", "A"))
+    assert r.edns == -1
+
+
+async def test_large_answer_truncates_over_udp_and_completes_over_tcp(
+        server: tuple[DnsFront, int]) -> None:
+    front, port = server
+    # 8 A + 8 AAAA under a long name does not fit 512 bytes (no EDNS) ...
+    q = dns.message.make_query(LONG, "ANY")
+    r = await udp(port, q)
+    assert r.flags & dns.flags.TC and not r.answer
+    # ... nor a small EDNS size (below 512 counts as 512) ...
+    r = await udp(port, dns.message.make_query(LONG, "ANY", use_edns=0, payload=300))
+    assert r.flags & dns.flags.TC and not r.answer and r.edns == 0
+    # ... but fits the client's larger EDNS size, and TCP always.
+    r = await udp(port, dns.message.make_query(LONG, "ANY", use_edns=0, payload=1232))
+    assert not r.flags & dns.flags.TC and sum(len(a) for a in r.answer) == 16
+    r = await tcp(port, q)
+    assert not r.flags & dns.flags.TC and sum(len(a) for a in r.answer) == 16
+    assert front.stats["truncated"] == 2
+    # dnspython falls back to TCP by itself on TC.
+    r, used_tcp = await dns.asyncquery.udp_with_fallback(q, "127.0.0.1", port=port, timeout=3)
+    assert used_tcp and sum(len(a) for a in r.answer) == 16
+
+
+async def test_resolver_falls_back_to_tcp_for_a_big_rrset(server: tuple[DnsFront, int]) -> None:
+    _, port = server
+    res = dns.asyncresolver.Resolver(configure=False)
+    res.nameservers, res.port = ["127.0.0.1"], port
+    res.use_edns(-1)                         # 512 bytes: 30 AAAA records do not fit
+    ans = await res.resolve("big.example.test.", "AAAA")
+    assert len(ans) == 30
+
+
+def _raw_udp(port: int, payload: bytes, timeout: float = 0.5) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(payload, ("127.0.0.1", port))
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None
+
+
+@pytest.mark.parametrize("payload, expect", [
+    (b"", "drop"),
+    (b"\x12", "drop"),
+    (b"\x12\x34\x01\x00\x00\x01", "drop"),                       # truncated header
+    (b"\x12\x34\x81\x80" + b"\x00" * 8, "drop"),                  # a response (QR set)
+    (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", "formerr"),   # question missing
+    (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03api\x07exam", "formerr"),
+    (b"\x12\x34\x01\x00" + bytes(range(256)) * 4, "formerr"),     # garbage after a header
+    (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xff" * 65000, "formerr"),
+])
+async def test_malformed_and_oversized_queries(server: tuple[DnsFront, int], payload: bytes,
+                                               expect: str) -> None:
+    front, port = server
+    got = await asyncio.to_thread(_raw_udp, port, payload, 0.3 if expect == "drop" else 3)
+    if expect == "drop":
+        assert got is None
+    else:
+        assert got is not None and len(got) == 12
+        qid, flags = struct.unpack_from("!HH", got)
+        assert qid == 0x1234 and flags & 0x8000 and flags & 0xF == dns.rcode.FORMERR
+    # and the server keeps serving
+    r = await udp(port, dns.message.make_query("api.example.test.", "A"))
+    assert r.rcode() == dns.rcode.NOERROR
+    assert front.stats["error"] == 0
+
+
+async def test_two_questions_and_other_opcodes(server: tuple[DnsFront, int]) -> None:
+    _, port = server
+    q = dns.message.make_query("api.example.test.", "A")
+    q.question.append(dns.message.make_query("example.test.", "SOA").question[0])
+    assert (await udp(port, q)).rcode() == dns.rcode.FORMERR
+    n = dns.message.make_query("api.example.test.", "A")
+    n.set_opcode(dns.opcode.NOTIFY)
+    assert (await udp(port, n)).rcode() == dns.rcode.NOTIMP
+    v = dns.message.make_query("api.example.test.", "A", use_edns=1)
+    assert (await udp(port, v)).rcode() == dns.rcode.BADVERS
+    c = dns.message.make_query("version.bind.", "TXT", rdclass="CH")
+    assert (await udp(port, c)).rcode() == dns.rcode.REFUSED
+
+
+async def test_tcp_garbage_and_pipelining(server: tuple[DnsFront, int]) -> None:
+    _, port = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    q1 = dns.message.make_query("api.example.test.", "A")
+    q2 = dns.message.make_query("nothing.example.test.", "A")
+    for q in (q1, q2):      # two queries back to back on one connection
+        w = q.to_wire()
+        writer.write(len(w).to_bytes(2, "big") + w)
+    for q, rcode in ((q1, dns.rcode.NOERROR), (q2, dns.rcode.NXDOMAIN)):
+        size = int.from_bytes(await reader.readexactly(2), "big")
+        r = dns.message.from_wire(await reader.readexactly(size))
+        assert r.id == q.id and r.rcode() == rcode
+    garbage = b"\x01\x02\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xff"   # question cut off
+    writer.write(len(garbage).to_bytes(2, "big") + garbage)
+    size = int.from_bytes(await reader.readexactly(2), "big")
+    assert (await reader.readexactly(size))[3] & 0xF == dns.rcode.FORMERR
+    # shorter than a header: dropped, and the connection with it
+    writer.write(b"\x00\x03abc")
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+    writer.close()
+
+
+async def test_tcp_idle_timeout_and_connection_bound(server: tuple[DnsFront, int]) -> None:
+    front, port = server
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(6)]
+    await asyncio.sleep(0.1)
+    assert front.tcp_active == 4 and front.stats["tcp_refused"] == 2
+    # idle ones are closed after the timeout (0.5 s here)
+    for reader, _ in conns:
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+    assert front.tcp_active == 0
+    # a half-sent message counts as idle too
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x00\x40\x12")
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+    r = await tcp(port, dns.message.make_query("api.example.test.", "A"))
+    assert r.rcode() == dns.rcode.NOERROR
+
+
+async def test_table_swap_changes_answers(server: tuple[DnsFront, int]) -> None:
+    front, port = server
+    front.table = build_answers(ZONE, lambda c: codec.HEALTHY, serial=8)
+    r = await udp(port, dns.message.make_query("api.example.test.", "A"))
+    assert [rd.to_text() for rd in r.answer[0]] == ["192.0.2.10"]
