@@ -343,11 +343,11 @@ class TickEngine:
         else:
             moved = status != self._prev
             changed = int(np.count_nonzero(moved))
-            last_change = self._last_change
-            if changed:
-                # Copy on write: earlier results keep their own array.
-                last_change = last_change.copy()
-                np.copyto(last_change, np.int64(now_unix_ms), where=moved)
+            # Every result owns its array, so earlier results never change.
+            # Copied on every tick, not only on changes: a tick in a failure
+            # storm must cost what a quiet one does.
+            last_change = self._last_change.copy()
+            np.copyto(last_change, np.int64(now_unix_ms), where=moved)
         self._prev = status
         self._last_change = last_change
 

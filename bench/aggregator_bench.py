@@ -1,0 +1,164 @@
+"""Aggregator tick benchmark: one line per figure.
+
+    .venv/bin/python bench/aggregator_bench.py            # in-process ticks, then the flood
+    .venv/bin/python bench/aggregator_bench.py --no-flood # in-process ticks only
+
+In-process: the whole tick (vote count, inversion, disabling, unknown_as,
+calculated checks, encoding the snapshot) of aggregator.tick.TickEngine over
+(checkers, checks) = (16, 100,000), (32, 1,000,000) and (100, 1,000,000),
+pinned to one core. Check-states per second = checkers x checks / tick time.
+The goal is 5e9 at (100, 1,000,000), a 20 ms tick. Also: the same tick when
+every check flips (a failure storm must cost the same), with some checkers
+stale (the per-row mask path), and the ingest-side cost of remapping one
+snapshot from the previous registry.
+
+Flood (bench/aggregator_flood.py): a real `healthplane aggregator` process,
+fed by sender processes over gRPC at the normal report rate, then as fast
+as they can; compares the server's own tick-duration metric and RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aggregator.remap import build_remap  # noqa: E402
+from aggregator.tick import TickEngine  # noqa: E402
+from aggregator.votes import SlotMatrix  # noqa: E402
+from proto import codec  # noqa: E402
+from proto.config.model import Check, Fleet, Registry  # noqa: E402
+
+SIZES = [(16, 100_000), (32, 1_000_000), (100, 1_000_000)]
+GOAL = 5e9
+
+
+def pin_one_core() -> int:
+    """Run on one core (the last one we may use), so figures are per core."""
+    cpu = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def bench_registry(n: int) -> Registry:
+    """n checks: 1 % inverted, 1 % disabled, 0.1 % calculated (two levels)."""
+    checks = []
+    n_calc = max(2, n // 1000)
+    n_probe = n - n_calc
+    for i in range(n_probe):
+        checks.append(Check(id=f"c{i}", type="tcp", host="192.0.2.1", port=80,
+                            inverted=i % 100 == 7, disabled=i % 100 == 42))
+    for k in range(n_calc):
+        if k % 10 == 9:      # nested: over three calculated checks
+            kids = tuple(f"calc{(k - j) % n_calc}" for j in (1, 2, 3))
+        else:
+            kids = tuple(f"c{(k * 37 + j * 101) % n_probe}" for j in range(3))
+        checks.append(Check(id=f"calc{k}", type="calculated", children=kids,
+                            healthy_threshold=2))
+    return Registry(tuple(checks), "bench")
+
+
+def bench_fleet(n: int) -> Fleet:
+    regions = {f"r{r}": tuple(f"k{i}" for i in range(n) if i % 4 == r) for r in range(4)}
+    return Fleet(regions=regions, aggregators=("127.0.0.1:7000",))
+
+
+def fill(slots: SlotMatrix, rng: np.random.Generator, unhealthy: float) -> None:
+    """Realistic votes: each checker owns about half the checks, mostly healthy."""
+    n = slots.check_count
+    for r in range(slots.n_rows):
+        st = np.where(rng.random(n) < unhealthy, codec.UNHEALTHY, codec.HEALTHY)
+        st[rng.random(n) < 0.5] = codec.UNKNOWN
+        slots.write(r, codec.pack(st.astype(np.uint8)))
+
+
+def time_ticks(engine: TickEngine, slots: SlotMatrix, fresh: np.ndarray,
+               repeat: int) -> list[float]:
+    engine.compute(slots, fresh, 0)     # warm up: layout, buffers, caches
+    out = []
+    for i in range(repeat):
+        t = time.perf_counter()
+        engine.compute(slots, fresh, 1000 * (i + 1))
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def line(label: str, checkers: int, checks: int, secs: list[float]) -> str:
+    med, best = statistics.median(secs), min(secs)
+    return (f"{label:<28} checkers={checkers:<4} checks={checks:<8} "
+            f"tick median {med * 1e3:7.2f} ms  min {best * 1e3:7.2f} ms  "
+            f"{checkers * checks / med / 1e9:5.2f} G check-states/s (median), "
+            f"{checkers * checks / best / 1e9:5.2f} best")
+
+
+def in_process(repeat: int) -> None:
+    rng = np.random.default_rng(1)
+    for checkers, checks in SIZES:
+        engine = TickEngine(bench_registry(checks), bench_fleet(checkers))
+        slots = engine.new_slots()
+        fill(slots, rng, unhealthy=0.02)
+        fresh = np.ones(checkers, bool)
+        quiet = time_ticks(engine, slots, fresh, repeat)
+        print(line("tick", checkers, checks, quiet), flush=True)
+        if (checkers, checks) != SIZES[-1]:
+            continue
+        # A failure storm: every vote flips from tick to tick.
+        a = [bytes(slots.row(r)) for r in range(checkers)]
+        fill(slots, rng, unhealthy=0.98)
+        b = [bytes(slots.row(r)) for r in range(checkers)]
+        storm = []
+        for i in range(repeat):
+            for r in range(checkers):
+                slots.write(r, (a if i % 2 else b)[r])
+            t = time.perf_counter()
+            res = engine.compute(slots, fresh, 10_000 + i)
+            storm.append(time.perf_counter() - t)
+        print(line(f"storm ({res.changed} changed)", checkers, checks, storm), flush=True)
+        stale = fresh.copy()
+        stale[::7] = False
+        print(line("some checkers stale", checkers, checks,
+                   time_ticks(engine, slots, stale, repeat)), flush=True)
+        old_ids = list(engine.registry.ids)
+        old_ids[0], old_ids[1] = old_ids[1], old_ids[0]   # a reordered previous registry
+        remap = build_remap(old_ids, engine.registry)
+        payload = a[0]
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            remap(payload)
+            times.append(time.perf_counter() - t)
+        print(f"{'remap one snapshot (ingest)':<28} checks={checks:<8} "
+              f"median {statistics.median(times) * 1e3:7.2f} ms", flush=True)
+        rate = checkers * checks / statistics.median(quiet)
+        print(f"goal {GOAL / 1e9:.0f} G check-states/s at ({checkers}, {checks}): "
+              f"{rate / 1e9:.2f} G/s = {100 * rate / GOAL:.0f} % of goal "
+              f"({checkers * checks / rate * 1e3:.2f} ms vs 20 ms)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=25, help="ticks timed per figure")
+    p.add_argument("--no-flood", action="store_true", help="skip the server flood part")
+    p.add_argument("--flood-seconds", type=float, default=10.0,
+                   help="length of each flood phase (quiet, then flooded)")
+    args = p.parse_args(argv)
+    cpu = pin_one_core()
+    print(f"pinned to cpu {cpu}; numpy {np.__version__}; "
+          f"{os.cpu_count()} cpus on this machine", flush=True)
+    in_process(args.repeat)
+    if not args.no_flood:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import aggregator_flood
+        return aggregator_flood.run(seconds=args.flood_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
