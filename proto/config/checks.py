@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from proto.config.addresses import forbidden_reason
 from proto.config.model import CHECK_TYPES, PROBE_TYPES, Check, Fleet, Registry
-from proto.config.names import ID_RULE, ip_literal, is_domain_name, is_id, is_localhost
+from proto.config.names import id_problem, ip_literal, is_domain_name, is_id, is_localhost
 from proto.config.version import registry_version
 from proto.config.yamlnodes import (
     Errors,
@@ -29,6 +29,7 @@ from proto.config.yamlnodes import (
     describe,
     fmt_num,
     line_of,
+    quote,
 )
 
 SEARCH_WINDOW = 5120  # bytes of the body a search string must appear in
@@ -67,7 +68,7 @@ def parse_checks_root(root: MappingNode, errors: Errors, fleet: Fleet | None,
     decide it failed to load, so its absence is not reported twice).
     """
     top = Fields(root, "", errors)
-    top.reject_unknown({"checks"})
+    top.reject_unknown({"checks"}, extensions=True)
     checks_node = top.require("checks")
     if checks_node is None:
         return None
@@ -101,7 +102,7 @@ def _parse_entry(node: Node, path: str, errors: Errors) -> _Entry:
     if id_node is not None:
         check_id = as_str(id_node, f.sub("id"), errors)
         if check_id is not None and not is_id(check_id):
-            errors.add(id_node, f.sub("id"), f"{ID_RULE} (got {check_id!r})")
+            errors.add(id_node, f.sub("id"), id_problem(check_id))
             check_id = None
         values["id"] = check_id
     ok &= values.get("id") is not None
@@ -111,7 +112,7 @@ def _parse_entry(node: Node, path: str, errors: Errors) -> _Entry:
     if type_node is not None:
         kind = as_str(type_node, f.sub("type"), errors)
         if kind is not None and kind not in FIELDS_BY_TYPE:
-            errors.add(type_node, f.sub("type"), f"must be one of {_TYPE_LIST} (got {kind!r})")
+            errors.add(type_node, f.sub("type"), f"must be one of {_TYPE_LIST} (got {quote(kind)})")
             kind = None
     ok &= kind is not None
     values["type"] = kind
@@ -187,7 +188,7 @@ def _read_host(node: Node, path: str, errors: Errors, entry: _Entry) -> str | No
     if ip is not None:
         return str(ip)
     if not is_domain_name(host):
-        errors.add(node, path, f"must be an IP address or a host name (got {host!r})")
+        errors.add(node, path, f"must be an IP address or a host name (got {quote(host)})")
         return None
     return host
 
@@ -201,7 +202,7 @@ def _read_path(node: Node, path: str, errors: Errors, entry: _Entry) -> str | No
     if text is None:
         return None
     if not text.startswith("/"):
-        errors.add(node, path, f"must start with '/' (got {text!r})")
+        errors.add(node, path, f"must start with '/' (got {quote(text)})")
         return None
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         errors.add(node, path, "must not contain spaces or control characters")
@@ -214,7 +215,7 @@ def _read_hostname(node: Node, path: str, errors: Errors, entry: _Entry) -> str 
     if text is None:
         return None
     if ip_literal(text) is None and not is_domain_name(text):
-        errors.add(node, path, f"must be a host name or an IP address (got {text!r})")
+        errors.add(node, path, f"must be a host name or an IP address (got {quote(text)})")
         return None
     return text
 
@@ -267,10 +268,10 @@ def _id_list(node: Node, path: str, errors: Errors, what: str,
         if text is None:
             ok = False
         elif not is_id(text):
-            errors.add(item, f"{path}[{i}]", f"{ID_RULE} (got {text!r})")
+            errors.add(item, f"{path}[{i}]", id_problem(text))
             ok = False
         elif text in seen:
-            errors.add(item, f"{path}[{i}]", f"duplicate {what} {text!r}")
+            errors.add(item, f"{path}[{i}]", f"duplicate {what} {quote(text)}")
             ok = False
         else:
             seen[text] = i
@@ -325,9 +326,13 @@ def _check_duplicates(entries: list[_Entry], errors: Errors) -> dict[str, int]:
         if check_id is None:
             continue
         if check_id in first:
-            earlier = entries[first[check_id]].id_node
+            earlier = entries[first[check_id]]
+            if earlier.id_node is entry.id_node:
+                where = f"{earlier.path} repeated by an alias"
+            else:
+                where = f"first at line {line_of(earlier.id_node)}"
             errors.add(entry.id_node, f"{entry.path}.id",
-                       f"duplicate id {check_id!r} (first at line {line_of(earlier)})")
+                       f"duplicate id {quote(check_id)} ({where})")
         else:
             first[check_id] = i
     return first
@@ -344,7 +349,7 @@ def _check_children(entries: list[_Entry], index: dict[str, int], errors: Errors
             child = node.value
             target = index.get(child)
             if target is None:
-                errors.add(node, f"{entry.path}.children[{j}]", f"unknown check {child!r}")
+                errors.add(node, f"{entry.path}.children[{j}]", f"unknown check {quote(child)}")
             else:
                 edges.append(target)
     for cycle in _cycles(graph):
@@ -388,7 +393,7 @@ def _check_regions(entries: list[_Entry], fleet: Fleet, errors: Errors) -> None:
         for j, node in enumerate(entry.region_nodes):
             if node.value not in fleet.regions:
                 errors.add(node, f"{entry.path}.regions[{j}]",
-                           f"unknown region {node.value!r} (the fleet has {known})")
+                           f"unknown region {quote(node.value)} (the fleet has {known})")
 
 
 def _check_private(entries: list[_Entry], fleet: Fleet | None, errors: Errors) -> None:

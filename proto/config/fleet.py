@@ -6,7 +6,7 @@ from typing import get_args
 
 from proto.config.addresses import parse_hostport
 from proto.config.model import Fleet, UnknownAs
-from proto.config.names import ID_RULE, is_host, is_id
+from proto.config.names import id_problem, is_host, is_id
 from proto.config.yamlnodes import (
     Errors,
     Fields,
@@ -20,6 +20,7 @@ from proto.config.yamlnodes import (
     as_str,
     fmt_num,
     line_of,
+    quote,
 )
 
 UNKNOWN_AS: tuple[str, ...] = get_args(UnknownAs)
@@ -32,7 +33,7 @@ FLEET_FIELDS = frozenset({
 def parse_fleet_root(root: MappingNode, errors: Errors) -> Fleet | None:
     """Read a composed fleet.yaml; None when errors were found."""
     f = Fields(root, "", errors)
-    f.reject_unknown(FLEET_FIELDS)
+    f.reject_unknown(FLEET_FIELDS, extensions=True)
     values: dict[str, object] = {}
 
     node = f.require("regions")
@@ -74,7 +75,7 @@ def parse_fleet_root(root: MappingNode, errors: Errors) -> Fleet | None:
             values["unknown_as"] = text
         else:
             errors.add(node, "unknown_as",
-                       f"must be one of {', '.join(UNKNOWN_AS)} (got {text!r})")
+                       f"must be one of {', '.join(UNKNOWN_AS)} (got {quote(text)})")
     node = f.get("canaries")
     if node is not None and (canaries := _hostports(node, "canaries", errors, True)) is not None:
         values["canaries"] = canaries
@@ -102,7 +103,7 @@ def _regions(node: Node, errors: Errors) -> dict[str, tuple[str, ...]] | None:
     for region, (key_node, value_node) in f.entries.items():
         path = f.sub(region)
         if not is_id(region):
-            errors.add(key_node, path, f"region name {ID_RULE} (got {region!r})")
+            errors.add(key_node, path, "region name " + id_problem(region))
             ok = False
         items = as_list(value_node, path, errors)
         if items is None:
@@ -119,10 +120,10 @@ def _regions(node: Node, errors: Errors) -> dict[str, tuple[str, ...]] | None:
             if checker is None:
                 ok = False
             elif not is_id(checker):
-                errors.add(item, item_path, f"checker id {ID_RULE} (got {checker!r})")
+                errors.add(item, item_path, "checker id " + id_problem(checker))
                 ok = False
             elif checker in first_line:
-                errors.add(item, item_path, f"duplicate checker id {checker!r} "
+                errors.add(item, item_path, f"duplicate checker id {quote(checker)} "
                                             f"(first at line {first_line[checker]})")
                 ok = False
             else:
@@ -153,16 +154,16 @@ def _hostports(node: Node, path: str, errors: Errors, allow_empty: bool) -> tupl
         except ValueError as exc:
             problem = ("port must be 1..65535" if "port must be" in str(exc)
                        else "must be HOST:PORT, an IPv6 address as [ADDR]:PORT")
-            errors.add(item, item_path, f"{problem} (got {text!r})")
+            errors.add(item, item_path, f"{problem} (got {quote(text)})")
             ok = False
             continue
         if not is_host(host):
-            errors.add(item, item_path, f"host {host!r} is not an IP address or a host name")
+            errors.add(item, item_path, f"host {quote(host)} is not an IP address or a host name")
             ok = False
             continue
         key = f"{host.lower()}:{port}"
         if key in first_line:
-            errors.add(item, item_path, f"duplicate address {text!r} "
+            errors.add(item, item_path, f"duplicate address {quote(text)} "
                                         f"(first at line {first_line[key]})")
             ok = False
             continue

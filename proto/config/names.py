@@ -18,6 +18,13 @@ def is_id(text: str) -> bool:
     return ID_RE.fullmatch(text) is not None
 
 
+def id_problem(text: str) -> str:
+    """Why text is not an id, for a message (the caller checked is_id)."""
+    if len(text) > 64:
+        return f"{ID_RULE} (got {len(text)} characters)"
+    return f"{ID_RULE} (got {text!r})"
+
+
 def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text)

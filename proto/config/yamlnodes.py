@@ -10,6 +10,7 @@ so nothing in a config file can construct arbitrary objects.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import yaml
@@ -28,14 +29,26 @@ FLOAT = "tag:yaml.org,2002:float"
 BOOL = "tag:yaml.org,2002:bool"
 NULL = "tag:yaml.org,2002:null"
 MERGE = "tag:yaml.org,2002:merge"
-_PLAIN_TAGS = frozenset({STR, INT, FLOAT, BOOL, NULL, "tag:yaml.org,2002:seq",
+TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_PLAIN_TAGS = frozenset({STR, INT, FLOAT, BOOL, NULL, TIMESTAMP, "tag:yaml.org,2002:seq",
                          "tag:yaml.org,2002:map"})
 
 __all__ = [
     "Errors", "Fields", "MappingNode", "Node", "ScalarNode", "SequenceNode",
     "compose", "read_text", "describe", "fmt_num", "as_str", "as_int", "as_number",
-    "as_bool", "as_list", "as_mapping", "line_of",
+    "as_bool", "as_list", "as_mapping", "line_of", "quote",
 ]
+
+
+_SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+_QUOTE_LIMIT = 64
+
+
+def quote(text: str) -> str:
+    """text quoted for a message: escaped onto one line and cut if long."""
+    if len(text) > _QUOTE_LIMIT:
+        return repr(text[:_QUOTE_LIMIT - 3]) + "..."
+    return repr(text)
 
 
 def line_of(node: Node) -> int:
@@ -56,12 +69,16 @@ class Errors:
     def __init__(self, source: str) -> None:
         self.source = source
         self._items: list[tuple[int, int, str]] = []
+        self._seen: set[str] = set()
 
     def add(self, at: Node | int, path: str, message: str) -> None:
         line = at if isinstance(at, int) else line_of(at)
         where = f"{self.source}:{line}: "
         text = f"{where}{path}: {message}" if path else where + message
-        self._items.append((line, len(self._items), text))
+        # A node reached twice (an alias, a merged mapping) is reported once.
+        if text not in self._seen:
+            self._seen.add(text)
+            self._items.append((line, len(self._items), text))
 
     def __bool__(self) -> bool:
         return bool(self._items)
@@ -133,6 +150,8 @@ def describe(node: Node) -> str:
     if isinstance(node, SequenceNode):
         return "a list"
     value = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+    if node.tag == TIMESTAMP:
+        return f"date {value}"
     if node.tag == NULL:
         return "nothing (null)"
     if node.tag == BOOL:
@@ -180,7 +199,8 @@ def as_int(node: Node, path: str, errors: Errors,
     if not (isinstance(node, ScalarNode) and node.tag == INT):
         errors.add(node, path, f"must be an integer, got {describe(node)}")
         return None
-    value = int(_SCALARS.construct_yaml_int(node))
+    text = node.value
+    value = int(text) if text.isdigit() else int(_SCALARS.construct_yaml_int(node))
     if not _in_range(value, lo, hi):
         errors.add(node, path, f"must be {_range_text(lo, hi)} (got {value})")
         return None
@@ -237,18 +257,26 @@ class Fields:
 
     Keys must be plain strings; a key written twice is reported with the
     line of its first appearance (PyYAML would silently keep the last one).
+    YAML merge keys work as in YAML 1.1 (``<<: *defaults``): keys written in
+    the mapping win over merged ones, earlier merged mappings over later.
     """
 
     __slots__ = ("node", "path", "errors", "entries")
 
-    def __init__(self, node: MappingNode, path: str, errors: Errors) -> None:
+    def __init__(self, node: MappingNode, path: str, errors: Errors,
+                 _merging: frozenset[int] = frozenset()) -> None:
         self.node = node
         self.path = path
         self.errors = errors
         self.entries: dict[str, tuple[Node, Node]] = {}
+        merges: list[tuple[Node, Node]] = []
         for key, value in node.value:
             if isinstance(key, ScalarNode) and key.tag == MERGE:
-                errors.add(key, self.sub("<<"), "merge keys are not supported")
+                if merges:
+                    errors.add(key, self.sub("<<"), "duplicate key "
+                               f"(first at line {line_of(merges[0][0])})")
+                else:
+                    merges.append((key, value))
                 continue
             if not (isinstance(key, ScalarNode) and key.tag == STR):
                 errors.add(key, path, f"keys must be strings, got {describe(key)}")
@@ -259,9 +287,28 @@ class Fields:
                            f"duplicate key (first at line {line_of(first[0])})")
                 continue
             self.entries[key.value] = (key, value)
+        for key, value in merges:
+            self._merge(key, value, _merging | {id(node)})
+
+    def _merge(self, key: Node, value: Node, merging: frozenset[int]) -> None:
+        sources = value.value if isinstance(value, SequenceNode) else [value]
+        for source in sources:
+            if not isinstance(source, MappingNode):
+                self.errors.add(source, self.sub("<<"),
+                                f"must be a mapping or a list of mappings, got {describe(source)}")
+                continue
+            if id(source) in merging:  # <<: *self, directly or through others
+                self.errors.add(key, self.sub("<<"), "merges a mapping into itself")
+                continue
+            merged = Fields(source, self.path, self.errors, merging)
+            for name, entry in merged.entries.items():
+                self.entries.setdefault(name, entry)
 
     def sub(self, key: str) -> str:
         """The field path of key inside this mapping."""
+        # A key is echoed into the one-line message, so an odd one is quoted.
+        if _SIMPLE_KEY.fullmatch(key) is None:
+            return f"{self.path}[{quote(key)}]"
         return f"{self.path}.{key}" if self.path else key
 
     def get(self, key: str) -> Node | None:
@@ -278,7 +325,10 @@ class Fields:
             self.errors.add(self.node, self.sub(key), "required")
         return node
 
-    def reject_unknown(self, known: frozenset[str] | set[str]) -> None:
+    def reject_unknown(self, known: frozenset[str] | set[str], *,
+                       extensions: bool = False) -> None:
+        """Report keys not in known. With extensions, keys starting with "x-"
+        are allowed and ignored (a place for YAML anchors, as in Compose files)."""
         for key, (key_node, _) in self.entries.items():
-            if key not in known:
+            if key not in known and not (extensions and key.startswith("x-")):
                 self.errors.add(key_node, self.sub(key), "unknown field")

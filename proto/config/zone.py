@@ -22,6 +22,7 @@ from proto.config.yamlnodes import (
     as_mapping,
     as_str,
     line_of,
+    quote,
 )
 
 TTL_MAX = 2**31 - 1            # RFC 2181 section 8
@@ -40,12 +41,13 @@ def parse_zone_root(root: MappingNode, errors: Errors, registry: Registry | None
     With a registry, every record's check must be one of its ids.
     """
     f = Fields(root, "", errors)
-    f.reject_unknown(ZONE_FIELDS)
+    f.reject_unknown(ZONE_FIELDS, extensions=True)
     zone: str | None = None
     node = f.require("zone")
     if node is not None and (text := as_str(node, "zone", errors)) is not None:
         if text in (".", "") or not is_domain_name(text):
-            errors.add(node, "zone", f"must be a domain name such as example.com. (got {text!r})")
+            errors.add(node, "zone",
+                       f"must be a domain name such as example.com. (got {quote(text)})")
         else:
             zone = absolute_name(text)
     ttl = 30
@@ -89,11 +91,11 @@ def _record(node: Node, path: str, zone: str | None, check_ids: frozenset[str] |
     name_node = f.require("name")
     if name_node is not None and (text := as_str(name_node, f.sub("name"), errors)) is not None:
         if not is_domain_name(text):
-            errors.add(name_node, f.sub("name"), f"must be a domain name (got {text!r})")
+            errors.add(name_node, f.sub("name"), f"must be a domain name (got {quote(text)})")
         else:
             name = absolute_name(text)
             if zone is not None and name != zone and not name.endswith("." + zone):
-                errors.add(name_node, f.sub("name"), f"{text!r} is not inside zone {zone}")
+                errors.add(name_node, f.sub("name"), f"{quote(text)} is not inside zone {zone}")
                 ok = False
     kind = _choice(f, "type", RECORD_TYPES, None, errors)
     policy = _choice(f, "policy", POLICIES, "simple", errors)
@@ -152,7 +154,7 @@ def _choice(f: Fields, key: str, allowed: tuple[str, ...], default: str | None,
         return default
     text = as_str(node, f.sub(key), errors)
     if text is not None and text not in allowed:
-        errors.add(node, f.sub(key), f"must be one of {', '.join(allowed)} (got {text!r})")
+        errors.add(node, f.sub(key), f"must be one of {', '.join(allowed)} (got {quote(text)})")
         return None
     return text
 
@@ -199,14 +201,14 @@ def _value(node: Node, path: str, kind: str | None, policy: str | None,
         if address is None:
             family = {"A": "an IPv4", "AAAA": "an IPv6"}.get(kind or "", "an IP")
             errors.add(value_node, f.sub("value"),
-                       f"must be {family} address for type {kind or '?'} (got {text!r})")
+                       f"must be {family} address for type {kind or '?'} (got {quote(text)})")
     ok &= address is not None
     check = None
     check_node = f.get("check")
     if check_node is not None:
         check = as_str(check_node, f.sub("check"), errors)
         if check is not None and check_ids is not None and check not in check_ids:
-            errors.add(check_node, f.sub("check"), f"unknown check {check!r}")
+            errors.add(check_node, f.sub("check"), f"unknown check {quote(check)}")
             ok = False
         ok &= check is not None
     weight = 1

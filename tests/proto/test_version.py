@@ -134,3 +134,29 @@ def test_key_order_and_style_never_change_the_version(items, rnd: random.Random)
     other = yaml.safe_dump({"checks": shuffled}, sort_keys=False,
                            default_flow_style=rnd.choice([True, False]), indent=4)
     assert version(other) == version(plain)
+
+
+def test_anchors_and_merge_keys_mean_what_they_expand_to():
+    dry = """\
+x-probe: &probe
+  type: tcp
+  host: 192.0.2.20
+  port: 5432
+x-regions: &both [us-east, eu-west]
+checks:
+  - id: web-1
+    type: http
+    host: 192.0.2.10
+    port: 8080
+    path: /health
+    interval: 10
+  - <<: *probe
+    id: db
+    regions: *both
+  - id: any
+    type: calculated
+    children: [web-1, db]
+"""
+    assert version(dry) == version(BASE)
+    overridden = dry.replace("    id: db\n", "    id: db\n    port: 5433\n")
+    assert parse_checks(overridden).checks[1].port == 5433
