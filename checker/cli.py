@@ -133,7 +133,7 @@ async def _serve(args, registry, fleet, load, metrics_addr) -> int:
             raise OSError(f"--metrics {args.metrics}: {exc.strerror or exc}") from None
     checker = Checker(registry, fleet, args.checker_id, clock=clock, metrics=metrics,
                       canary_interval=args.canary_interval)
-    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), checker.adopt,
+    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), checker.adopt_async,
                         period=args.reload_period or float("inf"), clock=clock, metrics=metrics)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,14 +7,16 @@ random weight) hashing: every checker computes the same answer alone, load
 spreads evenly, and when a checker joins or leaves only the checks it wins
 or loses move (about 1/n of them), nothing else.
 
-The hash is BLAKE2b, not Python's ``hash()``: that one is salted per
-process, and every checker of a fleet must agree.
+The hash is BLAKE2b (once per check id and once per checker id, mixed per
+pair with the splitmix64 finaliser), not Python's ``hash()``: that one is
+salted per process, and every checker of a fleet must agree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,7 +36,34 @@ def stable_hash64(*parts: str) -> int:
     return _U64.unpack(h.digest())[0]
 
 
-def owners(check_id: str, candidates: tuple[str, ...] | list[str], k: int) -> list[str]:
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser: every input bit moves every output bit."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _hashes(prefix: str, names: Sequence[str]) -> np.ndarray:
+    return np.fromiter((stable_hash64(prefix, n) for n in names), dtype=np.uint64,
+                       count=len(names))
+
+
+def scores(check_ids: Sequence[str], checker_ids: Sequence[str]) -> np.ndarray:
+    """Rendezvous scores, shape (checks, checkers).
+
+    BLAKE2b is paid once per check and once per checker; each pair's score
+    is then a mix of the two hashes, so a large registry costs one hash per
+    check, not one per (check, checker).
+    """
+    hc = _hashes("check", check_ids)
+    hk = _hashes("checker", checker_ids)
+    return _mix64(hc[:, None] ^ hk[None, :])
+
+
+def owners(check_id: str, candidates: Sequence[str], k: int) -> list[str]:
     """The k checkers among candidates that probe check_id (all of them if fewer).
 
     Ties cannot matter in practice (64-bit scores) but are broken by checker
@@ -42,9 +71,9 @@ def owners(check_id: str, candidates: tuple[str, ...] | list[str], k: int) -> li
     """
     if k >= len(candidates):
         return list(candidates)
-    scored = sorted(candidates, key=lambda c: (stable_hash64("own", check_id, c), c),
-                    reverse=True)
-    return scored[:k]
+    row = scores([check_id], candidates)[0]
+    ranked = sorted(zip(row.tolist(), candidates, strict=True), reverse=True)
+    return [c for _, c in ranked[:k]]
 
 
 def check_regions(check_regions: tuple[str, ...], fleet: Fleet) -> tuple[str, ...]:
@@ -64,13 +93,23 @@ def owned_mask(registry: Registry, fleet: Fleet, checker_id: str) -> np.ndarray:
     region = fleet.region_of(checker_id)
     if region is None:
         return mask
-    members = fleet.regions[region]
+    members = list(fleet.regions[region])
+    eligible = [i for i, c in enumerate(registry.checks)
+                if c.type != "calculated" and not c.disabled
+                and region in check_regions(c.regions, fleet)]
+    if not eligible:
+        return mask
     k = fleet.checkers_per_region
-    for i, check in enumerate(registry.checks):
-        if check.type == "calculated" or check.disabled:
-            continue
-        if region not in check_regions(check.regions, fleet):
-            continue
-        if checker_id in owners(check.id, members, k):
-            mask[i] = True
+    idx = np.asarray(eligible, dtype=np.int64)
+    if k >= len(members):
+        mask[idx] = True
+        return mask
+    s = scores([registry.checks[i].id for i in eligible], members)
+    me = members.index(checker_id)
+    mine = s[:, me:me + 1]
+    # Rank of this checker per check: how many members beat it (ties go to
+    # the larger checker id, as in owners()).
+    ids = np.asarray(members)
+    beats = (s > mine) | ((s == mine) & (ids[None, :] > checker_id))
+    mask[idx] = beats.sum(axis=1) < k
     return mask

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from checker.clock import Clock
 from checker.metrics import CheckerMetrics
@@ -25,13 +25,14 @@ Loader = Callable[[], tuple[Registry, Fleet]]
 class Reloader:
     """Loads with `load` (in a worker thread) and hands good configs to `adopt`.
 
-    `current` returns the running (registry, fleet); `adopt` may raise
-    ValueError to refuse a config (e.g. this checker is not in the fleet).
+    `current` returns the running (registry, fleet); `adopt` (a function or
+    a coroutine function) may raise ValueError to refuse a config (e.g. this
+    checker is not in the fleet).
     """
 
     def __init__(self, load: Loader, current: Callable[[], tuple[Registry, Fleet]],
-                 adopt: Callable[[Registry, Fleet], None], *, period: float, clock: Clock,
-                 metrics: CheckerMetrics) -> None:
+                 adopt: Callable[[Registry, Fleet], Awaitable[None] | None], *,
+                 period: float, clock: Clock, metrics: CheckerMetrics) -> None:
         self._load = load
         self._current = current
         self._adopt = adopt
@@ -66,7 +67,9 @@ class Reloader:
         if registry.version == old_registry.version and fleet == old_fleet:
             return self._count("unchanged")
         try:
-            self._adopt(registry, fleet)
+            pending = self._adopt(registry, fleet)
+            if pending is not None:
+                await pending
         except ValueError as exc:
             log.error("reload rejected: %s", exc)
             return self._count("failed")

@@ -25,6 +25,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,6 +50,16 @@ def default_make_prober(check: Check, *, allow_private: bool) -> Prober:
     from checker.probes import make_prober
 
     return make_prober(check, allow_private=allow_private)
+
+
+@dataclass(slots=True)
+class _Plan:
+    registry: Registry
+    fleet: Fleet
+    region: str
+    rows: np.ndarray
+    dispatcher: Dispatcher
+    canaries: Dispatcher
 
 
 class UnknownChecker(ValueError):
@@ -88,12 +99,16 @@ class Checker:
         self._stopped = asyncio.Event()
         self._running = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._install(registry, fleet, carry=False)
+        self._install(self._plan(registry, fleet), carry=False)
         self.metrics.in_flight.set_function(lambda: self.dispatcher.in_flight)
 
     # -- configuration ----------------------------------------------------
 
-    def _install(self, registry: Registry, fleet: Fleet, *, carry: bool) -> None:
+    def _plan(self, registry: Registry, fleet: Fleet) -> _Plan:
+        """Everything a config needs, built without touching the running one.
+
+        Pure CPU work (hashing, prober construction), safe in a worker thread.
+        """
         region = fleet.region_of(self.checker_id)
         if region is None:
             known = ", ".join(fleet.checker_ids) or "none"
@@ -105,21 +120,27 @@ class Checker:
             checks, [self._prober(c, fleet.allow_private_targets) for c in checks],
             count=True)
         canaries = self._dispatcher_for(*self._canary_checks(fleet), count=False)
+        return _Plan(registry, fleet, region, rows, dispatcher, canaries)
+
+    def _install(self, plan: _Plan, *, carry: bool) -> None:
         if carry:
-            dispatcher.carry_from(self.dispatcher)
-            canaries.carry_from(self.canaries)
+            plan.dispatcher.carry_from(self.dispatcher)
+            plan.canaries.carry_from(self.canaries)
             for old in (self.dispatcher, self.canaries):
                 old.stop()
-        self.registry, self.fleet, self.region = registry, fleet, region
-        self.rows = rows
-        self.dispatcher, self.canaries = dispatcher, canaries
+        self.registry, self.fleet, self.region = plan.registry, plan.fleet, plan.region
+        self.rows = plan.rows
+        self.dispatcher, self.canaries = plan.dispatcher, plan.canaries
         self.doubt.rebase(0, 0)
         self._missed_seen = 0
-        self.metrics.checks_owned.set(rows.size)
-        self.metrics.concurrency_limit.set(dispatcher.limit)
+        self.metrics.checks_owned.set(plan.rows.size)
+        self.metrics.concurrency_limit.set(plan.dispatcher.limit)
         log.info("checker=%s region=%s owns=%d of=%d registry=%s limit=%d",
-                 self.checker_id, region, rows.size, registry.check_count,
-                 registry.version, dispatcher.limit)
+                 self.checker_id, plan.region, plan.rows.size, plan.registry.check_count,
+                 plan.registry.version, plan.dispatcher.limit)
+        if self._running:
+            self._start_dispatchers()
+            self._sync_streams()
 
     def _prober(self, check: Check, allow_private: bool) -> Prober:
         try:
@@ -170,12 +191,19 @@ class Checker:
         """Switch to a new registry and fleet; verdicts of kept check ids carry over.
 
         Raises UnknownChecker (and changes nothing) if this checker is not in
-        the new fleet.
+        the new fleet. Builds the new schedule on the calling thread: with
+        a large registry prefer :meth:`adopt_async`.
         """
-        self._install(registry, fleet, carry=True)
-        if self._running:
-            self._start_dispatchers()
-            self._sync_streams()
+        self._install(self._plan(registry, fleet), carry=True)
+
+    async def adopt_async(self, registry: Registry, fleet: Fleet) -> None:
+        """adopt(), building the new schedule and probers in a worker thread.
+
+        With 100,000 checks that takes about a second of CPU; on the event
+        loop it would stall the probe schedule for as long.
+        """
+        plan = await asyncio.to_thread(self._plan, registry, fleet)
+        self._install(plan, carry=True)
 
     # -- running ----------------------------------------------------------
 

@@ -53,7 +53,7 @@ async def test_bad_file_keeps_old_registry_good_file_adopted_with_state(tmp_path
     metrics = CheckerMetrics()
     rec = Recorder(clock, ok={"x": True, "y": False, "z": True, "w": True})
     checker = Checker(registry, fleet, "a", clock=clock, make_prober=rec, metrics=metrics)
-    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), checker.adopt,
+    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), checker.adopt_async,
                         period=30.0, clock=clock, metrics=metrics)
     task = asyncio.create_task(checker.run())
     await clock.run_for(3.0, 0.05)
