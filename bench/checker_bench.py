@@ -165,7 +165,8 @@ http {{
   }}
 }}
 """)
-        self.proc = subprocess.Popen([binary("nginx"), "-p", str(w), "-e", str(w / "nginx-error.log"),
+        self.proc = subprocess.Popen([binary("nginx"), "-p", str(w),
+                                      "-e", str(w / "nginx-error.log"),
                                       "-c", str(w / "nginx.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.status_port, self.proc)
