@@ -72,27 +72,27 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet) -> 
 
     clock = SystemClock()
     agg = Aggregator(registry, fleet, clock=clock, snapshot_file=args.snapshot_file)
+    reloader = ConfigReloader(agg, lambda: _load(args.checks, args.fleet),
+                              args.reload_interval, clock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Handlers first: whoever sees the server up may send SIGHUP at once.
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
     try:
         port = await agg.start(args.listen, metrics_listen=args.metrics)
-    except (OSError, RuntimeError) as exc:
-        print(f"{PROG}: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         await agg.stop(0)
         return 1
+    reload_task = asyncio.create_task(reloader.run(), name="config-reload")
     host = args.listen.rsplit(":", 1)[0]
     log.info("listening on %s:%d (%d checks, %d checkers, registry version %s)",
              host, port, registry.check_count, len(fleet.checker_ids), registry.version)
     if agg.metrics.port is not None:
         log.info("metrics on http://%s:%d/metrics",
                  args.metrics.rsplit(":", 1)[0], agg.metrics.port)
-
-    reloader = ConfigReloader(agg, lambda: _load(args.checks, args.fleet),
-                              args.reload_interval, clock)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
-    reload_task = asyncio.create_task(reloader.run(), name="config-reload")
     try:
         await stop.wait()
     finally:

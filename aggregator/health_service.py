@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+import numpy as np
 
 from aggregator.state import AggregatorState, Published
 from aggregator.watchers import LatestHub
@@ -87,19 +88,25 @@ class HealthService(pb_grpc.HealthServicer):
                                 f"unknown check id {shown}{more}" if len(unknown) == 1
                                 else f"unknown check ids {shown}{more}")
         res = pub.result
+        idx = np.fromiter((index[i] for i in ids), dtype=np.int64, count=len(ids))
+        status = res.status_of(idx)
+        healthy, reporting = res.votes(idx)
+        last_change = res.last_change_of(idx)
         out = pb.QueryResponse(registry_version=pub.registry.version, sequence=pub.sequence)
+        # Per-checker votes come from the live slots, which follow the current
+        # registry; right after a reload the latest tick may still be on the
+        # previous one, and then the detail is left out rather than misread.
         same_registry = pub.registry is state.registry
-        for check_id in ids:
-            i = index[check_id]
+        for n, check_id in enumerate(ids):
             ch = out.checks.add(
                 check_id=check_id,
-                status=int(res.status[i]),
-                healthy_votes=int(res.healthy_votes[i]),
-                reporting_votes=int(res.reporting_votes[i]),
-                last_change_unix_ms=int(res.last_change_unix_ms[i]),
+                status=int(status[n]),
+                healthy_votes=int(healthy[n]),
+                reporting_votes=int(reporting[n]),
+                last_change_unix_ms=int(last_change[n]),
             )
             if same_registry:
-                for cid, region, vote, age in state.checker_votes(i):
+                for cid, region, vote, age in state.checker_votes(int(idx[n])):
                     ch.checkers.add(checker_id=cid, region=region, vote=vote,
                                     snapshot_age_ms=age)
         return out

@@ -18,14 +18,19 @@ from proto.config.model import Fleet, Registry
 
 
 class TickResultLike(Protocol):
-    """What the server reads from one tick (see aggregator.tick.TickResult)."""
+    """What the server reads from one tick (see aggregator.tick.TickResult).
+
+    The per-index accessors are cheap; the engine builds whole per-check
+    arrays lazily, and the server never asks for them.
+    """
 
     states: bytes                   # final 2-bit health snapshot, wire layout
-    healthy_votes: np.ndarray       # per check, fresh healthy votes
-    reporting_votes: np.ndarray     # per check, fresh healthy + unhealthy votes
-    status: np.ndarray              # per check, final status 0..2
-    last_change_unix_ms: np.ndarray  # per check, 0 when never changed
-    changed: Any                    # count (int) or per-check mask of changes this tick
+    changed: int                    # checks whose status changed this tick
+
+    def status_of(self, indices: np.ndarray) -> np.ndarray: ...
+    def votes(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def last_change_of(self, indices: np.ndarray) -> np.ndarray: ...
+    def status_counts(self) -> np.ndarray: ...
 
 
 Remap = Callable[[bytes], bytes]
@@ -46,17 +51,10 @@ class EngineKit:
 
     new_slots: Callable[[Registry, Fleet], Any]
     write: Callable[[Any, int, bytes], None]
-    row: Callable[[Any, int], bytes | memoryview | np.ndarray]
+    row: Callable[[Any, int], Any]
+    votes_of: Callable[[Any, int], np.ndarray]
     new_engine: Callable[[Registry, Fleet], Any]
     build_remap: Callable[[Sequence[str], Registry], Remap]
-
-
-def changed_count(changed: Any) -> int:
-    """Number of checks that changed state this tick, whatever form the engine gives."""
-    if isinstance(changed, (int, np.integer)):
-        return int(changed)
-    arr = np.asarray(changed)
-    return int(np.count_nonzero(arr)) if arr.dtype == bool else int(arr.size)
 
 
 def default_kit() -> EngineKit:
@@ -66,6 +64,9 @@ def default_kit() -> EngineKit:
 
     def new_slots(registry: Registry, fleet: Fleet) -> Any:
         return tick_mod.SlotMatrix(len(fleet.checker_ids), registry.check_count)
+
+    def votes_of(slots: Any, check_index: int) -> np.ndarray:
+        return slots.votes_of(check_index)
 
     def write(slots: Any, row: int, payload: bytes) -> None:
         slots.write(row, payload)
@@ -77,7 +78,6 @@ def default_kit() -> EngineKit:
         return tick_mod.TickEngine(registry, fleet)
 
     def build_remap(old_ids: Sequence[str], registry: Registry) -> Remap:
-        mapping = remap_mod.build_remap(tuple(old_ids), registry)
-        return mapping if callable(mapping) else mapping.apply
+        return remap_mod.build_remap(tuple(old_ids), registry)
 
-    return EngineKit(new_slots, write, row, new_engine, build_remap)
+    return EngineKit(new_slots, write, row, votes_of, new_engine, build_remap)

@@ -84,8 +84,7 @@ class _StateCollector(Collector):
                     pub.fresh_checkers if pub else 0)
         checks = GaugeMetricFamily(PREFIX + "checks", "Checks by status in the latest tick.",
                                    labels=["status"])
-        counts = (np.bincount(np.asarray(pub.result.status, dtype=np.uint8), minlength=4)
-                  if pub else np.zeros(4, dtype=np.int64))
+        counts = pub.result.status_counts() if pub else np.zeros(4, dtype=np.int64)
         for value, name in _STATUS_NAMES:
             checks.add_metric([name], int(counts[value]))
         yield checks

@@ -133,16 +133,23 @@ class Aggregator:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+        try:
+            bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+        except RuntimeError:  # grpc's way of saying the bind failed
+            bound = 0
         if bound == 0:
-            raise OSError(f"cannot listen on {listen}")
+            raise OSError(f"cannot listen on {listen}: address in use or not available")
         await server.start()
         self.server, self.port = server, bound
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if metrics_listen is not None:
             mhost, mport = _split_listen(metrics_listen)
-            self.metrics.serve(mhost, mport)
+            try:
+                self.metrics.serve(mhost, mport)
+            except OSError as exc:
+                raise OSError(f"cannot serve metrics on {metrics_listen}: "
+                              f"{exc.strerror or exc}") from None
         if self.snapshot_writer is not None:
             self.snapshot_writer.start()
         if start_ticking:

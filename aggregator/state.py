@@ -8,6 +8,7 @@ per snapshot; the tick's cost depends only on (checkers, checks).
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aggregator.clock import Clock
-from aggregator.kit import EngineKit, Remap, TickResultLike, changed_count
+from aggregator.kit import EngineKit, Remap, TickResultLike
 from proto import codec
 from proto.config.model import Fleet, Registry
 
@@ -100,42 +101,52 @@ class AggregatorState:
         self.registry = registry
         self.fleet = fleet
         self.versions: dict[str, VersionInfo] = {}
-        self._install(registry, fleet, previous=None)
+        self._install(registry, fleet, None)
 
     # -- configuration ---------------------------------------------------
 
-    def _install(self, registry: Registry, fleet: Fleet, previous: Registry | None) -> None:
+    def _install(self, registry: Registry, fleet: Fleet, old: AggregatorState | None) -> None:
+        """Build slots and engine for (registry, fleet), carrying over what old had."""
         rows = {cid: i for i, cid in enumerate(fleet.checker_ids)}
         regions = {cid: region for region, ids in fleet.regions.items() for cid in ids}
         slots = self.kit.new_slots(registry, fleet)
         received = np.full(len(rows), -np.inf)
         versions = {registry.version: VersionInfo(registry.version, registry.check_count, None)}
-        if previous is not None and previous.version != registry.version:
-            remap = self.kit.build_remap(previous.ids, registry)
-            versions[previous.version] = VersionInfo(previous.version, previous.check_count, remap)
-            # Carry every checker's latest vote over to the new layout so a
-            # reload does not blank the votes until the next reports arrive.
-            for cid, old_row in self.rows.items():
-                if cid in rows and self.received[old_row] > -np.inf:
-                    payload = bytes(self.kit.row(self.slots, old_row))
-                    self.kit.write(slots, rows[cid], remap(payload))
-                    received[rows[cid]] = self.received[old_row]
-        elif previous is not None:
-            for cid, old_row in self.rows.items():
-                if cid in rows and self.received[old_row] > -np.inf:
-                    self.kit.write(slots, rows[cid], bytes(self.kit.row(self.slots, old_row)))
-                    received[rows[cid]] = self.received[old_row]
+        engine = None
+        carry: Remap | None = None
+        if old is not None and old.registry.version != registry.version:
+            # The registry being replaced becomes "previous": its checkers are
+            # remapped by id until they reload too.
+            carry = self.kit.build_remap(old.registry.ids, registry)
+            versions[old.registry.version] = VersionInfo(
+                old.registry.version, old.registry.check_count, carry)
+        elif old is not None:
+            versions = dict(old.versions)  # same registry: keep accepting its previous one
+            if (fleet.healthy_fraction, fleet.unknown_as) == (
+                    old.fleet.healthy_fraction, old.fleet.unknown_as):
+                # Same registry and vote rule: keep the engine and with it each
+                # check's last known status and last change time.
+                engine = old.engine
+        if old is not None:
+            # Carry every remaining checker's latest snapshot over, so a reload
+            # does not blank the votes until the next reports arrive.
+            for cid, old_row in old.rows.items():
+                if cid in rows and old.received[old_row] > -np.inf:
+                    payload = bytes(self.kit.row(old.slots, old_row))
+                    self.kit.write(slots, rows[cid], carry(payload) if carry else payload)
+                    received[rows[cid]] = old.received[old_row]
         self.rows, self.regions, self.slots, self.received = rows, regions, slots, received
         self.checker_ids = fleet.checker_ids
         self.versions = versions
         self.max_message = max_message_bytes(max(v.check_count for v in versions.values()))
         self.registry, self.fleet = registry, fleet
         self.index = registry.index_of()
-        self.engine = self.kit.new_engine(registry, fleet)
+        self.engine = engine if engine is not None else self.kit.new_engine(registry, fleet)
 
     def adopt(self, registry: Registry, fleet: Fleet) -> None:
         """Switch to a new registry and fleet; the old registry stays accepted (remapped)."""
-        self._install(registry, fleet, previous=self.registry)
+        old = copy.copy(self)  # a shallow view of the state being replaced
+        self._install(registry, fleet, old)
 
     # -- ingest ----------------------------------------------------------
 
@@ -197,7 +208,7 @@ class AggregatorState:
         wall = self.clock.wall_ms()
         result = self.engine.compute(self.slots, fresh, wall)
         pub = Published(self.registry, self.fleet, sequence, wall, result,
-                        int(np.count_nonzero(fresh)), changed_count(result.changed),
+                        int(np.count_nonzero(fresh)), int(result.changed),
                         bytes(result.states))
         self.sequence = sequence
         self.latest = pub
@@ -206,17 +217,19 @@ class AggregatorState:
     # -- per-checker detail ----------------------------------------------
 
     def checker_votes(self, check_index: int) -> list[tuple[str, str, int, int]]:
-        """(checker_id, region, vote 0..2, snapshot age ms or -1) for every checker."""
+        """(checker_id, region, vote 0..2, snapshot age ms or -1) for every checker.
+
+        The vote is what the checker's latest snapshot says, stale or not;
+        the age tells whether it still counts.
+        """
         now = self.clock.now()
-        byte, shift = check_index >> 2, 6 - 2 * (check_index & 3)
+        votes = self.kit.votes_of(self.slots, check_index)
         out = []
         for cid, r in self.rows.items():
             seen = self.received[r]
             if seen == -np.inf:
                 out.append((cid, self.regions[cid], codec.UNKNOWN, -1))
-                continue
-            payload = self.kit.row(self.slots, r)
-            vote = (int(payload[byte]) >> shift) & 0x3
-            out.append((cid, self.regions[cid], vote if vote != codec.RESERVED else 0,
-                        max(0, round((now - seen) * 1000))))
+            else:
+                out.append((cid, self.regions[cid], int(votes[r]),
+                            max(0, round((now - seen) * 1000))))
         return out

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 
 import grpc
 import pytest
 
-from aggregator.kit import EngineKit
+from aggregator.kit import EngineKit, default_kit
 from proto import codec
 from proto.config.model import Check, Fleet, Registry
 from proto.healthplane.v1 import healthplane_pb2 as pb
 from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
-from tests.aggregator.reference_kit import REFERENCE_KIT
 
 REGIONS = {"us-east": ("use1-a", "use1-b"), "eu-west": ("euw1-a",)}
 
@@ -32,17 +30,10 @@ def make_fleet(**kw) -> Fleet:
     return Fleet(**base)
 
 
-def engine_kit() -> EngineKit:
-    """The real tick engine once it is installed, else the reference stand-in."""
-    if importlib.util.find_spec("aggregator.tick") and importlib.util.find_spec("aggregator.remap"):
-        from aggregator.kit import default_kit
-        return default_kit()
-    return REFERENCE_KIT
-
-
 @pytest.fixture
 def kit() -> EngineKit:
-    return engine_kit()
+    """The production tick engine: these tests exercise the server around it."""
+    return default_kit()
 
 
 def snap(checker: str, region: str, registry: Registry, states: Sequence[int], *,
