@@ -26,6 +26,27 @@ Rules that need two files:
 
 Without the other file the rule that needs it is skipped (except the
 private-target default above).
+
+Choices the contract leaves open, made strict where a mistake is likely:
+
+* a field of another check type is an error (``search`` on tcp, ``host`` on
+  calculated); ``hostname`` applies to http, https and grpc (its authority),
+  ``verify_tls`` to https, ``grpc_service`` to grpc;
+* YAML types are taken as written: ``port: "80"`` is a string and
+  ``interval: true`` a boolean, and both are errors;
+* a calculated check needs at least one child; ``healthy_threshold: 0``
+  means always healthy, and a threshold above the number of children is an
+  error (such a check could never be healthy);
+* ``regions: []`` is an error (omit the field to mean every region);
+* fleet: ``stale_after`` must be greater than ``report_interval``, or every
+  vote would lapse between two reports; ``canaries: []`` turns canaries off;
+  canaries and aggregators are the operator's own addresses and are not
+  subject to the private-target rule;
+* zone: names are absolute with or without the final dot and kept lower
+  case with it; ``policy`` defaults to ``simple``; a multivalue record may
+  list more than the 8 values one answer carries;
+* YAML anchors, aliases and merge keys (``<<: *defaults``) work; top-level
+  keys starting with ``x-`` are ignored, as a place to keep anchors.
 """
 
 from __future__ import annotations

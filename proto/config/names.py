@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 # Check ids, checker ids and region names.
 ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -25,6 +26,8 @@ def id_problem(text: str) -> str:
     return f"{ID_RULE} (got {text!r})"
 
 
+# Large registries repeat the same hosts; parsing an address is not cheap.
+@lru_cache(maxsize=4096)
 def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text)
@@ -32,6 +35,7 @@ def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         return None
 
 
+@lru_cache(maxsize=4096)
 def is_domain_name(text: str) -> bool:
     """True for a name like api.example.com or api.example.com. (<= 253 chars).
 
