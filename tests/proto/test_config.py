@@ -272,3 +272,35 @@ def test_every_error_is_reported_not_only_the_first():
 def test_an_empty_registry_is_valid():
     registry = parse_checks("checks: []\n")
     assert registry.check_count == 0 and len(registry.version) == 16
+
+
+def test_search_must_fit_the_body_window():
+    base = "checks:\n  - {id: a, type: http, host: 192.0.2.1, port: 80, search: %s}\n"
+    assert parse_checks(base % ("x" * 5120)).checks[0].search == "x" * 5120
+    with pytest.raises(ConfigError) as info:
+        parse_checks(base % ("é" * 2561))  # 5,122 bytes in UTF-8
+    assert info.value.errors == [
+        "checks.yaml:2: checks[0].search: must be 1..5120 bytes (got 5122)"]
+
+
+def test_hostname_must_be_a_name():
+    text = "checks:\n  - {id: a, type: grpc, host: 192.0.2.1, port: 80, hostname: 'a b'}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_checks(text)
+    assert info.value.errors == [
+        "checks.yaml:2: checks[0].hostname: must be a host name or an IP address (got 'a b')"]
+
+
+def test_messages_stay_on_one_line_whatever_the_input():
+    text = ('checks:\n  - {id: "a\\nb", type: "tcp\\r\\n", host: "h\\nx", port: 1,'
+            ' "k\\ney": 1}\n')
+    with pytest.raises(ConfigError) as info:
+        parse_checks(text)
+    assert len(info.value.errors) == 4
+    assert all("\n" not in e and "\r" not in e for e in info.value.errors)
+
+
+def test_timeout_defaults_to_the_interval_when_shorter_than_4s():
+    registry = parse_checks("checks:\n  - {id: a, type: tcp, host: 192.0.2.1, port: 1, "
+                            "interval: 1.5}\n")
+    assert (registry.checks[0].interval, registry.checks[0].timeout) == (1.5, 1.5)
