@@ -108,6 +108,8 @@ class SnapshotFileWriter:
         self._ids = _IdsCache()
         self._task: asyncio.Task[None] | None = None
         self._last_error = ""
+        self._busy = False
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="snapshot-file")
@@ -119,13 +121,20 @@ class SnapshotFileWriter:
         self._wake.set()
 
     async def _run(self) -> None:
+        # One write at a time, in tick order: a later tick can never be
+        # overwritten on disk by an earlier one finishing late.
         while True:
             await self._wake.wait()
             self._wake.clear()
             pub, self._pending = self._pending, None
-            if pub is None:
-                continue
-            await self._write(pub)
+            if pub is not None:
+                self._busy = True
+                try:
+                    await self._write(pub)
+                finally:
+                    self._busy = False
+            if self._stopping and self._pending is None:
+                return
 
     async def _write(self, pub: Published) -> None:
         try:
@@ -140,16 +149,26 @@ class SnapshotFileWriter:
             self.written += 1
             self._last_error = ""
 
-    async def flush(self) -> None:
-        """Write whatever is pending now (shutdown and tests)."""
-        pub, self._pending = self._pending, None
-        if pub is not None:
-            await self._write(pub)
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until the latest submitted tick is on disk (or failed), up to timeout."""
+        if self._task is None:
+            pub, self._pending = self._pending, None
+            if pub is not None:
+                await self._write(pub)
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (self._pending is not None or self._busy) and not self._task.done():
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.002)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
+        """Write what is pending, then stop."""
+        if self._task is None:
+            await self.flush()
+            return
+        self._stopping = True
+        self._wake.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None

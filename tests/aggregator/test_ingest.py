@@ -10,6 +10,7 @@ from aggregator.server import run_aggregator
 from aggregator.state import max_message_bytes, transport_limit
 from proto import codec
 from proto.healthplane.v1 import healthplane_pb2 as pb
+from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 REG = make_registry()
@@ -47,6 +48,11 @@ async def test_bad_snapshot_dropped_counted_and_stream_goes_on(kit, reason, msg)
         assert dict(agg.state.counters.dropped) == {reason: 1}
         # The slot holds the good snapshot, not the bad one.
         assert bytes(kit.row(agg.state.slots, 0)) == codec.encode(GOOD)
+        # And the aggregator still serves.
+        agg.tick_now()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{agg.port}") as ch:
+            got = await pb_grpc.HealthStub(ch).Get(pb.GetRequest())
+        assert got.sequence == 1
 
 
 async def test_oversized_dropped_without_parsing_and_stream_goes_on(kit):
