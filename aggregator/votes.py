@@ -24,7 +24,7 @@ count takes a boolean ``fresh`` mask per row.
 Memory layout (why it is not simply ``[rows, bytes]``): the words are stored
 chunk-major, ``words[chunk, row, word]``, so the block of every checker's
 words for one range of checks is contiguous and stays in the L2 cache while
-it is counted. Rows are padded with zero rows to a multiple of 15 and the
+it is counted. Rows are padded with zero rows to a multiple of 3 and the
 payload with zero words to a whole number of chunks; both paddings never
 vote.
 
@@ -49,7 +49,11 @@ _ZERO = np.uint64(0)
 
 # The fold schedule: 3 rows summed in 2-bit lanes (max 3), then 5 of those
 # in 4-bit lanes (max 15), then up to 17 of those in 8-bit lanes (max 255).
-ROW_GROUP = 15
+# Rows are padded to a multiple of 3 only; the 4-bit stage pads its own
+# (cache-resident) input with zeros instead, so 16 checkers cost 18 rows of
+# work, not 30.
+ROW_GROUP = 3
+FOLD4 = 5
 BATCH_ROWS = 255
 DEFAULT_CHUNK_WORDS = 1024  # 100 rows x 8 KiB per block: about L2-sized, few numpy calls
 
@@ -207,14 +211,16 @@ class VoteCounter:
             rows = hi - lo
             if rows in self._bufs:
                 continue
+            m = rows // 3
+            m5 = _ceil_div(m, FOLD4)
             self._bufs[rows] = (
                 np.empty((2, rows, c), np.uint64),               # planes
-                np.empty((2, rows // 3, c), np.uint64),          # 2-bit sums
-                np.empty((2, rows // 3, c), np.uint64),          # shift scratch
-                np.empty((2, 2, rows // 3, c), np.uint64),       # 4-bit lanes
-                np.empty((2, 2, rows // ROW_GROUP, c), np.uint64),     # 4-bit sums
-                np.empty((2, 2, 2, rows // ROW_GROUP, c), np.uint64),  # 8-bit lanes
-                np.empty((2, 2, rows // ROW_GROUP, c), np.uint64),     # shift scratch
+                np.empty((2, m, c), np.uint64),                  # 2-bit sums
+                np.empty((2, m, c), np.uint64),                  # shift scratch
+                np.zeros((2, 2, m5 * FOLD4, c), np.uint64),      # 4-bit lanes; [m:] stay 0
+                np.empty((2, 2, m5, c), np.uint64),              # 4-bit sums
+                np.empty((2, 2, 2, m5, c), np.uint64),           # 8-bit lanes
+                np.empty((2, 2, m5, c), np.uint64),              # shift scratch
             )
         self._mask = np.empty((slots.rows_padded, 1), np.uint64)
         self._batch_out = (np.empty((2, 2, 2, self.lane_words), np.uint64)
@@ -257,8 +263,9 @@ class VoteCounter:
         rows = hi - lo
         planes, s2, t2, l4, s4, l8, t4 = self._bufs[rows]
         c = slots.chunk_words
-        g3 = planes.reshape(2, rows // 3, 3, c)
-        g5 = l4.reshape(2, 2, rows // ROW_GROUP, 5, c)
+        m = rows // 3
+        g3 = planes.reshape(2, m, 3, c)
+        g5 = l4.reshape(2, 2, l4.shape[2] // FOLD4, FOLD4, c)
         band, shr, add = np.bitwise_and, np.right_shift, np.add
         for k in range(slots.n_chunks):
             block = slots.words[k, lo:hi]
@@ -271,9 +278,9 @@ class VoteCounter:
             add(s2, g3[:, :, 2], out=s2)
             # 4-bit lanes: index 1 holds even lanes, 0 odd, so that the
             # lane-to-check map stays a plain reshape (see lane_of).
-            band(s2, _M2, out=l4[:, 1])
+            band(s2, _M2, out=l4[:, 1, :m])
             shr(s2, 2, out=t2)
-            band(t2, _M2, out=l4[:, 0])
+            band(t2, _M2, out=l4[:, 0, :m])
             np.add.reduce(g5, axis=3, out=s4)                  # five at a time (max 15)
             # 8-bit lanes, then every group summed (max 17 * 15 = 255).
             band(s4, _M4, out=l8[:, :, 1])
