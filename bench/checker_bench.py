@@ -314,8 +314,8 @@ def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duratio
             spy = subprocess.Popen([shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy"),
                                     "record", "--pid", str(proc.pid), "--duration",
                                     str(int(duration)), "--rate", "200", "--format", "raw",
-                                    "--output", str(profile), "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    "--output", str(profile), "--native"],
+                                   stdout=log, stderr=log)
         time.sleep(duration)
         m1, c1, t1 = scrape(metrics_port), cpu_seconds(proc.pid), time.monotonic()
         f = Figures()
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="keep configs and logs here (default: a temp dir)")
     args = ap.parse_args(argv)
     counts = [int(c) for c in args.checks.split(",")]
-    scenarios = args.scenarios.split(",")
+    scenarios = [s for s in args.scenarios.split(",") if s]
     ensure_packages()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="checker-bench-"))
