@@ -9,6 +9,7 @@ fleet rules (regions exist, private targets) run when a fleet is known.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from proto.config.addresses import forbidden_reason
@@ -33,6 +34,7 @@ from proto.config.yamlnodes import (
 )
 
 SEARCH_WINDOW = 5120  # bytes of the body a search string must appear in
+_BAD_PATH_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 
 _COMMON = frozenset({"id", "type", "inverted", "disabled"})
 _PROBE = _COMMON | {"host", "port", "interval", "timeout", "failure_threshold", "regions"}
@@ -204,7 +206,7 @@ def _read_path(node: Node, path: str, errors: Errors, entry: _Entry) -> str | No
     if not text.startswith("/"):
         errors.add(node, path, f"must start with '/' (got {quote(text)})")
         return None
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if _BAD_PATH_CHARS.search(text):
         errors.add(node, path, "must not contain spaces or control characters")
         return None
     return text
@@ -404,18 +406,22 @@ def _check_private(entries: list[_Entry], fleet: Fleet | None, errors: Errors) -
     """
     hint = ("refused unless the fleet sets allow_private_targets: true"
             + ("" if fleet is not None else " (no fleet given, so it is false)"))
+    problems: dict[str, str | None] = {}  # host -> problem; registries repeat hosts
     for entry in entries:
         node = entry.host_node
         if node is None:
             continue
         host = node.value
-        ip = ip_literal(host)
-        if ip is not None:
-            reason = forbidden_reason(ip)
-            if reason is not None:
-                errors.add(node, f"{entry.path}.host", f"{host} is a {reason} address; {hint}")
-        elif is_localhost(host):
-            errors.add(node, f"{entry.path}.host", f"{host} is a loopback name; {hint}")
+        if host not in problems:
+            ip = ip_literal(host)
+            if ip is not None:
+                reason = forbidden_reason(ip)
+                problems[host] = None if reason is None else f"{host} is a {reason} address"
+            else:
+                problems[host] = f"{host} is a loopback name" if is_localhost(host) else None
+        problem = problems[host]
+        if problem is not None:
+            errors.add(node, f"{entry.path}.host", f"{problem}; {hint}")
 
 
 __all__ = ["parse_checks_root", "FIELDS_BY_TYPE", "KNOWN_FIELDS", "SEARCH_WINDOW", "describe"]

@@ -238,8 +238,13 @@ def as_number(node: Node, path: str, errors: Errors, lo: float | None = None,
     if not (isinstance(node, ScalarNode) and node.tag in (INT, FLOAT)):
         errors.add(node, path, f"must be a number, got {describe(node)}")
         return None
-    construct = _SCALARS.construct_yaml_int if node.tag == INT else _SCALARS.construct_yaml_float
-    value = float(construct(node))
+    text = node.value
+    if text.isdigit():  # the common case, without the general constructor's cost
+        value = float(int(text))
+    else:
+        construct = (_SCALARS.construct_yaml_int if node.tag == INT
+                     else _SCALARS.construct_yaml_float)
+        value = float(construct(node))
     if not math.isfinite(value):
         errors.add(node, path, f"must be a finite number (got {node.value})")
         return None
