@@ -32,17 +32,18 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dns.message
 import dns.query
 import grpc
-import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from proto.config.addresses import parse_hostport
+from proto.config.loader import load_config
+from proto.config.model import Fleet as FleetConfig
 
 RUN_DIR_ENV = "HEALTHPLANE_RUN_DIR"   # set in every child's environment, so leftovers are findable
 
@@ -51,11 +52,40 @@ class LaunchError(RuntimeError):
     """A process of the fleet failed to start or to become ready (one line, names the log)."""
 
 
-def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
-    """A port that was free a moment ago: bind port 0, read it, close."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int, host: str = "127.0.0.1", exclude: Collection[int] = ()) -> list[int]:
+    """count distinct ports, each free for both TCP and UDP a moment ago.
+
+    Every socket is held until all ports are chosen, so the ports differ from
+    one another; exclude skips ports already promised to something else.
+    """
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            if len(held) > 8 * count + 64:
+                raise OSError(f"no {count} free ports on {host}")
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(tcp)
+            tcp.bind((host, 0))
+            port = int(tcp.getsockname()[1])
+            if port in exclude or port in ports:
+                continue
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held.append(udp)
+            try:
+                udp.bind((host, port))
+            except OSError:
+                continue
+            ports.append(port)
+    finally:
+        for sock in held:
+            sock.close()
+    return ports
+
+
+def free_port(host: str = "127.0.0.1", exclude: Collection[int] = ()) -> int:
+    """A port free for TCP and UDP a moment ago (bind port 0, read it, close)."""
+    return free_ports(1, host, exclude)[0]
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -130,27 +160,39 @@ class Fleet:
         grace: float = 5.0,
     ) -> None:
         """dns_listen: HOST:PORT for the DNS front (port 0: a free one; None: no DNS
-        front, or none when zone is None). targets: also run deploy.targets."""
+        front, or none when zone is None). targets: also run deploy.targets.
+
+        Raises ConfigError (one line per problem) before starting anything when
+        the files do not load."""
         self.checks, self.fleet_path = Path(checks), Path(fleet)
         self.zone = Path(zone) if zone is not None else None
         self.run_dir = Path(run_dir) if run_dir else Path(
             tempfile.mkdtemp(prefix="healthplane-run-"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        raw = yaml.safe_load(self.fleet_path.read_text()) or {}
-        regions = raw.get("regions") or {}
-        self.checker_ids: list[str] = [str(c) for ids in regions.values() for c in ids or ()]
-        self.region_of = {str(c): str(r) for r, ids in regions.items() for c in ids or ()}
-        self.aggregator_addresses: list[str] = [str(a) for a in raw.get("aggregators") or ()]
-        self.report_interval = float(raw.get("report_interval", 1.0))
-        self.tick = float(raw.get("tick", 1.0))
+        # Taste before serving: a bad file is one clear ConfigError here, not
+        # a dozen processes each dying with the same complaint.
+        self.registry, fleet_config, self.zone_config = load_config(
+            self.checks, self.fleet_path, self.zone)
+        assert fleet_config is not None
+        self.fleet_config: FleetConfig = fleet_config
+        self.checker_ids: list[str] = list(fleet_config.checker_ids)
+        self.region_of = {c: r for r, ids in fleet_config.regions.items() for c in ids}
+        self.aggregator_addresses: list[str] = list(fleet_config.aggregators)
+        self.report_interval = fleet_config.report_interval
+        self.tick = fleet_config.tick
+        # Ports the configs promise to someone: never hand them out again.
+        self._taken: set[int] = {c.port for c in self.registry.checks if c.port}
+        for address in (*fleet_config.aggregators, *fleet_config.canaries):
+            self._taken.add(parse_hostport(address)[1])
         self.dns_address: tuple[str, int] | None = None
         if self.zone is not None and dns_listen is not None:
             host, port = _hostport_any(dns_listen)
-            self.dns_address = (host, port or free_port(host, socket.SOCK_DGRAM))
+            self.dns_address = (host, port or self._free_port(host))
         self.targets_options = targets
         self.targets_control: str | None = None
         if targets is not None:
-            self.targets_control = targets.control or f"127.0.0.1:{free_port()}"
+            self.targets_control = targets.control or f"127.0.0.1:{self._free_port()}"
+            self._taken.add(parse_hostport(self.targets_control)[1])
         self.checker_metrics = checker_metrics
         self.ready_timeout, self.grace = ready_timeout, grace
         self.checkers: dict[str, Proc] = {}
@@ -222,7 +264,7 @@ class Fleet:
             raise LaunchError(f"no checker {checker_id!r} in {self.fleet_path}")
         args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path), "--id", checker_id]
         if self.checker_metrics:
-            port = self.checker_metrics_ports.get(checker_id) or free_port()
+            port = self.checker_metrics_ports.get(checker_id) or self._free_port()
             self.checker_metrics_ports[checker_id] = port
             args += ["--metrics", f"127.0.0.1:{port}"]
         proc = self._spawn(f"checker-{checker_id}", healthplane_argv("checker", *args))
@@ -301,7 +343,8 @@ class Fleet:
         for a in self.aggregator_addresses:
             args += ["--aggregator", a]
         self.dns = self._spawn("dns", healthplane_argv("dns", *args))
-        apex = str((yaml.safe_load(self.zone.read_text()) or {}).get("zone", "."))
+        assert self.zone_config is not None
+        apex = self.zone_config.zone
         self._wait(self.dns, lambda: _dns_answers(host, port, apex), "answering DNS")
 
     def _wait_aggregator(self, index: int) -> None:
@@ -315,6 +358,11 @@ class Fleet:
             self._wait(proc, lambda: True, "started")
         else:
             self._wait(proc, lambda: _tcp_open("127.0.0.1", port), "metrics port open")
+
+    def _free_port(self, host: str = "127.0.0.1") -> int:
+        port = free_port(host, exclude=self._taken)
+        self._taken.add(port)
+        return port
 
     def _spawn(self, name: str, argv: list[str]) -> Proc:
         if self._stopped:

@@ -20,7 +20,7 @@ import dns.resolver
 import grpc
 import pytest
 
-from deploy.launcher import Fleet, TargetsOptions, free_port, leftover_pids
+from deploy.launcher import Fleet, TargetsOptions, free_ports, leftover_pids
 from proto.healthplane.v1 import healthplane_pb2 as pb
 from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
@@ -40,17 +40,18 @@ CHECKERS = {"us-east": "use1-a", "eu-west": "euw1-a", "ap-south": "aps1-a"}
 
 def write_configs(directory: Path, control_port: int) -> tuple[Path, Path, Path]:
     """checks.yaml, fleet.yaml and zone.yaml on free loopback ports."""
+    ports = iter(free_ports(len(PROBED_IDS) + 2, exclude={control_port}))
     lines = ["checks:"]
     for cid in HTTP_IDS:
-        lines += [f"  - {{id: {cid}, type: http, host: 127.0.0.1, port: {free_port()}, "
+        lines += [f"  - {{id: {cid}, type: http, host: 127.0.0.1, port: {next(ports)}, "
                   f"path: /health, interval: {INTERVAL}, timeout: 0.5, "
                   f"failure_threshold: {FAILURE_THRESHOLD}}}"]
     for cid, kind in (("db-1", "tcp"), ("rpc-1", "grpc")):
-        lines += [f"  - {{id: {cid}, type: {kind}, host: 127.0.0.1, port: {free_port()}, "
+        lines += [f"  - {{id: {cid}, type: {kind}, host: 127.0.0.1, port: {next(ports)}, "
                   f"interval: {INTERVAL}, timeout: 0.5, failure_threshold: {FAILURE_THRESHOLD}}}"]
     checks = directory / "checks.yaml"
     checks.write_text("\n".join(lines) + "\n")
-    aggregators = ", ".join(f'"127.0.0.1:{free_port()}"' for _ in range(2))
+    aggregators = ", ".join(f'"127.0.0.1:{next(ports)}"' for _ in range(2))
     regions = "\n".join(f"  {r}: [{c}]" for r, c in CHECKERS.items())
     fleet = directory / "fleet.yaml"
     # The canary is the targets' control port, which stays up whatever the
@@ -75,7 +76,7 @@ def write_configs(directory: Path, control_port: int) -> tuple[Path, Path, Path]
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     directory = tmp_path_factory.mktemp("fleet")
-    control = free_port()
+    control = free_ports(1)[0]
     checks, fleet_yaml, zone = write_configs(directory, control)
     f = Fleet(checks, fleet_yaml, zone, run_dir=directory / "run",
               targets=TargetsOptions(control=f"127.0.0.1:{control}"), ready_timeout=60)

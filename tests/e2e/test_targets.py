@@ -10,13 +10,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from deploy.launcher import free_port
+from deploy.launcher import free_port, free_ports
 from deploy.targets import Targets, read_targets
 
 
 @pytest.fixture
 async def served(tmp_path: Path):  # type: ignore[no-untyped-def]
-    ports = {name: free_port() for name in ("a", "b", "tcp", "grpc", "hang")}
+    ports = dict(zip(("a", "b", "tcp", "grpc", "hang"), free_ports(5), strict=True))
     (tmp_path / "checks.yaml").write_text(
         "checks:\n"
         f"  - {{id: a1, type: http, host: 127.0.0.1, port: {ports['a']}, path: /one}}\n"
@@ -113,7 +113,7 @@ async def test_control_api_pins_targets(served) -> None:  # type: ignore[no-unty
     targets, ports = served
     runner = web.AppRunner(targets.control_app())
     await runner.setup()
-    control = free_port()
+    control = free_port(exclude=set(ports.values()))
     site = web.TCPSite(runner, "127.0.0.1", control)
     await site.start()
     try:
