@@ -119,8 +119,9 @@ class AggregatorStream:
                 except Exception as exc:  # grpc errors, write timeout, finished call
                     # Say it once per outage, not once per retry.
                     level = logging.INFO if written or attempt == 0 else logging.DEBUG
-                    log.log(level, "aggregator=%s stream=broken error=%s", self.address,
-                            _why(exc))
+                    if log.isEnabledFor(level):
+                        log.log(level, "aggregator=%s stream=broken error=%s", self.address,
+                                await _why(exc, call))
                 finally:
                     self._connected.set(0)
                     call.cancel()
@@ -133,9 +134,17 @@ class AggregatorStream:
             await channel.close(grace=None)
 
 
-def _why(exc: BaseException) -> str:
+async def _why(exc: BaseException, call: grpc.aio.StreamUnaryCall) -> str:
+    """A short reason: the call's status when it has one, else the exception."""
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details()}"
     if isinstance(exc, TimeoutError):
         return "write timed out"
+    if call.done():
+        # Writing to a call that already failed raises InvalidStateError;
+        # the call's own status says why it failed.
+        try:
+            return f"{(await call.code()).name}: {await call.details()}"
+        except Exception:  # pragma: no cover - status unavailable
+            pass
     return f"{type(exc).__name__}: {exc}"
