@@ -72,8 +72,8 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet) -> 
 
     clock = SystemClock()
     agg = Aggregator(registry, fleet, clock=clock, snapshot_file=args.snapshot_file)
-    reloader = ConfigReloader(agg, lambda: _load(args.checks, args.fleet),
-                              args.reload_interval, clock)
+    reloader = ConfigReloader.for_files(agg, args.checks, args.fleet,
+                                        args.reload_interval, clock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Handlers first: whoever sees the server up may send SIGHUP at once.

@@ -95,3 +95,31 @@ async def test_periodic_and_triggered_reloads_run_on_the_clock(kit):
                 break
         assert len(calls) == 2 and agg.reloads["unchanged"] == 2
         task.cancel()
+
+
+async def test_periodic_reload_parses_nothing_while_the_files_are_unchanged(kit, tmp_path):
+    from aggregator.reload import FileSource
+
+    checks, fleet = tmp_path / "checks.yaml", tmp_path / "fleet.yaml"
+    checks.write_text("one")
+    fleet.write_text("two")
+    src = FileSource(str(checks), str(fleet))
+    loads = []
+
+    def load():
+        loads.append(1)
+        return OLD, FLEET
+
+    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg:
+        reloader = ConfigReloader(agg, load, 10.0, agg.clock, fingerprint=src.fingerprint)
+        assert await reloader.reload_once("periodic") == "unchanged"
+        assert loads == []
+        checks.write_text("one, edited")
+        assert await reloader.reload_once("periodic") == "unchanged"  # same config inside
+        assert loads == [1]
+        assert await reloader.reload_once("periodic") == "unchanged"
+        assert loads == [1]
+        # An operator's SIGHUP always reads the files.
+        assert await reloader.reload_once("signal") == "unchanged"
+        assert loads == [1, 1]
