@@ -6,6 +6,7 @@ changed, so they also pass one at a time.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import struct
@@ -108,7 +109,8 @@ def test_sigkill_of_one_checker_flips_nothing_and_the_rest_keep_deciding(
         # Past stale_after (1.5 s) plus several ticks: its votes are gone by then.
         end = time.monotonic() + 4.0
         while time.monotonic() < end:
-            assert all_status(fleet) == before
+            assert all_status(fleet, 0) == before
+            assert all_status(fleet, 1) == before
             assert answers(fleet, "www.example.test") == ALL_WWW
             time.sleep(0.2)
         # The remaining checkers still decide: a death is still seen in time.
@@ -217,9 +219,18 @@ def test_malformed_and_oversized_queries_get_formerr_or_are_dropped(fleet: Fleet
         assert dig(fleet, "www.example.test") == ALL_WWW
 
 
+def _followed(fleet: Fleet) -> str | None:
+    """The aggregator the DNS front last said it follows (from its log)."""
+    assert fleet.dns is not None
+    found = re.findall(r"following aggregator (\S+)", fleet.dns.log.read_text())
+    return found[-1] if found else None
+
+
 def test_dns_front_survives_the_death_of_its_aggregator(fleet: Fleet) -> None:
     """(c) answers keep coming and keep following health after the switch."""
     served = failed = 0
+    first, second = fleet.aggregator_addresses
+    wait_for(lambda: _followed(fleet) == first, 5, what=f"the DNS front following {first}")
     try:
         fleet.kill_aggregator(0)
         switch_end = time.monotonic() + 3.0
@@ -229,6 +240,8 @@ def test_dns_front_survives_the_death_of_its_aggregator(fleet: Fleet) -> None:
             failed += got != ALL_WWW
             time.sleep(0.05)
         assert failed == 0, f"{failed} of {served} answers wrong during the switch"
+        wait_for(lambda: _followed(fleet) == second, 5,
+                 what=f"the DNS front following {second}")
         fleet.target_down("web-4")
         took = wait_for(lambda: WWW["web-4"] not in answers(fleet, "www.example.test"),
                         2 * DETECTION_BOUND, what="web-4 out of www via the other aggregator")
