@@ -65,6 +65,7 @@ __all__ = [
 
 _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 _QUOTE_LIMIT = 64
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
 
 
 def quote(text: str) -> str:
@@ -167,12 +168,15 @@ def compose(text: str, source: str) -> MappingNode:
 def describe(node: Node) -> str:
     """What a node holds, for "must be X, got Y" messages."""
     if node.tag not in _PLAIN_TAGS:
-        return f"a value tagged {node.tag}"
+        tag = node.tag if _PRINTABLE.fullmatch(node.tag) else quote(node.tag)
+        return f"a value tagged {tag[:80]}"
     if isinstance(node, MappingNode):
         return "a mapping"
     if isinstance(node, SequenceNode):
         return "a list"
     value = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+    if node.tag != STR and not _PRINTABLE.fullmatch(value):
+        value = repr(value)  # only an explicit tag can put a newline here
     if node.tag == TIMESTAMP:
         return f"date {value}"
     if node.tag == NULL:
@@ -209,21 +213,58 @@ def as_str(node: Node, path: str, errors: Errors) -> str | None:
     return None
 
 
+def _convert(node: ScalarNode) -> bool | int | float:
+    """The value of a bool, int or float scalar.
+
+    Raises ValueError for text the tag cannot hold, which only an explicit
+    tag can produce (``!!int abc``), and for absurdly long numbers.
+    """
+    text = node.value
+    if len(text) > 100:
+        raise ValueError("too long")
+    try:
+        if node.tag == INT:
+            # The fast path covers what people write; the constructor the rest
+            # of YAML 1.1 (0x1F, 0o17, 1_000, 1:30).
+            if text.isascii() and text.isdigit():
+                return int(text)
+            return int(_SCALARS.construct_yaml_int(node))
+        if node.tag == FLOAT:
+            return float(_SCALARS.construct_yaml_float(node))
+        return bool(_SCALARS.construct_yaml_bool(node))
+    except (ValueError, KeyError, TypeError, OverflowError):
+        raise ValueError("not a valid value for its tag") from None
+
+
+def _invalid(node: Node, path: str, errors: Errors, what: str, *, tag_ok: bool) -> None:
+    if tag_ok and isinstance(node, ScalarNode):  # !!int abc, or 5,000 digits
+        errors.add(node, path, f"must be {what} (got {quote(node.value)})")
+    else:
+        errors.add(node, path, f"must be {what}, got {describe(node)}")
+
+
 def as_bool(node: Node, path: str, errors: Errors) -> bool | None:
     if isinstance(node, ScalarNode) and node.tag == BOOL:
-        return bool(_SCALARS.construct_yaml_bool(node))
-    errors.add(node, path, f"must be true or false, got {describe(node)}")
+        try:
+            return bool(_convert(node))
+        except ValueError:
+            pass
+    _invalid(node, path, errors, "true or false", tag_ok=node.tag == BOOL)
     return None
 
 
 def as_int(node: Node, path: str, errors: Errors,
            lo: int | None = None, hi: int | None = None) -> int | None:
     """An integer in lo..hi. YAML booleans and 3.0 are not integers."""
-    if not (isinstance(node, ScalarNode) and node.tag == INT):
-        errors.add(node, path, f"must be an integer, got {describe(node)}")
+    value: int | None = None
+    if isinstance(node, ScalarNode) and node.tag == INT:
+        try:
+            value = int(_convert(node))
+        except ValueError:
+            value = None
+    if value is None:
+        _invalid(node, path, errors, "an integer", tag_ok=node.tag == INT)
         return None
-    text = node.value
-    value = int(text) if text.isdigit() else int(_SCALARS.construct_yaml_int(node))
     if not _in_range(value, lo, hi):
         errors.add(node, path, f"must be {_range_text(lo, hi)} (got {value})")
         return None
@@ -235,16 +276,15 @@ def as_number(node: Node, path: str, errors: Errors, lo: float | None = None,
               hi_open: bool = False) -> float | None:
     """A finite number (integer or decimal) within the bounds; a bound is
     exclusive when its *_open flag is set."""
-    if not (isinstance(node, ScalarNode) and node.tag in (INT, FLOAT)):
-        errors.add(node, path, f"must be a number, got {describe(node)}")
+    value: float | None = None
+    if isinstance(node, ScalarNode) and node.tag in (INT, FLOAT):
+        try:
+            value = float(_convert(node))
+        except (ValueError, OverflowError):
+            value = None
+    if value is None:
+        _invalid(node, path, errors, "a number", tag_ok=node.tag in (INT, FLOAT))
         return None
-    text = node.value
-    if text.isdigit():  # the common case, without the general constructor's cost
-        value = float(int(text))
-    else:
-        construct = (_SCALARS.construct_yaml_int if node.tag == INT
-                     else _SCALARS.construct_yaml_float)
-        value = float(construct(node))
     if not math.isfinite(value):
         errors.add(node, path, f"must be a finite number (got {node.value})")
         return None
