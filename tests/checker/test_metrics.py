@@ -1,0 +1,61 @@
+"""The metrics endpoint serves every documented healthplane_checker_* name."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.request
+
+import numpy as np
+
+import checker.metrics as metrics_mod
+from checker.clock import FakeClock
+from checker.metrics import CheckerMetrics, serve
+from checker.runner import Checker
+from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks
+
+
+def documented_names() -> set[str]:
+    return set(re.findall(r"``(healthplane_checker_\w+)", metrics_mod.__doc__ or ""))
+
+
+async def test_every_documented_metric_is_served_and_counts_probes():
+    clock = FakeClock()
+    metrics = CheckerMetrics()
+    registry = make_registry(tcp_checks(10, interval=1.0, threshold=1))
+    fleet = make_fleet({"r": ("a",)}, canaries=("127.0.0.1:1",), aggregators=("127.0.0.1:1",))
+    checker = Checker(registry, fleet, "a", clock=clock, metrics=metrics,
+                      make_prober=Recorder(clock, ok={"c3": False}))
+    task = asyncio.create_task(checker.run())
+    await clock.run_for(5.0, 0.05)
+    checker.stop()
+    await clock.advance(0.1)
+    await task
+    server = serve(metrics, "127.0.0.1", 0)
+    try:
+        port = server.server_port
+        text = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                           timeout=5).read().decode())
+    finally:
+        server.shutdown()
+    names = documented_names()
+    assert len(names) >= 14
+    for name in names:
+        assert re.search(rf"^{name}(_bucket|_count|_sum)?[{{ ]", text, re.M), name
+    ok = float(re.search(r'probes_total\{kind="tcp",result="ok"\} (\S+)', text).group(1))
+    failed = float(re.search(r'probes_total\{kind="tcp",result="failed"\} (\S+)',
+                             text).group(1))
+    assert failed >= 4 and ok >= 9 * 4 and ok + failed == metrics.probes_total()
+    assert "healthplane_checker_checks_owned 10.0" in text
+    lateness_count = float(re.search(r"schedule_lateness_seconds_count (\S+)", text).group(1))
+    # Every started probe observed its lateness; the last few may be unfinished.
+    assert ok + failed <= lateness_count <= ok + failed + 10
+
+
+def test_lateness_histogram_buckets():
+    m = CheckerMetrics()
+    m.observe_lateness(np.array([0.0, 0.001, 0.003, 0.2, 30.0]))
+    # le=0.001 includes 0.001 itself (Prometheus buckets are upper-inclusive).
+    assert m.lateness_counts[0] == 2 and m.lateness_counts[-1] == 1
+    assert abs(m.lateness_sum - 30.204) < 1e-9
