@@ -139,7 +139,7 @@ async def _serve(args, registry, fleet, load, metrics_addr) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, checker.stop)
     loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
-    log.warning("checker=%s region=%s started checks=%d owned=%d aggregators=%d",
+    log.info("checker=%s region=%s started checks=%d owned=%d aggregators=%d",
                 args.checker_id, checker.region, registry.check_count,
                 checker.rows.size, len(fleet.aggregators))
     reload_task = loop.create_task(reloader.run())
@@ -153,5 +153,5 @@ async def _serve(args, registry, fleet, load, metrics_addr) -> int:
             loop.remove_signal_handler(sig)
         if http_server is not None:
             http_server.shutdown()
-    log.warning("checker=%s stopped", args.checker_id)
+    log.info("checker=%s stopped", args.checker_id)
     return 0

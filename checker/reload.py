@@ -73,7 +73,7 @@ class Reloader:
         except ValueError as exc:
             log.error("reload rejected: %s", exc)
             return self._count("failed")
-        log.warning("reload adopted registry=%s checks=%d (was registry=%s)",
+        log.info("reload adopted registry=%s checks=%d (was registry=%s)",
                     registry.version, registry.check_count, old_registry.version)
         return self._count("adopted")
 

@@ -24,6 +24,12 @@ The exact rule, evaluated once per report (every ``report_interval``):
   ``leave_after`` (5) windows in a row were not.
 * While either condition holds, every check is reported 00.
 
+Why every check and not only the unhealthy ones: masking only failures
+would turn a doubting checker into one that can vote only "healthy", and
+its votes would then lean every tally toward healthy (a cut-off checker
+still holds verdicts of "healthy" from before it was cut off). Abstaining
+altogether leaves the other checkers' votes to decide, unbiased.
+
 Independently of doubt, a check whose latest result is older than
 ``2 * interval + timeout`` (two slots in a row not judged) is reported 00:
 the checker could not judge it lately, so it casts no vote on it.
