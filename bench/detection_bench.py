@@ -31,7 +31,12 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy.launcher import Fleet, TargetsOptions, free_ports  # noqa: E402
+from deploy.launcher import (  # noqa: E402
+    Fleet,
+    TargetsOptions,
+    free_ports,
+    interrupt_on_sigterm,
+)
 from proto.healthplane.v1 import healthplane_pb2 as pb  # noqa: E402
 from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -160,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 0 < args.victims <= args.checks - args.victims:
         p.error("need 0 < --victims <= half of --checks (each victim needs a steady secondary)")
+    interrupt_on_sigterm()
     bound = args.interval * args.failure_threshold + args.report_interval + args.tick + 1.0
     give_up = time.monotonic() + args.max_seconds
     d = Path(tempfile.mkdtemp(prefix="healthplane-detection-"))
@@ -217,4 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -16,7 +16,6 @@ exits after that many seconds.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,13 @@ from typing import TextIO
 
 import yaml
 
-from deploy.launcher import Fleet, LaunchError, TargetsOptions, port_is_free
+from deploy.launcher import (
+    Fleet,
+    LaunchError,
+    TargetsOptions,
+    interrupt_on_sigterm,
+    port_is_free,
+)
 from deploy.liveview import LiveView, render_line, render_screen
 from proto.config.errors import ConfigError
 
@@ -185,11 +190,6 @@ def run(plan: Plan, run_dir: Path, duration: float | None, out: TextIO) -> int:
     return 0
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    # Raised in the main thread, so the fleet's context manager stops everything.
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.duration is not None and args.duration <= 0:
@@ -200,7 +200,7 @@ def main(argv: list[str]) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else Path(
         tempfile.mkdtemp(prefix="healthplane-demo-"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt_on_sigterm()
     try:
         plan = _plan(args, run_dir)
         return run(plan, run_dir, args.duration, sys.stdout)

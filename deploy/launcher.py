@@ -401,6 +401,19 @@ class Fleet:
             time.sleep(0.1)
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt in the main thread, as Ctrl-C does.
+
+    A program that runs a Fleet in a ``with`` block calls this once, so that
+    ``kill PID`` unwinds the block and stops every process like Ctrl-C would,
+    instead of ending the program with its fleet orphaned.
+    """
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def stop_all(procs: Sequence[Proc], grace: float) -> None:
     """SIGTERM every process group, wait up to grace, then SIGKILL what is left."""
     live = [p for p in procs if p.alive()]
