@@ -123,3 +123,17 @@ async def test_aggregator_down_then_back_gets_snapshots_again():
         if server is not None:
             await server.stop(None)
         await live_server.stop(None)
+
+
+async def test_slot_keeps_only_the_newest_unsent_snapshot():
+    from checker.streams import AggregatorStream
+    from proto.healthplane.v1 import healthplane_pb2 as pb
+
+    metrics = CheckerMetrics()
+    stream = AggregatorStream("127.0.0.1:1", clock=MonotonicClock(), metrics=metrics)
+    for seq in range(1, 6):
+        stream.offer(pb.CheckerSnapshot(sequence=seq))
+    assert (await stream._take()).sequence == 5
+    assert metrics.snapshots_replaced.labels("127.0.0.1:1")._value.get() == 4
+    stream.close()
+    assert await stream._take() is None
