@@ -107,7 +107,8 @@ def line(label: str, checkers: int, checks: int, secs: list[float]) -> str:
 def in_process(repeat: int) -> None:
     rng = np.random.default_rng(1)
     for checkers, checks in SIZES:
-        engine = TickEngine(bench_registry(checks), bench_fleet(checkers))
+        registry, fleet = bench_registry(checks), bench_fleet(checkers)
+        engine = TickEngine(registry, fleet)
         slots = engine.new_slots()
         fill(slots, rng)
         fresh = np.ones(checkers, bool)
@@ -115,39 +116,70 @@ def in_process(repeat: int) -> None:
         print(line("tick", checkers, checks, quiet), flush=True)
         if (checkers, checks) != SIZES[-1]:
             continue
-        # A failure storm: a random half of the endpoints fails, then
-        # recovers, tick after tick; about half the checks change each tick,
-        # in no pattern a branch predictor could follow.
-        a = [bytes(slots.row(r)) for r in range(checkers)]
-        fill(slots, rng, failing=rng.random(checks) < 0.5)
-        b = [bytes(slots.row(r)) for r in range(checkers)]
-        storm = []
-        for i in range(repeat):
-            for r in range(checkers):
-                slots.write(r, (a if i % 2 else b)[r])
-            t = time.perf_counter()
-            res = engine.compute(slots, fresh, 10_000 + i)
-            storm.append(time.perf_counter() - t)
-        print(line(f"storm ({res.changed} changed)", checkers, checks, storm), flush=True)
-        stale = fresh.copy()
-        stale[::7] = False
-        print(line("some checkers stale", checkers, checks,
-                   time_ticks(engine, slots, stale, repeat)), flush=True)
-        old_ids = list(engine.registry.ids)
-        old_ids[0], old_ids[1] = old_ids[1], old_ids[0]   # a reordered previous registry
-        remap = build_remap(old_ids, engine.registry)
-        payload = a[0]
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            remap(payload)
-            times.append(time.perf_counter() - t)
-        print(f"{'remap one snapshot (ingest)':<28} checks={checks:<8} "
-              f"median {statistics.median(times) * 1e3:7.2f} ms", flush=True)
+        constant_work(registry, fleet, slots, rng, repeat)
+        remap_cost(engine, slots, repeat)
         rate = checkers * checks / statistics.median(quiet)
         print(f"goal {GOAL / 1e9:.0f} G check-states/s at ({checkers}, {checks}): "
               f"{rate / 1e9:.2f} G/s = {100 * rate / GOAL:.0f} % of goal "
               f"({checkers * checks / rate * 1e3:.2f} ms vs 20 ms)", flush=True)
+
+
+def constant_work(registry: Registry, fleet: Fleet, quiet_slots: SlotMatrix,
+                  rng: np.random.Generator, repeat: int) -> None:
+    """Quiet, storm and stale ticks interleaved, so machine noise hits all three alike.
+
+    Storm: a random half of the endpoints fails, then recovers, tick after
+    tick; about half the checks change every tick, in no pattern a branch
+    predictor could follow. Stale: every seventh checker's snapshot is too
+    old to vote.
+    """
+    checkers, checks = quiet_slots.n_rows, quiet_slots.check_count
+    engines = {name: TickEngine(registry, fleet) for name in ("quiet", "storm", "stale")}
+    storm_slots = SlotMatrix(checkers, checks)
+    fill(storm_slots, rng, failing=rng.random(checks) < 0.5)
+    calm = [bytes(quiet_slots.row(r)) for r in range(checkers)]
+    failing = [bytes(storm_slots.row(r)) for r in range(checkers)]
+    fresh = np.ones(checkers, bool)
+    stale = fresh.copy()
+    stale[::7] = False
+    runs = {"quiet": (quiet_slots, fresh), "storm": (storm_slots, fresh),
+            "stale": (quiet_slots, stale)}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    changed = []
+    for name, (slots, mask) in runs.items():
+        engines[name].compute(slots, mask, 0)
+    for i in range(repeat):
+        for r in range(checkers):
+            storm_slots.write(r, (calm if i % 2 == 0 else failing)[r])
+        for name, (slots, mask) in runs.items():
+            t = time.perf_counter()
+            res = engines[name].compute(slots, mask, 1000 * (i + 1))
+            times[name].append(time.perf_counter() - t)
+            if name == "storm":
+                changed.append(res.changed)
+    labels = {"quiet": "quiet (interleaved)",
+              "storm": f"storm (~{statistics.median(changed):.0f} changed/tick)",
+              "stale": f"stale ({checkers - int(stale.sum())} checkers)"}
+    for name in runs:
+        print(line(labels[name], checkers, checks, times[name]), flush=True)
+    base = statistics.median(times["quiet"])
+    print(f"{'storm / quiet, stale / quiet':<28} "
+          f"{statistics.median(times['storm']) / base:.2f}, "
+          f"{statistics.median(times['stale']) / base:.2f} (median tick ratios)", flush=True)
+
+
+def remap_cost(engine: TickEngine, slots: SlotMatrix, repeat: int) -> None:
+    old_ids = list(engine.registry.ids)
+    old_ids[0], old_ids[1] = old_ids[1], old_ids[0]   # a reordered previous registry
+    remap = build_remap(old_ids, engine.registry)
+    payload = bytes(slots.row(0))
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        remap(payload)
+        times.append(time.perf_counter() - t)
+    print(f"{'remap one snapshot (ingest)':<28} checks={slots.check_count:<8} "
+          f"median {statistics.median(times) * 1e3:7.2f} ms", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
