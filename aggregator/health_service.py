@@ -1,5 +1,11 @@
 """The ``Health`` service: Get the latest tick, Watch every tick, Query checks by id.
 
+Query answers per check from the latest tick (status, healthy and reporting
+votes, last change) and, when it names at most ``DETAIL_LIMIT`` checks, per
+checker from the live slots (region, the vote in its latest snapshot, and
+that snapshot's age in ms; -1 when the checker never reported). An unknown
+id fails with NOT_FOUND naming it.
+
 Each tick is turned into protobuf at most once per shape (with or without
 check ids), however many callers ask, and Watch hands each watcher only the
 newest tick (see :mod:`aggregator.watchers`).
@@ -7,17 +13,23 @@ newest tick (see :mod:`aggregator.watchers`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
 
-from aggregator.state import AggregatorState, Published
+from aggregator.state import AggregatorState, CheckerDetail, Published
 from aggregator.watchers import LatestHub
 from proto.healthplane.v1 import healthplane_pb2 as pb
 from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 NO_TICK_YET = "no tick has been computed yet"
+
+# Queries for at most this many checks carry per-checker detail (every
+# checker's vote and snapshot age); larger ones carry the per-check figures
+# only. Detail for a million checks would be a hundred million messages.
+DETAIL_LIMIT = 1000
 
 
 class SnapshotCache:
@@ -58,6 +70,7 @@ class HealthService(pb_grpc.HealthServicer):
         self._state = state
         self._hub = hub
         self._cache = SnapshotCache()
+        self._big_queries = asyncio.Semaphore(1)
 
     async def Get(self, request: pb.GetRequest,
                   context: grpc.aio.ServicerContext) -> pb.HealthSnapshot:
@@ -87,26 +100,35 @@ class HealthService(pb_grpc.HealthServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"unknown check id {shown}{more}" if len(unknown) == 1
                                 else f"unknown check ids {shown}{more}")
-        res = pub.result
         idx = np.fromiter((index[i] for i in ids), dtype=np.int64, count=len(ids))
-        status = res.status_of(idx)
-        healthy, reporting = res.votes(idx)
-        last_change = res.last_change_of(idx)
-        out = pb.QueryResponse(registry_version=pub.registry.version, sequence=pub.sequence)
         # Per-checker votes come from the live slots, which follow the current
         # registry; right after a reload the latest tick may still be on the
         # previous one, and then the detail is left out rather than misread.
-        same_registry = pub.registry is state.registry
-        for n, check_id in enumerate(ids):
-            ch = out.checks.add(
-                check_id=check_id,
-                status=int(status[n]),
-                healthy_votes=int(healthy[n]),
-                reporting_votes=int(reporting[n]),
-                last_change_unix_ms=int(last_change[n]),
-            )
-            if same_registry:
-                for cid, region, vote, age in state.checker_votes(int(idx[n])):
-                    ch.checkers.add(checker_id=cid, region=region, vote=vote,
-                                    snapshot_age_ms=age)
-        return out
+        if len(ids) <= DETAIL_LIMIT:
+            detail = (state.checker_detail(idx) if pub.registry is state.registry else None)
+            return await asyncio.to_thread(_response, pub, ids, idx, detail)
+        # Messages are built from immutable copies in a worker thread, so the
+        # event loop keeps ticking and ingesting; big answers one at a time.
+        async with self._big_queries:
+            return await asyncio.to_thread(_response, pub, ids, idx, None)
+
+
+def _response(pub: Published, ids: list[str], idx: np.ndarray,
+              detail: CheckerDetail | None) -> pb.QueryResponse:
+    res = pub.result
+    status = res.status_of(idx).tolist()
+    healthy, reporting = (v.tolist() for v in res.votes(idx))
+    last_change = res.last_change_of(idx).tolist()
+    out = pb.QueryResponse(registry_version=pub.registry.version, sequence=pub.sequence)
+    add = out.checks.add
+    if detail is not None:
+        checkers = list(zip(detail.checker_ids, detail.regions, detail.ages_ms.tolist(),
+                            strict=True))
+        votes = detail.votes.tolist()
+    for n, check_id in enumerate(ids):
+        ch = add(check_id=check_id, status=status[n], healthy_votes=healthy[n],
+                 reporting_votes=reporting[n], last_change_unix_ms=last_change[n])
+        if detail is not None:
+            for (cid, region, age), vote in zip(checkers, votes[n], strict=True):
+                ch.checkers.add(checker_id=cid, region=region, vote=vote, snapshot_age_ms=age)
+    return out

@@ -216,20 +216,32 @@ class AggregatorState:
 
     # -- per-checker detail ----------------------------------------------
 
-    def checker_votes(self, check_index: int) -> list[tuple[str, str, int, int]]:
-        """(checker_id, region, vote 0..2, snapshot age ms or -1) for every checker.
+    def checker_detail(self, indices: np.ndarray) -> CheckerDetail:
+        """Every checker's vote on each check of indices, and its snapshot's age.
 
         The vote is what the checker's latest snapshot says, stale or not;
-        the age tells whether it still counts.
+        the age tells whether it still counts. Cheap (a few numpy gathers),
+        so it runs on the event loop; the result is a copy, safe to read
+        from another thread.
         """
         now = self.clock.now()
-        votes = self.kit.votes_of(self.slots, check_index)
-        out = []
-        for cid, r in self.rows.items():
-            seen = self.received[r]
-            if seen == -np.inf:
-                out.append((cid, self.regions[cid], codec.UNKNOWN, -1))
-            else:
-                out.append((cid, self.regions[cid], int(votes[r]),
-                            max(0, round((now - seen) * 1000))))
-        return out
+        never = self.received == -np.inf
+        if len(indices):
+            votes = np.stack([self.kit.votes_of(self.slots, int(i)) for i in indices])
+        else:
+            votes = np.zeros((0, len(self.rows)), dtype=np.uint8)
+        votes[:, never] = codec.UNKNOWN
+        seen = np.where(never, now, self.received)  # keeps -inf out of the arithmetic
+        ages = np.where(never, -1, np.maximum(0, np.round((now - seen) * 1000))).astype(np.int64)
+        return CheckerDetail(self.checker_ids, tuple(self.regions[c] for c in self.checker_ids),
+                             votes, ages)
+
+
+@dataclass(frozen=True)
+class CheckerDetail:
+    """Per-checker votes for some checks: votes[k, row] for the k-th check asked."""
+
+    checker_ids: tuple[str, ...]
+    regions: tuple[str, ...]
+    votes: np.ndarray           # uint8 [checks asked, checkers]
+    ages_ms: np.ndarray         # int64 per checker; -1 when it never reported

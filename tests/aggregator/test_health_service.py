@@ -144,3 +144,21 @@ async def test_reflection_and_grpc_health_are_on(kit):
         assert {"healthplane.v1.Health", "healthplane.v1.Ingest",
                 "grpc.health.v1.Health"} <= names
         await call.done_writing()
+
+
+async def test_big_query_has_per_check_figures_without_checker_detail(kit, monkeypatch):
+    import aggregator.health_service as hs
+
+    monkeypatch.setattr(hs, "DETAIL_LIMIT", 2)
+    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg, _channel(agg.port) as ch:
+        await report(agg.port, [snap("use1-a", "us-east", REG, [1, 2, 1, 2, 0])])
+        agg.tick_now()
+        stub = pb_grpc.HealthStub(ch)
+        small = await stub.Query(pb.QueryRequest(check_ids=["web-1", "web-2"]))
+        assert all(len(c.checkers) == 3 for c in small.checks)
+        big = await stub.Query(pb.QueryRequest())
+        assert [c.check_id for c in big.checks] == list(REG.ids)
+        assert all(len(c.checkers) == 0 for c in big.checks)
+        assert [(c.status, c.healthy_votes, c.reporting_votes) for c in big.checks] == [
+            (1, 1, 1), (2, 0, 1), (1, 1, 1), (2, 0, 1), (1, 0, 0)]
