@@ -173,7 +173,12 @@ class Dispatcher:
                 t0 = jump
             t1 = t0 + self.window
             times, rows = self.schedule.slots_in(t0, t1)
-            await self._run_window(times, rows)
+            if times.size:
+                await self._run_window(times, rows)
+            else:
+                # Nothing due: wait the window out rather than racing ahead,
+                # so housekeeping (timeouts, flushes) keeps its pace.
+                await self.clock.sleep_until(t1)
             self._housekeeping()
             t0 = t1
 

@@ -41,7 +41,7 @@ def test_transitions(threshold, results, states):
 
 def test_vectorised_batch_matches_one_by_one():
     rng = np.random.default_rng(3)
-    n, steps = 500, 40
+    n, steps = 150, 30
     thr = rng.integers(1, 11, size=n)
     results = rng.random((steps, n)) < 0.6
     batch = Verdicts(thr)
