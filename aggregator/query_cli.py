@@ -15,6 +15,7 @@ import sys
 import time
 
 from aggregator.client import AggregatorClient, AggregatorError
+from aggregator.health_service import DETAIL_LIMIT
 from proto.config.addresses import parse_hostport
 from proto.healthplane.v1 import healthplane_pb2 as pb
 
@@ -49,9 +50,12 @@ def _age(ms: float) -> str:
     s = ms / 1000
     if s < 60:
         return f"{s:.1f}s"
-    if s < 3600:
-        return f"{s / 60:.0f}m"
-    return f"{s / 3600:.1f}h"
+    whole = int(s)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
 def render(resp: pb.QueryResponse, checkers: bool, now: float | None = None) -> str:
@@ -99,4 +103,7 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     print(render(resp, args.checkers))
+    if args.checkers and resp.checks and not any(ch.checkers for ch in resp.checks):
+        print(f"{PROG}: no per-checker detail: the aggregator gives it for at most "
+              f"{DETAIL_LIMIT} checks at a time; name fewer", file=sys.stderr)
     return 0

@@ -103,6 +103,11 @@ async def test_watch_streams_each_tick_in_order(kit):
             assert got.sequence == expected
         assert agg.hub.watchers == 1
         call.cancel()
+        for _ in range(200):  # the server notices the cancel asynchronously
+            if agg.hub.watchers == 0:
+                break
+            await asyncio.sleep(0.005)
+        assert agg.hub.watchers == 0
 
 
 async def test_slow_watcher_skips_ticks_and_holds_one_value(kit):

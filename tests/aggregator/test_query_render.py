@@ -1,0 +1,27 @@
+"""The query table, rendered from a response (the process tests cover the rest)."""
+
+from __future__ import annotations
+
+from aggregator.query_cli import render
+from proto.healthplane.v1 import healthplane_pb2 as pb
+
+
+def test_table_columns_times_and_checker_detail():
+    resp = pb.QueryResponse(registry_version="abc", sequence=7)
+    ch = resp.checks.add(check_id="web-1", status=pb.STATUS_UNHEALTHY, healthy_votes=1,
+                         reporting_votes=3, last_change_unix_ms=1_700_000_000_000)
+    ch.checkers.add(checker_id="use1-a", region="us-east", vote=pb.STATUS_HEALTHY,
+                    snapshot_age_ms=800)
+    ch.checkers.add(checker_id="euw1-a", region="eu-west", vote=pb.STATUS_UNKNOWN,
+                    snapshot_age_ms=-1)
+    resp.checks.add(check_id="api-primary", status=pb.STATUS_HEALTHY)
+    text = render(resp, checkers=True, now=1_700_000_090.0)
+    assert text.splitlines() == [
+        "registry abc  tick 7",
+        "CHECK        STATUS     VOTES  LAST CHANGE",
+        "web-1        unhealthy  1/3    2023-11-14 22:13:20Z (1m30s ago)",
+        "    use1-a  us-east  healthy  snapshot 0.8s old",
+        "    euw1-a  eu-west  unknown  never reported",
+        "api-primary  healthy    0/0    never",
+    ]
+    assert "use1-a" not in render(resp, checkers=False, now=1_700_000_090.0)
