@@ -153,5 +153,7 @@ async def _serve(args, registry, fleet, load, metrics_addr) -> int:
             loop.remove_signal_handler(sig)
         if http_server is not None:
             http_server.shutdown()
+    if checker.failed is not None:
+        raise checker.failed
     log.info("checker=%s stopped", args.checker_id)
     return 0

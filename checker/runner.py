@@ -97,6 +97,7 @@ class Checker:
         self.last_states: np.ndarray = np.zeros(0, dtype=np.uint8)
         self._streams: dict[str, tuple[AggregatorStream, asyncio.Task[None] | None]] = {}
         self._stopped = asyncio.Event()
+        self.failed: BaseException | None = None   # set when a loop died of a bug
         self._running = False
         self._tasks: list[asyncio.Task[None]] = []
         self._install(self._plan(registry, fleet), carry=False)
@@ -209,9 +210,22 @@ class Checker:
 
     def _start_dispatchers(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self.dispatcher.run()))
-        self._tasks.append(loop.create_task(self.canaries.run()))
+        for dispatcher in (self.dispatcher, self.canaries):
+            task = loop.create_task(dispatcher.run())
+            task.add_done_callback(self._task_ended)
+            self._tasks.append(task)
         self._tasks = [t for t in self._tasks if not t.done()]
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop that dies of a bug stops the checker rather than leave it half-alive."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("checker=%s internal error, stopping: %s: %s", self.checker_id,
+                  type(exc).__name__, exc, exc_info=exc if log.isEnabledFor(logging.DEBUG)
+                  else None)
+        self.failed = exc
+        self.stop()
 
     def _sync_streams(self) -> None:
         wanted = set(self.fleet.aggregators)
@@ -228,6 +242,7 @@ class Checker:
                                           rng=self.rng, base=base, cap=cap,
                                           write_timeout=max(5.0, 5 * self.fleet.report_interval))
                 task = asyncio.get_running_loop().create_task(stream.run())
+                task.add_done_callback(self._task_ended)
                 self._streams[address] = (stream, task)
 
     @property
@@ -267,9 +282,10 @@ class Checker:
             if self._stopped.is_set():
                 return
             self.report_once()
-            # Fixed schedule: the next report is the next slot after now;
-            # reports missed during a stall are skipped, not sent in a burst.
-            k = max(k + 1, math.floor((self.clock.now() - start) / interval) + 1)
+            # Fixed schedule: the next report is the next grid slot at least
+            # half an interval away; reports missed in a stall are skipped,
+            # never sent in a burst.
+            k = max(k + 1, math.ceil((self.clock.now() + interval / 2 - start) / interval))
 
     async def _sleep_or_stop(self, t: float) -> None:
         sleeper = asyncio.ensure_future(self.clock.sleep_until(t))

@@ -1,0 +1,68 @@
+"""The Checker as a whole: construction errors, bugs stop it, fixed report cadence."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from checker.clock import FakeClock
+from checker.runner import Checker, UnknownChecker
+from proto.codec import HEALTHY
+from proto.config.model import Check
+from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks
+
+
+def test_unknown_checker_id_is_refused():
+    with pytest.raises(UnknownChecker, match="'zz'.*known: a"):
+        Checker(make_registry(tcp_checks(2)), make_fleet({"r": ("a",)}), "zz")
+
+
+async def test_a_dying_loop_stops_the_checker():
+    clock = FakeClock()
+    checker = Checker(make_registry(tcp_checks(3, interval=1.0)), make_fleet({"r": ("a",)}),
+                      "a", clock=clock, make_prober=Recorder(clock))
+
+    def boom() -> None:
+        raise RuntimeError("bug")
+
+    checker.dispatcher._housekeeping = boom
+    task = asyncio.create_task(checker.run())
+    await clock.run_for(3.0, 0.1)
+    assert task.done()
+    await task
+    assert isinstance(checker.failed, RuntimeError)
+
+
+async def test_reports_on_a_fixed_cadence_and_skip_stalls():
+    clock = FakeClock()
+    checks = tcp_checks(5, interval=1.0, threshold=1)
+    checks.append(Check(id="calc", type="calculated", children=("c0",)))
+    checker = Checker(make_registry(checks), make_fleet({"r": ("a",)}, report_interval=0.5),
+                      "a", clock=clock, make_prober=Recorder(clock))
+    sent: list[tuple[float, int]] = []
+    real = checker.report_once
+
+    def spy():
+        msg = real()
+        sent.append((clock.now(), msg.sequence))
+        return msg
+
+    checker.report_once = spy
+    task = asyncio.create_task(checker.run())
+    await clock.run_for(5.0, 0.05)
+    clock.jump(3.0)                               # a stall: 6 report slots lost
+    await clock.run_for(2.0, 0.05)
+    checker.stop()
+    await clock.advance(0.1)
+    await task
+    times = np.array([t for t, _ in sent]) - sent[0][0]
+    assert [s for _, s in sent] == list(range(1, len(sent) + 1))
+    # On the grid k * 0.5 s from the first, except the one late report that
+    # ends the stall; nothing bunched after it.
+    off_grid = ~np.isclose(times, np.round(times * 2) / 2, atol=1e-6)
+    assert off_grid.sum() <= 1
+    assert np.all(np.diff(times) >= 0.25 - 1e-6)
+    assert 12 <= len(sent) <= 15
+    assert checker.last_states.tolist() == [HEALTHY] * 5 + [0]
