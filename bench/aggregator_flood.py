@@ -150,6 +150,27 @@ class Server:
                     return int(line.split()[1]) / 1024
         return 0.0
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(main thread, all other threads) CPU seconds so far.
+
+        The main thread runs the event loop: ingest handlers and the tick.
+        The others are gRPC's transport threads, which read the bytes off
+        the sockets and compete with the tick for the core.
+        """
+        hz = os.sysconf("SC_CLK_TCK")
+        main = other = 0.0
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used = (int(fields[11]) + int(fields[12])) / hz
+            if task.name == str(self.proc.pid):
+                main += used
+            else:
+                other += used
+        return main, other
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -173,6 +194,7 @@ def scrape(port: int) -> dict[str, float]:
 def phase(server: Server, port: int, addr: str, version: str, n: int, members: list,
           mode: str, seconds: float, senders: int, cpu: int) -> dict[str, float]:
     before = scrape(port)
+    cpu0, t0 = server.cpu_seconds(), time.monotonic()
     parts = [members[i::senders] for i in range(senders)]
     procs = [subprocess.Popen(
         [sys.executable, __file__, "--sender", json.dumps(
@@ -190,6 +212,7 @@ def phase(server: Server, port: int, addr: str, version: str, n: int, members: l
         out, _ = p.communicate()
         results.append(json.loads(out.strip().splitlines()[-1]) if out.strip() else {})
     after = scrape(port)
+    cpu1, elapsed = server.cpu_seconds(), time.monotonic() - t0
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
@@ -207,7 +230,8 @@ def phase(server: Server, port: int, addr: str, version: str, n: int, members: l
             "accepted": delta("healthplane_aggregator_snapshots_accepted_total"),
             "sent": sum(r.get("sent", 0) for r in results),
             "rss_start": rss[0], "rss_end": rss[-1], "rss_max": max(rss),
-            "missed": delta("healthplane_aggregator_ticks_missed_total")}
+            "missed": delta("healthplane_aggregator_ticks_missed_total"),
+            "cpu_main": (cpu1[0] - cpu0[0]) / elapsed, "cpu_other": (cpu1[1] - cpu0[1]) / elapsed}
 
 
 def report(label: str, r: dict[str, float], seconds: float) -> None:
@@ -216,8 +240,9 @@ def report(label: str, r: dict[str, float], seconds: float) -> None:
     print(f"{label:<7} ticks={int(r['ticks']):<4} mean tick {r['mean_ms']:6.2f} ms "
           f"(all <= {float(bound) * 1e3:g} ms)  accepted {r['accepted'] / seconds:8.0f} "
           f"snapshots/s (sent {r['sent'] / seconds:8.0f}/s)  missed ticks {int(r['missed'])}  "
-          f"RSS {r['rss_start']:.0f} -> {r['rss_end']:.0f} MB (max {r['rss_max']:.0f})",
-          flush=True)
+          f"RSS {r['rss_start']:.0f} -> {r['rss_end']:.0f} MB (max {r['rss_max']:.0f})  "
+          f"core use: event loop {100 * r['cpu_main']:.0f} %, gRPC threads "
+          f"{100 * r['cpu_other']:.0f} %", flush=True)
 
 
 def run(*, seconds: float = 10.0, checks: int = 100_000, checkers: int = 16,
