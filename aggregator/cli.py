@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -111,6 +112,11 @@ def main(argv: list[str]) -> int:
     for flag, value in (("--listen", args.listen), ("--metrics", args.metrics)):
         if value is not None and (err := _check_address(flag, value)):
             print(err, file=sys.stderr)
+            return 2
+    if args.snapshot_file is not None:
+        folder = os.path.dirname(os.path.abspath(args.snapshot_file))
+        if not os.path.isdir(folder):
+            print(f"{PROG}: --snapshot-file: directory {folder} does not exist", file=sys.stderr)
             return 2
     if args.reload_interval < 0:
         print(f"{PROG}: --reload-interval must be >= 0", file=sys.stderr)

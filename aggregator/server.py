@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -124,6 +125,7 @@ class Aggregator:
                     start_ticking: bool = True) -> int:
         """Bind, serve and start ticking; returns the bound gRPC port."""
         host, port = _split_listen(listen)
+        _check_bindable(listen, host, port)
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", self.transport_limit),
             ("grpc.so_reuseport", 0),
@@ -179,6 +181,27 @@ def _split_listen(listen: str) -> tuple[str, int]:
         host, _ = parse_hostport(listen.rstrip()[:-1] + "1")
         return host, 0
     return parse_hostport(listen)
+
+
+def _check_bindable(listen: str, host: str, port: int) -> None:
+    """Raise OSError naming the reason when host:port cannot be bound.
+
+    gRPC reports a failed bind only as "no address added" after printing its
+    own log line; trying first gives the operator the real reason, once.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {listen}: {exc.strerror}") from None
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+            try:
+                s.bind(addr)
+            except OSError as exc:
+                raise OSError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
 
 
 def _bracket(host: str) -> str:
