@@ -111,3 +111,24 @@ async def test_previous_registry_version_is_remapped_by_id(kit):
         summary = await report(agg.port, [snap("use1-a", "us-east", old, [1, 2, 2])])
         assert summary.dropped == 1
         assert agg.state.counters.dropped["unknown_version"] == 1
+
+
+async def test_random_garbage_is_all_dropped_and_counted(kit):
+    import random
+
+    rng = random.Random(7)
+    garbage = [bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 300)))
+               for _ in range(300)]
+    # Valid protobuf that is wrong in every other way, too.
+    garbage += [pb.CheckerSnapshot(checker_id="use1-a", region="us-east", registry_version="v1",
+                                   check_count=rng.randrange(0, 10),
+                                   states=rng.randbytes(rng.randrange(0, 4))).SerializeToString()
+                for _ in range(100)]
+    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg:
+        summary = await report(agg.port, garbage + [snap("use1-a", "us-east", REG, GOOD)])
+        counted = sum(agg.state.counters.dropped.values())
+        assert summary.accepted + summary.dropped == len(garbage) + 1
+        assert counted == summary.dropped
+        assert agg.state.counters.accepted == summary.accepted >= 1
+        agg.tick_now()
