@@ -81,8 +81,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     f = Fleet(checks, fleet_yaml, zone, run_dir=directory / "run",
               targets=TargetsOptions(control=f"127.0.0.1:{control}"), ready_timeout=60)
     with f:
-        wait_for(lambda: all_status(f) == dict.fromkeys(PROBED_IDS, "healthy"), 30,
-                 what="every check healthy")
+        for i in range(len(f.aggregators)):
+            wait_for(lambda i=i: all_status(f, i) == dict.fromkeys(PROBED_IDS, "healthy"), 30,
+                     what=f"every check healthy on aggregator {i}")
         yield f
     assert leftover_pids(f.run_dir) == [], "the fleet left processes behind"
 
