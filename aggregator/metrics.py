@@ -23,6 +23,9 @@ Names (all prefixed ``healthplane_aggregator_``):
     watch_skipped_total              counter    ticks a slow watcher never received
     snapshot_file_writes_total{result} counter  snapshot file writes: ok, failed, skipped
     config_reloads_total{result}     counter    reloads: adopted, unchanged, failed
+    registry_info{version,previous}  gauge      1, labelled with the registry version served
+                                                and the previous one still accepted ("" if none)
+    registry_checks                  gauge      checks in the registry served
 """
 
 from __future__ import annotations
@@ -105,6 +108,13 @@ class _StateCollector(Collector):
         for result in ("adopted", "unchanged", "failed"):
             reloads.add_metric([result], agg.reloads.get(result, 0))
         yield reloads
+        info = GaugeMetricFamily(PREFIX + "registry_info",
+                                 "The registry version served and the previous one accepted.",
+                                 labels=["version", "previous"])
+        previous = [v for v in st.versions if v != st.registry.version]
+        info.add_metric([st.registry.version, previous[0] if previous else ""], 1)
+        yield info
+        yield gauge("registry_checks", "Checks in the registry served.", st.registry.check_count)
 
 
 class AggregatorMetrics:

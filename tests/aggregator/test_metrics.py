@@ -50,3 +50,5 @@ async def test_metrics_count_ticks_snapshots_drops_and_statuses(kit):
     assert m[(p + "state_changes_last_tick", ())] == 0
     assert m[(p + "watchers", ())] == 0
     assert m[(p + "tick_sequence", ())] == 2
+    assert m[(p + "registry_info", (("previous", ""), ("version", "v1")))] == 1
+    assert m[(p + "registry_checks", ())] == 5

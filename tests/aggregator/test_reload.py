@@ -123,3 +123,23 @@ async def test_periodic_reload_parses_nothing_while_the_files_are_unchanged(kit,
         # An operator's SIGHUP always reads the files.
         assert await reloader.reload_once("signal") == "unchanged"
         assert loads == [1, 1]
+
+
+async def test_a_registry_too_big_for_the_transport_limit_is_refused(kit):
+    from aggregator.server import ReloadRefused
+    from aggregator.state import max_message_bytes
+
+    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
+                              start_ticking=False) as agg:
+        n = 4 * agg.transport_limit  # far more checks than the limit has room for
+        assert max_message_bytes(n) > agg.transport_limit
+        huge = make_registry(tuple(f"c{i}" for i in range(n)), version="huge")
+        reloader = ConfigReloader(agg, lambda: (huge, FLEET), 0, agg.clock, taste=False)
+        assert await reloader.reload_once() == "failed"
+        assert agg.state.registry is OLD
+        try:
+            agg.adopt(huge, FLEET)
+        except ReloadRefused as exc:
+            assert "restart the aggregator" in str(exc)
+        else:
+            raise AssertionError("adopted a registry over the message limit")
