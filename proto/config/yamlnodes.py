@@ -18,32 +18,8 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from proto.config.errors import ConfigError
+from proto.config.yamlload import SafeNodeLoader
 
-# The libyaml composer is many times faster on large registries and keeps marks too.
-_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
-    """The safe loader with its tag resolution memoised.
-
-    Resolving a plain scalar's tag runs a handful of regular expressions in
-    Python and dominates composing a large registry, where the same keys and
-    many of the same values recur in every entry. The safe schema's answer
-    depends only on the text and its style, so it can be cached per file.
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._tags: dict[tuple[str, tuple[bool, bool]], str] = {}
-
-    def resolve(self, kind: type, value: object, implicit: object) -> str:
-        if kind is not ScalarNode:
-            return super().resolve(kind, value, implicit)
-        key = (value, implicit)
-        tag = self._tags.get(key)  # type: ignore[arg-type]
-        if tag is None:
-            tag = self._tags[key] = super().resolve(kind, value, implicit)  # type: ignore[index]
-        return tag
 _SCALARS = SafeConstructor()
 
 STR = "tag:yaml.org,2002:str"
@@ -138,7 +114,7 @@ def compose(text: str, source: str) -> MappingNode:
     several documents, or a top level that is not a mapping.
     """
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=SafeNodeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""

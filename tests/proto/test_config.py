@@ -304,3 +304,11 @@ def test_timeout_defaults_to_the_interval_when_shorter_than_4s():
     registry = parse_checks("checks:\n  - {id: a, type: tcp, host: 192.0.2.1, port: 1, "
                             "interval: 1.5}\n")
     assert (registry.checks[0].interval, registry.checks[0].timeout) == (1.5, 1.5)
+
+
+def test_deep_nesting_is_an_error_not_a_crash(tmp_path):
+    # libyaml's own composer recurses in C and kills the process on this.
+    path = _write(tmp_path, "checks.yaml", "checks: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_checks(path)
+    assert info.value.errors == [f"{path}:1: YAML syntax error: nesting deeper than 64 levels"]
