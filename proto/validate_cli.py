@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="fleet.yaml: also check regions and the private-target policy")
     parser.add_argument("--zone", metavar="ZONE_YAML",
                         help="zone.yaml: also check that record checks exist")
+    parser.add_argument("--max-errors", metavar="N", type=int, default=1000,
+                        help="print at most N errors, then a count of the rest "
+                             "(default 1000; 0 prints all)")
     return parser
 
 
@@ -50,8 +53,12 @@ def main(argv: list[str]) -> int:
     try:
         registry, fleet, zone = load_config(args.checks, args.fleet, args.zone)
     except ConfigError as exc:
-        for line in exc.errors:
+        shown = exc.errors if args.max_errors <= 0 else exc.errors[:args.max_errors]
+        for line in shown:
             print(line, file=sys.stderr)
+        if len(shown) < len(exc.errors):
+            print(f"... and {len(exc.errors) - len(shown)} more errors "
+                  "(--max-errors 0 shows all)", file=sys.stderr)
         return 1
     print(summary(registry, fleet, zone))
     return 0

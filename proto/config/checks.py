@@ -34,6 +34,9 @@ from proto.config.yamlnodes import (
 )
 
 SEARCH_WINDOW = 5120  # bytes of the body a search string must appear in
+# Regions and children per check. Route 53 allows 256 children; a bound also
+# keeps one list aliased into every check from costing checks x items.
+MAX_LIST = 256
 _BAD_PATH_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 
 _COMMON = frozenset({"id", "type", "inverted", "disabled"})
@@ -261,6 +264,9 @@ def _id_list(node: Node, path: str, errors: Errors, what: str,
         return None
     if not items:
         errors.add(node, path, f"must list at least one {what}")
+        return None
+    if len(items) > MAX_LIST:
+        errors.add(node, path, f"must list at most {MAX_LIST} (got {len(items)})")
         return None
     seen: dict[str, int] = {}
     out: list[str] = []

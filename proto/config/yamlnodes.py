@@ -70,6 +70,8 @@ class Errors:
         self.source = source
         self._items: list[tuple[int, int, str]] = []
         self._seen: set[str] = set()
+        # id(mapping node) -> its entries with merges applied; see Fields.
+        self.merged: dict[int, dict[str, tuple[Node, Node]]] = {}
 
     def add(self, at: Node | int, path: str, message: str) -> None:
         line = at if isinstance(at, int) else line_of(at)
@@ -344,8 +346,13 @@ class Fields:
             if id(source) in merging:  # <<: *self, directly or through others
                 self.errors.add(key, self.sub("<<"), "merges a mapping into itself")
                 continue
-            merged = Fields(source, self.path, self.errors, merging)
-            for name, entry in merged.entries.items():
+            # Memoised per node: anchors merged into anchors merged into ...
+            # would otherwise cost 2**depth (a "billion laughs" of merges).
+            entries = self.errors.merged.get(id(source))
+            if entries is None:
+                entries = Fields(source, self.path, self.errors, merging).entries
+                self.errors.merged[id(source)] = entries
+            for name, entry in entries.items():
                 self.entries.setdefault(name, entry)
 
     def sub(self, key: str) -> str:

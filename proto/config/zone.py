@@ -28,6 +28,7 @@ from proto.config.yamlnodes import (
 TTL_MAX = 2**31 - 1            # RFC 2181 section 8
 MAX_WEIGHT = 255
 MULTIVALUE_ANSWERS = 8         # answers per response; a record may list more values
+MAX_VALUES = 256               # per record, so one answer set stays small to choose from
 POLICIES: tuple[str, ...] = get_args(Policy)
 RECORD_TYPES: tuple[str, ...] = get_args(RecordType)
 ZONE_FIELDS = frozenset({"zone", "ttl", "records"})
@@ -166,6 +167,9 @@ def _values(node: Node, path: str, kind: str | None, policy: str,
         return None
     if not items:
         errors.add(node, path, "must list at least one value")
+        return None
+    if len(items) > MAX_VALUES:
+        errors.add(node, path, f"must list at most {MAX_VALUES} values (got {len(items)})")
         return None
     out: list[RecordValue] = []
     first_line: dict[str, int] = {}

@@ -312,3 +312,19 @@ def test_deep_nesting_is_an_error_not_a_crash(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_checks(path)
     assert info.value.errors == [f"{path}:1: YAML syntax error: nesting deeper than 64 levels"]
+
+
+def test_lists_are_bounded():
+    many = ", ".join(f"c{i}" for i in range(257))
+    text = f"checks:\n  - {{id: any, type: calculated, children: [{many}]}}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_checks(text)
+    assert info.value.errors == [
+        "checks.yaml:2: checks[0].children: must list at most 256 (got 257)"]
+
+
+def test_nested_merges_cost_linear_time():
+    lines = ["x-a0: &a0 {type: tcp}"]
+    lines += [f"x-a{i}: &a{i} {{<<: [*a{i - 1}, *a{i - 1}]}}" for i in range(1, 60)]
+    lines.append("checks:\n  - {<<: *a59, id: x, host: 192.0.2.1, port: 1}")
+    assert parse_checks("\n".join(lines) + "\n").checks[0].type == "tcp"  # not 2**59 merges

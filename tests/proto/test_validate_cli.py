@@ -105,3 +105,15 @@ def test_main_in_process(capsys):
     out = capsys.readouterr().out
     assert ", 4 checkers in 3 regions, 4 records in example.test.;" in out
     assert validate_cli.main([str(TESTDATA / "bad" / "zone" / "weights.yaml")]) == 1
+
+
+def test_a_flood_of_errors_is_cut_short(tmp_path, capsys):
+    path = tmp_path / "checks.yaml"
+    path.write_text("checks:\n" + "".join(
+        f"  - {{id: c{i}, type: tcp, host: 192.0.2.1, port: 0}}\n" for i in range(30)))
+    assert validate_cli.main([str(path), "--max-errors", "10"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 11
+    assert lines[-1] == "... and 20 more errors (--max-errors 0 shows all)"
+    assert validate_cli.main([str(path), "--max-errors", "0"]) == 1
+    assert len(capsys.readouterr().err.splitlines()) == 30
