@@ -15,8 +15,11 @@ API::
     result.votes(indices)               # (healthy, reporting) for a few checks, cheap
     result.status_counts()              # checks per status 0..2, cheap
 
-``compute`` is pure arithmetic over preallocated arrays: it costs the same
-whatever the votes say. The per-check arrays above are produced lazily, on
+``compute`` costs the same whatever the votes say: no branch depends on the
+data (selects are bitwise, not masked copies), stale checkers are masked
+rather than skipped, and it allocates only the arrays its result keeps. A
+tick in a failure storm costs what a quiet one does. The per-check arrays
+above are produced lazily, on
 first access, from lane-order arrays the tick keeps (see
 :mod:`aggregator.votes`), so a tick whose result nobody inspects per check
 never pays for reordering a million checks. Each result owns its arrays;
