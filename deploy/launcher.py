@@ -21,84 +21,47 @@ Used by ``healthplane demo``, the end-to-end tests and the benchmarks::
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import dns.message
-import dns.query
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from deploy.ports import (
+    dns_answers,
+    free_port,
+    free_ports,
+    grpc_serving,
+    hostport_any,
+    port_is_free,
+    tcp_open,
+)
+from deploy.processes import (
+    RUN_DIR_ENV,
+    Proc,
+    interrupt_on_sigterm,
+    leftover_pids,
+    signal_and_reap,
+    spawn,
+    stop_all,
+)
 from proto.config.addresses import parse_hostport
 from proto.config.loader import load_config
 from proto.config.model import Fleet as FleetConfig
 
-RUN_DIR_ENV = "HEALTHPLANE_RUN_DIR"   # set in every child's environment, so leftovers are findable
+__all__ = [
+    "RUN_DIR_ENV", "Fleet", "LaunchError", "Proc", "TargetsOptions", "free_port", "free_ports",
+    "grpc_serving", "interrupt_on_sigterm", "leftover_pids", "port_is_free", "stop_all",
+]
 
 
 class LaunchError(RuntimeError):
     """A process of the fleet failed to start or to become ready (one line, names the log)."""
-
-
-def free_ports(count: int, host: str = "127.0.0.1", exclude: Collection[int] = ()) -> list[int]:
-    """count distinct ports, each free for both TCP and UDP a moment ago.
-
-    Every socket is held until all ports are chosen, so the ports differ from
-    one another; exclude skips ports already promised to something else.
-    """
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            if len(held) > 8 * count + 64:
-                raise OSError(f"no {count} free ports on {host}")
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(tcp)
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            if port in exclude or port in ports:
-                continue
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held.append(udp)
-            try:
-                udp.bind((host, port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    return ports
-
-
-def free_port(host: str = "127.0.0.1", exclude: Collection[int] = ()) -> int:
-    """A port free for TCP and UDP a moment ago (bind port 0, read it, close)."""
-    return free_ports(1, host, exclude)[0]
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """True when both TCP and UDP port on host can be bound right now."""
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            if kind == socket.SOCK_STREAM:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except OSError:
-                return False
-    return True
 
 
 def healthplane_argv(command: str, *args: str) -> list[str]:
@@ -117,30 +80,6 @@ class TargetsOptions:
     period: float = 60.0
     first_down: float = 15.0
     control: str | None = None          # HOST:PORT; None: a free port
-
-
-@dataclass
-class Proc:
-    """One process the launcher started; pid is also its process group id."""
-
-    name: str
-    argv: list[str]
-    log: Path
-    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(text[-lines:])
 
 
 class Fleet:
@@ -186,7 +125,7 @@ class Fleet:
             self._taken.add(parse_hostport(address)[1])
         self.dns_address: tuple[str, int] | None = None
         if self.zone is not None and dns_listen is not None:
-            host, port = _hostport_any(dns_listen)
+            host, port = hostport_any(dns_listen)
             self.dns_address = (host, port or self._free_port(host))
         self.targets_options = targets
         self.targets_control: str | None = None
@@ -287,14 +226,14 @@ class Fleet:
         return proc
 
     def kill_checker(self, checker_id: str, sig: int = signal.SIGKILL) -> None:
-        _signal_and_reap(self.checkers[checker_id], sig, self.grace)
+        signal_and_reap(self.checkers[checker_id], sig, self.grace)
 
     def kill_aggregator(self, index: int, sig: int = signal.SIGKILL) -> None:
-        _signal_and_reap(self.aggregators[index], sig, self.grace)
+        signal_and_reap(self.aggregators[index], sig, self.grace)
 
     def kill_dns(self, sig: int = signal.SIGKILL) -> None:
         if self.dns is not None:
-            _signal_and_reap(self.dns, sig, self.grace)
+            signal_and_reap(self.dns, sig, self.grace)
 
     # -- targets control -----------------------------------------------------
 
@@ -332,7 +271,7 @@ class Fleet:
                 args += [flag, tid]
         self.targets = self._spawn("targets", [sys.executable, "-m", "deploy.targets", *args])
         host, port = parse_hostport(self.targets_control)
-        self._wait(self.targets, lambda: _tcp_open(host, port), "control port open")
+        self._wait(self.targets, lambda: tcp_open(host, port), "control port open")
 
     def _start_dns(self) -> None:
         assert self.zone is not None and self.dns_address is not None
@@ -345,7 +284,7 @@ class Fleet:
         self.dns = self._spawn("dns", healthplane_argv("dns", *args))
         assert self.zone_config is not None
         apex = self.zone_config.zone
-        self._wait(self.dns, lambda: _dns_answers(host, port, apex), "answering DNS")
+        self._wait(self.dns, lambda: dns_answers(host, port, apex), "answering DNS")
 
     def _wait_aggregator(self, index: int) -> None:
         address = self.aggregator_addresses[index]
@@ -357,7 +296,7 @@ class Fleet:
         if port is None:
             self._wait(proc, lambda: True, "started")
         else:
-            self._wait(proc, lambda: _tcp_open("127.0.0.1", port), "metrics port open")
+            self._wait(proc, lambda: tcp_open("127.0.0.1", port), "metrics port open")
 
     def _free_port(self, host: str = "127.0.0.1") -> int:
         port = free_port(host, exclude=self._taken)
@@ -371,21 +310,7 @@ class Fleet:
             # The last line of defence when a caller forgets stop(): nothing stays behind.
             atexit.register(self.stop)
             self._atexit = True
-        log = self.run_dir / f"{name}.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env[RUN_DIR_ENV] = str(self.run_dir)
-        with open(log, "ab") as out:
-            out.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
-            out.flush()
-            # A new session makes pid the group id of everything it spawns, so
-            # stopping the group stops grandchildren too, and Ctrl-C in the
-            # terminal reaches only the launcher, which stops things in order.
-            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        proc = Proc(name, argv, log, popen)
-        with (self.run_dir / "pids").open("a") as pids:
-            pids.write(f"{popen.pid} {name}\n")
-        return proc
+        return spawn(name, argv, self.run_dir)
 
     def _wait(self, proc: Proc, ready: object, what: str) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -401,106 +326,3 @@ class Fleet:
             time.sleep(0.1)
 
 
-def interrupt_on_sigterm() -> None:
-    """Make SIGTERM raise KeyboardInterrupt in the main thread, as Ctrl-C does.
-
-    A program that runs a Fleet in a ``with`` block calls this once, so that
-    ``kill PID`` unwinds the block and stops every process like Ctrl-C would,
-    instead of ending the program with its fleet orphaned.
-    """
-    def _interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _interrupt)
-
-
-def stop_all(procs: Sequence[Proc], grace: float) -> None:
-    """SIGTERM every process group, wait up to grace, then SIGKILL what is left."""
-    live = [p for p in procs if p.alive()]
-    for p in live:
-        _killpg(p, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for p in live:
-        assert p.popen is not None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-    for p in procs:
-        # Also catches grandchildren still in the group after their leader exited.
-        _killpg(p, signal.SIGKILL)
-        if p.popen is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.popen.wait(timeout=5)
-
-
-def _signal_and_reap(proc: Proc, sig: int, grace: float) -> None:
-    _killpg(proc, sig)
-    if proc.popen is not None:
-        try:
-            proc.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            _killpg(proc, signal.SIGKILL)
-            proc.popen.wait(timeout=5)
-        _killpg(proc, signal.SIGKILL)
-
-
-def _killpg(proc: Proc, sig: int) -> None:
-    if proc.pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def _hostport_any(text: str) -> tuple[str, int]:
-    """Like parse_hostport, but port 0 (meaning: pick a free one) is allowed."""
-    host, sep, port = text.rpartition(":")
-    if sep and port == "0":
-        return parse_hostport(f"{host}:1")[0], 0
-    return parse_hostport(text)
-
-
-def _tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def grpc_serving(address: str, timeout: float = 1.0) -> bool:
-    """True when the grpc.health.v1 service at address answers SERVING."""
-    try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout)
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-    except grpc.RpcError:
-        return False
-
-
-def _dns_answers(host: str, port: int, name: str) -> bool:
-    try:
-        dns.query.udp(dns.message.make_query(name, "SOA"), host, port=port, timeout=0.5)
-        return True
-    except (OSError, dns.exception.DNSException):
-        return False
-
-
-def leftover_pids(run_dir: str | Path) -> list[int]:
-    """Live processes whose environment names run_dir (what a fleet left behind)."""
-    marker = f"{RUN_DIR_ENV}={Path(run_dir)}".encode()
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            env = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and marker in env.split(b"\0"):
-            found.append(int(entry.name))
-    return found
-
-
-def iter_logs(run_dir: str | Path) -> Iterator[Path]:
-    yield from sorted(Path(run_dir).glob("*.log"))
