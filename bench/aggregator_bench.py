@@ -96,6 +96,14 @@ def time_ticks(engine: TickEngine, slots: SlotMatrix, fresh: np.ndarray,
     return out
 
 
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for row in f:
+            if row.startswith("VmRSS:"):
+                return int(row.split()[1]) / 1024
+    return 0.0
+
+
 def line(label: str, checkers: int, checks: int, secs: list[float]) -> str:
     med, best = statistics.median(secs), min(secs)
     return (f"{label:<28} checkers={checkers:<4} checks={checks:<8} "
@@ -148,6 +156,7 @@ def constant_work(registry: Registry, fleet: Fleet, quiet_slots: SlotMatrix,
     changed = []
     for name, (slots, mask) in runs.items():
         engines[name].compute(slots, mask, 0)
+    rss_before = rss_mb()
     for i in range(repeat):
         for r in range(checkers):
             storm_slots.write(r, (calm if i % 2 == 0 else failing)[r])
@@ -162,6 +171,8 @@ def constant_work(registry: Registry, fleet: Fleet, quiet_slots: SlotMatrix,
               "stale": f"stale ({checkers - int(stale.sum())} checkers)"}
     for name in runs:
         print(line(labels[name], checkers, checks, times[name]), flush=True)
+    print(f"{'process RSS over those ticks':<28} {rss_before:.0f} -> {rss_mb():.0f} MB",
+          flush=True)
     base = statistics.median(times["quiet"])
     print(f"{'storm / quiet, stale / quiet':<28} "
           f"{statistics.median(times['storm']) / base:.2f}, "
