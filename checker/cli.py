@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -142,6 +143,10 @@ async def _serve(args, registry, fleet, load, metrics_addr) -> int:
     log.info("checker=%s region=%s started checks=%d owned=%d aggregators=%d",
                 args.checker_id, checker.region, registry.check_count,
                 checker.rows.size, len(fleet.aggregators))
+    # Everything built so far lives as long as the process. Freezing it keeps
+    # it out of the cyclic GC's full collections, which otherwise walk every
+    # prober and check and stall the loop (~200 ms at 50,000 checks).
+    gc.freeze()
     reload_task = loop.create_task(reloader.run())
     try:
         await checker.run()
