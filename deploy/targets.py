@@ -40,7 +40,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 from grpc import aio as grpc_aio
-from grpc_health.v1 import _async as health_async
+from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from proto.config.addresses import parse_hostport
@@ -116,7 +116,7 @@ class Targets:
             self.by_port.setdefault(t.port, []).append(t)
         self._http_paths = {(t.port, t.path): t for t in targets if t.kind == "http"}
         self._listeners: dict[int, asyncio.base_events.Server] = {}
-        self._grpc: dict[int, tuple[grpc_aio.Server, health_async.HealthServicer]] = {}
+        self._grpc: dict[int, tuple[grpc_aio.Server, grpc_health.aio.HealthServicer]] = {}
 
     async def start(self) -> None:
         for port, group in self.by_port.items():
@@ -196,7 +196,7 @@ class Targets:
 
     async def _start_grpc(self, port: int) -> None:
         server = grpc_aio.server()
-        servicer = health_async.HealthServicer()
+        servicer = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
         if server.add_insecure_port(f"{self.host}:{port}") == 0:
             raise OSError(f"cannot listen on {self.host}:{port}")
