@@ -195,7 +195,7 @@ def _read_host(node: Node, path: str, errors: Errors, entry: _Entry) -> str | No
     if not is_domain_name(host):
         errors.add(node, path, f"must be an IP address or a host name (got {quote(host)})")
         return None
-    return host
+    return host.lower()  # names are case-insensitive; one spelling, one version
 
 
 def _read_port(node: Node, path: str, errors: Errors, entry: _Entry) -> int | None:
@@ -222,7 +222,8 @@ def _read_hostname(node: Node, path: str, errors: Errors, entry: _Entry) -> str 
     if ip_literal(text) is None and not is_domain_name(text):
         errors.add(node, path, f"must be a host name or an IP address (got {quote(text)})")
         return None
-    return text
+    ip = ip_literal(text)
+    return str(ip) if ip is not None else text.lower()
 
 
 def _read_search(node: Node, path: str, errors: Errors, entry: _Entry) -> str | None:

@@ -83,6 +83,10 @@ def test_version_is_16_hex_chars_and_repeatable():
 
 def test_spelling_does_not_change_the_version():
     assert version(SAME_MEANING) == version(BASE)
+    upper = BASE.replace("host: 192.0.2.20", "host: DB.Example.COM")
+    assert version(upper) == version(upper.replace("DB.Example.COM", "db.example.com"))
+    v6 = BASE.replace("host: 192.0.2.20", 'host: "2001:DB8:0::1"')
+    assert version(v6) == version(v6.replace("2001:DB8:0::1", "2001:db8::1"))
 
 
 def test_every_change_of_meaning_changes_the_version():
