@@ -75,7 +75,25 @@ def _broken_prober(reason: str) -> Prober:
 
 
 class Checker:
-    """A running checker. Construct, then await run(); stop() ends it."""
+    """A running checker. Construct, then await run(); stop() ends it.
+
+    registry, fleet, checker_id: the validated config and who this is
+        (UnknownChecker if checker_id is not in the fleet).
+    clock: time source and sleeper (default the real monotonic clock).
+    make_prober: ``make_prober(check, *, allow_private) -> Prober``
+        (default :func:`checker.probes.make_prober`).
+    metrics: where counters go (default a fresh registry).
+    rng: randomness for reconnect jitter.
+    canary_interval, canary_threshold: how canaries are probed (tcp,
+        timeout min(1 s, interval)) and how many results flip them.
+    late_cap: a slot more than min(interval / 2, late_cap) late is skipped.
+    doubt: the self-doubt policy (see :mod:`checker.selfdoubt`).
+    stream_backoff: (base, cap) seconds for reconnecting Report streams.
+
+    Readable while running: ``registry``, ``fleet``, ``region``, ``rows``
+    (registry indices probed here), ``dispatcher``, ``doubt``, ``sequence``,
+    ``last_states`` (the states of the latest snapshot), ``streams``.
+    """
 
     def __init__(self, registry: Registry, fleet: Fleet, checker_id: str, *,
                  clock: Clock | None = None, make_prober: MakeProber | None = None,
