@@ -39,6 +39,8 @@ class SnapshotError(ValueError):
 
 def packed_size(check_count: int) -> int:
     """Bytes needed for check_count 2-bit states."""
+    if isinstance(check_count, bool) or not isinstance(check_count, (int, np.integer)):
+        raise SnapshotError(f"check_count must be an integer, got {check_count!r}")
     if check_count < 0:
         raise SnapshotError(f"check_count must be >= 0, got {check_count}")
     return (2 * check_count + 7) // 8

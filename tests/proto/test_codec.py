@@ -64,8 +64,10 @@ def test_table_planes(states, data):
 def test_packed_size():
     assert [codec.packed_size(n) for n in range(10)] == [0, 1, 1, 1, 1, 2, 2, 2, 2, 3]
     assert codec.packed_size(1_000_000) == 250_000
-    with pytest.raises(SnapshotError):
-        codec.packed_size(-1)
+    assert codec.packed_size(np.uint32(5)) == 2
+    for bad in (-1, 2.5, "4", True, None):
+        with pytest.raises(SnapshotError):
+            codec.packed_size(bad)
 
 
 # (payload, check_count, words the message must contain)
