@@ -131,18 +131,21 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     except OSError as exc:
         print(f"{PROG}: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    httpd = None
     if args.metrics:
         from .metrics import serve_metrics
         mhost, mport = parse_hostport(args.metrics[:-1] + "1" if args.metrics.endswith(":0")
                                       else args.metrics)
         try:
-            serve_metrics(mhost, 0 if args.metrics.endswith(":0") else mport,
-                          front, consumer, keeper)
+            httpd, mbound = serve_metrics(mhost, 0 if args.metrics.endswith(":0") else mport,
+                                          front, consumer, keeper)
         except OSError as exc:
             print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
                   file=sys.stderr)
             await front.stop()
             return 1
+        mshown = f"[{mhost}]" if ":" in mhost else mhost
+        log.info("metrics on http://%s:%d/metrics", mshown, mbound)
     shown = f"[{host}]" if ":" in host else host
     log.info("listening on %s:%d (udp+tcp) for zone %s (%d records), aggregators %s",
              shown, bound, zone.zone, len(zone.records), ", ".join(args.aggregator))
@@ -161,6 +164,9 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
             await keeper_task
         await consumer.stop()
         await front.stop()
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
     return 0
 
 

@@ -47,6 +47,10 @@ class AnswerKeeper:
         self.failing_open = False
         self.table = self._build(_unknown)
         self._unsubscribe: Callable[[], None] | None = None
+        self._version_seen: str | None = None
+        self._zone_checks = {v.check for r in zone.records
+                             for v in (*r.values, r.primary, r.secondary)
+                             if v is not None and v.check is not None}
 
     def _build(self, status: StatusFn) -> AnswerTable:
         table = build_answers(self.zone, status, serial=self.serials.serial,
@@ -73,6 +77,13 @@ class AnswerKeeper:
                             self.stale_after)
             else:
                 log.warning("fresh health snapshot again: answers follow health")
+        if snap is not None and snap.registry_version != self._version_seen:
+            self._version_seen = snap.registry_version
+            missing = sorted(self._zone_checks - snap.index.keys())
+            if missing:
+                log.warning("zone checks not in registry %s, answered as healthy: %s",
+                            snap.registry_version, ", ".join(missing[:10])
+                            + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
         status = _unknown if stale or snap is None else snap.status
         self.table = self._build(status)
         self.on_table(self.table)

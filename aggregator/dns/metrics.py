@@ -8,6 +8,7 @@ scraped, so metrics add nothing to the cost of a query.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,7 +26,9 @@ class DnsCollector(Collector):
         self.front, self.consumer, self.keeper = front, consumer, keeper
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.front.stats
+        # A copy first: the query path adds keys from the event loop's thread
+        # while this runs in the HTTP server's (dict(...) copies under the GIL).
+        stats = dict(self.front.stats)
         queries = CounterMetricFamily("healthplane_dns_queries", "DNS responses sent, by rcode",
                                       labels=["rcode"])
         for rcode in sorted(set(_RCODES) | {k for k in stats if k.isupper()}):
@@ -60,8 +63,9 @@ class DnsCollector(Collector):
 
 
 def serve_metrics(host: str, port: int, front: DnsFront, consumer: HealthConsumer,
-                  keeper: AnswerKeeper) -> None:
-    """Serve /metrics on host:port from a background thread."""
+                  keeper: AnswerKeeper) -> tuple[WSGIServer, int]:
+    """Serve /metrics on host:port from a background thread; returns (server, bound port)."""
     registry = CollectorRegistry()
     registry.register(DnsCollector(front, consumer, keeper))
-    start_http_server(port, addr=host, registry=registry)
+    httpd, _thread = start_http_server(port, addr=host, registry=registry)
+    return httpd, httpd.server_address[1]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import dns.asyncquery
@@ -46,6 +47,11 @@ def test_bad_flags_and_files_give_one_line(tmp_path: Path) -> None:
     assert r.returncode == 1 and "zone.yaml:" in r.stderr and "Traceback" not in r.stderr
 
 
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
 async def query(port: int) -> list[str]:
     r = await dns.asyncquery.udp(dns.message.make_query("api.example.test.", "A"),
                                  "127.0.0.1", port=port, timeout=2)
@@ -69,19 +75,28 @@ async def test_serves_follows_health_and_fails_open(tmp_path: Path) -> None:
         sys.executable, "-m", "proto.cli", "dns", "--zone", str(zone),
         "--aggregator", "127.0.0.1:1", "--aggregator", fake.address,
         "--listen", "127.0.0.1:0", "--stale-after", "1", "--tick", "0.1",
+        "--metrics", "127.0.0.1:0",
         stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stderr is not None
-        port = 0
-        while not port:
+        port = mport = 0
+        while not (port and mport):
             line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
             assert line, "dns process exited early"
             if m := re.search(r"listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)", line):
                 port = int(m.group(1))
+            if m := re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", line):
+                mport = int(m.group(1))
         drain = asyncio.create_task(proc.stderr.read())
         await eventually(port, ["192.0.2.10"])
         fake.set(api_primary=codec.UNHEALTHY, api_secondary=codec.HEALTHY)
         await eventually(port, ["192.0.2.20"])
+        text = await asyncio.to_thread(scrape, mport)
+        assert f'healthplane_dns_aggregator_current{{aggregator="{fake.address}"}} 1.0' in text
+        assert re.search(r'healthplane_dns_queries_total\{rcode="NOERROR"\} [1-9]', text)
+        assert re.search(r"healthplane_dns_answers_rebuilt_total [1-9]", text)
+        age = float(re.search(r"^healthplane_dns_snapshot_age_seconds (\S+)$", text, re.M).group(1))
+        assert 0 <= age < 5
         await fake.stop()                          # no aggregator left: stale after 1 s
         await eventually(port, ["192.0.2.10"])     # fail open: everything healthy
         proc.send_signal(signal.SIGTERM)
