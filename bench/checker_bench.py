@@ -443,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=4.0,
                     help="seconds after the first probe before measuring (default 4)")
     ap.add_argument("--scenarios", default="quiet,refusing,timeout,haproxy")
-    ap.add_argument("--profile", action="store_true",
-                    help="also profile the checker with py-spy in a separate quiet run")
+    ap.add_argument("--profile", nargs="?", const="quiet", choices=("quiet", "refusing", "timeout"),
+                    help="also profile the checker with py-spy in a separate run of this "
+                    "scenario (default quiet)")
     ap.add_argument("--workdir", help="keep configs and logs here (default: a temp dir)")
     args = ap.parse_args(argv)
     counts = [int(c) for c in args.checks.split(",")]
@@ -464,11 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         nginx.start()
         sink_port = sink.start()
-        if "timeout" in scenarios:
+        if "timeout" in scenarios or args.profile == "timeout":
             hole = subprocess.Popen([sys.executable, str(ROOT / "bench" / "blackhole.py"),
                                      *map(str, hole_ports)], stdout=subprocess.PIPE)
             assert hole.stdout is not None
             hole.stdout.readline()
+        targets = {"quiet": nginx_ports, "refusing": closed, "timeout": hole_ports}
         for n in counts:
             ours = None
             for scenario in scenarios:
@@ -484,7 +486,6 @@ def main(argv: list[str] | None = None) -> int:
                     if ours is not None:
                         out(f"n={n} ratio_ours_to_haproxy={ours / per_cpu:.2f}")
                     continue
-                targets = {"quiet": nginx_ports, "refusing": closed, "timeout": hole_ports}
                 checks_path, fleet, _ = write_configs(work, n, args.rate, targets[scenario],
                                                       sink_port, args.timeout)
                 served0 = nginx.requests()
@@ -497,9 +498,9 @@ def main(argv: list[str] | None = None) -> int:
                         " (whole run, warm-up included)")
         if args.profile:
             n = counts[0]
-            checks_path, fleet, _ = write_configs(work, n, args.rate, nginx_ports, sink_port,
-                                                  args.timeout)
-            prof = work / "checker-profile.txt"
+            checks_path, fleet, _ = write_configs(work, n, args.rate, targets[args.profile],
+                                                  sink_port, args.timeout)
+            prof = work / f"checker-profile-{args.profile}.txt"
             run_checker(work, checks_path, fleet, warmup=args.warmup,
                         duration=min(args.duration, 15.0), profile=prof)
             summarize_profile(prof)
