@@ -21,7 +21,9 @@ Used by ``healthplane demo``, the end-to-end tests and the benchmarks::
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -141,6 +143,7 @@ class Fleet:
         self.targets: Proc | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        self._started: list[Proc] = []      # every process ever started, for stop()
         self._atexit = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -190,7 +193,12 @@ class Fleet:
         if threading.current_thread() is threading.main_thread():
             old = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            stop_all(self.processes(), self.grace)
+            stop_all(self._started, self.grace)
+            # A Ctrl-C between fork and bookkeeping leaves a child off the list;
+            # its environment still names this run, so find it that way.
+            for pid in leftover_pids(self.run_dir):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)
@@ -310,7 +318,9 @@ class Fleet:
             # The last line of defence when a caller forgets stop(): nothing stays behind.
             atexit.register(self.stop)
             self._atexit = True
-        return spawn(name, argv, self.run_dir)
+        proc = spawn(name, argv, self.run_dir)
+        self._started.append(proc)
+        return proc
 
     def _wait(self, proc: Proc, ready: object, what: str) -> None:
         deadline = time.monotonic() + self.ready_timeout
