@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,7 @@ class Fleet:
         self._stopped = False
         self._started: list[Proc] = []      # every process ever started, for stop()
         self._atexit = False
+        self._token = uuid.uuid4().hex
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -188,20 +190,21 @@ class Fleet:
             if self._stopped:
                 return
             self._stopped = True
-        # A second Ctrl-C must not interrupt the cleanup half way.
-        old = None
+        # A second Ctrl-C (or a SIGTERM) must not interrupt the cleanup half way.
+        old: dict[int, object] = {}
         if threading.current_thread() is threading.main_thread():
-            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            old = {sig: signal.signal(sig, signal.SIG_IGN)
+                   for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             stop_all(self._started, self.grace)
             # A Ctrl-C between fork and bookkeeping leaves a child off the list;
             # its environment still names this run, so find it that way.
-            for pid in leftover_pids(self.run_dir):
+            for pid in leftover_pids(self.run_dir, self._token):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
         finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)  # type: ignore[arg-type]
             atexit.unregister(self.stop)
 
     # -- individual processes ------------------------------------------------
@@ -318,7 +321,7 @@ class Fleet:
             # The last line of defence when a caller forgets stop(): nothing stays behind.
             atexit.register(self.stop)
             self._atexit = True
-        proc = spawn(name, argv, self.run_dir)
+        proc = spawn(name, argv, self.run_dir, self._token)
         self._started.append(proc)
         return proc
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RUN_DIR_ENV = "HEALTHPLANE_RUN_DIR"   # set in every child's environment, so leftovers are findable
+RUN_TOKEN_ENV = "HEALTHPLANE_RUN_TOKEN"   # tells apart two launchers sharing a run directory
 
 
 @dataclass
@@ -45,11 +46,12 @@ class Proc:
         return " | ".join(text[-lines:])
 
 
-def spawn(name: str, argv: list[str], run_dir: Path) -> Proc:
+def spawn(name: str, argv: list[str], run_dir: Path, token: str = "") -> Proc:
     """Start argv in its own session, output to RUN_DIR/NAME.log, pid noted in RUN_DIR/pids."""
     log = run_dir / f"{name}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env[RUN_DIR_ENV] = str(run_dir)
+    env[RUN_TOKEN_ENV] = token
     with open(log, "ab") as out:
         out.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
         out.flush()
@@ -110,9 +112,11 @@ def _killpg(proc: Proc, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def leftover_pids(run_dir: str | Path) -> list[int]:
-    """Live processes whose environment names run_dir (what a fleet left behind)."""
+def leftover_pids(run_dir: str | Path, token: str | None = None) -> list[int]:
+    """Live processes whose environment names run_dir (and token, if given):
+    what a fleet left behind."""
     marker = f"{RUN_DIR_ENV}={Path(run_dir)}".encode()
+    token_marker = f"{RUN_TOKEN_ENV}={token}".encode() if token is not None else None
     found: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -122,6 +126,8 @@ def leftover_pids(run_dir: str | Path) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != "Z" and marker in env.split(b"\0"):
+        entries = env.split(b"\0")
+        if state != "Z" and marker in entries and (token_marker is None
+                                                   or token_marker in entries):
             found.append(int(entry.name))
     return found
