@@ -23,8 +23,8 @@ import httptools
 
 from proto.config.model import Check
 
-from . import address, stream
-from .base import Prober, ProbeResult
+from . import stream
+from .base import Prober
 
 SEARCH_LIMIT = 5120          # bytes of body searched, as Route 53 does
 USER_AGENT = "healthplane-checker"
@@ -151,8 +151,11 @@ def build_request(check: Check) -> bytes:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         host_header = host if check.port == default_port else f"{host}:{check.port}"
-    host_header = host_header.encode("idna").decode("ascii") if not host_header.isascii() \
-        else host_header
+    if not host_header.isascii():
+        try:
+            host_header = host_header.encode("idna").decode("ascii")
+        except UnicodeError:   # not a valid IDN: send what ASCII there is
+            host_header = host_header.encode("ascii", "ignore").decode("ascii")
     host_header = "".join(ch for ch in host_header if ch.isprintable() and ch != " ")
     path = quote(check.path or "/", safe=_PATH_SAFE)
     if not path.startswith("/"):
@@ -165,42 +168,29 @@ def build_request(check: Check) -> bytes:
             "\r\n").encode("ascii")
 
 
-class HttpProber:
+class HttpProber(stream.StreamProber):
     """Probes one http or https check. Build once per check, call once per slot."""
 
-    __slots__ = ("host", "port", "timeout", "allow_private", "resolved", "request",
-                 "needle", "ssl_context", "server_hostname")
+    __slots__ = ("request", "needle")
 
     def __init__(self, check: Check, *, allow_private: bool) -> None:
         if check.host is None or check.port is None:
             raise ValueError(f"check {check.id!r}: an {check.type} check needs host and port")
-        self.host = check.host
-        self.port = check.port
-        self.timeout = check.timeout
-        self.allow_private = allow_private
-        self.resolved = address.literal(check.host, allow_private=allow_private)
-        self.request = build_request(check)
-        self.needle = check.search.encode("utf-8") if check.search else None
+        ssl_context = server_hostname = None
         if check.type == "https":
-            self.ssl_context: ssl.SSLContext | None = tls_context(check.verify_tls)
-            sni = check.hostname or check.host
+            ssl_context = tls_context(check.verify_tls)
             # Python sends no SNI for an IP address; the name still matters
             # for verification against the certificate's IP entries.
-            self.server_hostname: str | None = sni.strip("[]")
-        else:
-            self.ssl_context = None
-            self.server_hostname = None
+            server_hostname = (check.hostname or check.host).strip("[]")
+        super().__init__(check.host, check.port, check.timeout, allow_private=allow_private,
+                         ssl_context=ssl_context, server_hostname=server_hostname)
+        self.request = build_request(check)
+        self.needle = check.search.encode("utf-8") if check.search else None
 
-    async def __call__(self) -> ProbeResult:
-        loop = asyncio.get_running_loop()
+    def exchange(self, loop: asyncio.AbstractEventLoop) -> stream.Exchange:
         if self.needle is None:
-            ex: _Response = _Response(loop, loop.time(), self.request)
-        else:
-            ex = _SearchResponse(loop, loop.time(), self.request, self.needle)
-        return await stream.run(ex, self.resolved, self.host, self.port, self.timeout,
-                                allow_private=self.allow_private,
-                                ssl_context=self.ssl_context,
-                                server_hostname=self.server_hostname)
+            return _Response(loop, loop.time(), self.request)
+        return _SearchResponse(loop, loop.time(), self.request, self.needle)
 
 
 def make_prober(check: Check, *, allow_private: bool) -> Prober:

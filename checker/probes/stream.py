@@ -22,7 +22,7 @@ import errno
 import ssl
 from time import monotonic
 
-from .address import RESOLVER, Resolved
+from .address import RESOLVER, literal
 from .base import ProbeResult
 
 _UNREACHABLE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN,
@@ -105,39 +105,65 @@ class Exchange(asyncio.Protocol):
             self.finish(False, "timeout")
 
 
-async def run(ex: Exchange, resolved: Resolved | None, host: str, port: int,
-              timeout: float, *, allow_private: bool,
-              ssl_context: ssl.SSLContext | None = None,
-              server_hostname: str | None = None) -> ProbeResult:
-    """Resolve (when host is a name), connect once, and wait for ex's verdict.
+class StreamProber:
+    """A prober that opens one stream connection per call; subclasses pick the talk.
 
-    ``resolved`` is the verdict precomputed for an IP literal, or None for a
-    name. Returns a ProbeResult for every failure; only cancellation from the
-    caller propagates.
+    Holds what is precomputed per check; :meth:`exchange` builds the
+    per-probe protocol object. ``__call__`` is the whole probe in one
+    coroutine (no nested awaitables beyond the connect), since every frame
+    alive for the probe's duration costs allocation and GC work when
+    thousands are in flight.
     """
-    loop = ex.loop
-    task = ex.task = asyncio.current_task()
-    timer = loop.call_at(ex.t0 + timeout, ex.expire)
-    try:
-        if resolved is None:
-            resolved = await RESOLVER.resolve(host, allow_private=allow_private)
-        if resolved.ip is None:
-            ex.finish(False, resolved.reason)
-        else:
-            await loop.create_connection(ex, resolved.ip, port, ssl=ssl_context,
-                                         server_hostname=server_hostname)
-        ex.connecting = False
-        return await ex.fut
-    except asyncio.CancelledError:
-        # Ours (the deadline) or the caller's? Only ours becomes a result.
-        if not ex.expired or task.uncancel() > 0:  # type: ignore[union-attr]
-            ex.finish(False, "cancelled")
-            raise
-        ex.finish(False, "timeout")
-        return ex.fut.result()
-    except Exception as exc:  # noqa: BLE001 - a probe never raises
-        ex.finish(False, connect_reason(exc))
-        return ex.fut.result()
-    finally:
-        timer.cancel()
-        ex.task = None
+
+    __slots__ = ("host", "port", "timeout", "allow_private", "resolved", "ssl_context",
+                 "server_hostname")
+
+    def __init__(self, host: str, port: int, timeout: float, *, allow_private: bool,
+                 ssl_context: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.allow_private = allow_private
+        # An IP literal is judged once here; a name is resolved (cached) per probe.
+        self.resolved = literal(host, allow_private=allow_private)
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+
+    def exchange(self, loop: asyncio.AbstractEventLoop) -> Exchange:
+        raise NotImplementedError
+
+    async def __call__(self) -> ProbeResult:
+        """Resolve (names only), connect once, and wait for the exchange's verdict.
+
+        Returns a ProbeResult for every failure; only cancellation by the
+        caller propagates.
+        """
+        loop = asyncio.get_running_loop()
+        ex = self.exchange(loop)
+        task = ex.task = asyncio.current_task(loop)
+        timer = loop.call_at(ex.t0 + self.timeout, ex.expire)
+        try:
+            resolved = self.resolved
+            if resolved is None:
+                resolved = await RESOLVER.resolve(self.host, allow_private=self.allow_private)
+            if resolved.ip is None:
+                ex.finish(False, resolved.reason)
+            else:
+                await loop.create_connection(ex, resolved.ip, self.port, ssl=self.ssl_context,
+                                             server_hostname=self.server_hostname)
+            ex.connecting = False
+            return await ex.fut
+        except asyncio.CancelledError:
+            # Ours (the deadline) or the caller's? Only ours becomes a result.
+            if not ex.expired or task.uncancel() > 0:  # type: ignore[union-attr]
+                ex.finish(False, "cancelled")
+                raise
+            ex.finish(False, "timeout")
+            return ex.fut.result()
+        except Exception as exc:  # noqa: BLE001 - a probe never raises
+            ex.finish(False, connect_reason(exc))
+            return ex.fut.result()
+        finally:
+            timer.cancel()
+            ex.task = None

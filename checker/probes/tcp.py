@@ -9,8 +9,8 @@ import asyncio
 
 from proto.config.model import Check
 
-from . import address, stream
-from .base import Prober, ProbeResult
+from . import stream
+from .base import Prober
 
 
 class _Connect(stream.Exchange):
@@ -21,26 +21,18 @@ class _Connect(stream.Exchange):
         self.finish(True, "ok")
 
 
-class TcpProber:
+class TcpProber(stream.StreamProber):
     """Probes one check's host:port. Build once per check, call once per slot."""
 
-    __slots__ = ("host", "port", "timeout", "allow_private", "resolved")
+    __slots__ = ()
 
     def __init__(self, check: Check, *, allow_private: bool) -> None:
         if check.host is None or check.port is None:
             raise ValueError(f"check {check.id!r}: a tcp check needs host and port")
-        self.host = check.host
-        self.port = check.port
-        self.timeout = check.timeout
-        self.allow_private = allow_private
-        # An IP literal is judged once here; a name is resolved (cached) per probe.
-        self.resolved = address.literal(check.host, allow_private=allow_private)
+        super().__init__(check.host, check.port, check.timeout, allow_private=allow_private)
 
-    async def __call__(self) -> ProbeResult:
-        loop = asyncio.get_running_loop()
-        ex = _Connect(loop, loop.time())
-        return await stream.run(ex, self.resolved, self.host, self.port, self.timeout,
-                                allow_private=self.allow_private)
+    def exchange(self, loop: asyncio.AbstractEventLoop) -> stream.Exchange:
+        return _Connect(loop, loop.time())
 
 
 def make_prober(check: Check, *, allow_private: bool) -> Prober:
