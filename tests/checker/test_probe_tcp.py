@@ -103,3 +103,28 @@ def test_on_uvloop() -> None:
         return [up.reason, down.reason]
 
     assert uvloop.run(scenario()) == ["ok", "refused"]
+
+
+async def test_names_resolve_once_per_ttl_and_lookups_are_shared() -> None:
+    from checker.probes.address import POSITIVE_TTL, Resolver
+
+    now = [0.0]
+    resolver = Resolver(clock=lambda: now[0])
+    calls: list[str] = []
+    real_lookup = resolver._lookup
+
+    async def counting(loop, host, allow_private):
+        calls.append(host)
+        return await real_lookup(loop, host, allow_private)
+
+    resolver._lookup = counting  # type: ignore[method-assign]
+    first = await resolver.resolve("localhost", allow_private=True)
+    for _ in range(5):
+        assert await resolver.resolve("localhost", allow_private=True) == first
+    assert first.ip in ("127.0.0.1", "::1") and len(calls) == 1
+    # The policy verdict is cached per (name, allow_private), never shared across them.
+    denied = await resolver.resolve("localhost", allow_private=False)
+    assert denied.reason == "forbidden address (loopback)" and len(calls) == 2
+    now[0] += POSITIVE_TTL + 1
+    await asyncio.gather(*(resolver.resolve("localhost", allow_private=True) for _ in range(10)))
+    assert len(calls) == 3
