@@ -19,7 +19,7 @@ Prints one line per figure::
     dns udp failopen queries_per_second 10234
     dns udp failopen queries_per_cpu_second 11020
 
-Usage: ``python bench/dns_bench.py [--seconds 5] [--clients 1] [--window 64]``.
+Usage: ``python bench/dns_bench.py [--seconds 5] [--clients 1] [--window 64] [--tcp]``.
 """
 
 from __future__ import annotations
@@ -113,11 +113,39 @@ def blast(port: int, seconds: float, max_queries: int, window: int,
     out.put(received)
 
 
-def measure(port: int, pid: int, args: argparse.Namespace) -> tuple[float, float]:
+def blast_tcp(port: int, seconds: float, max_queries: int, window: int,
+              out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """One load process over one TCP connection, `window` queries pipelined."""
+    frames = []
+    for i, (name, rdtype) in enumerate(QUERIES):
+        q = dns.message.make_query(name, rdtype)
+        q.id = i
+        w = q.to_wire()
+        frames.append(len(w).to_bytes(2, "big") + w)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    stream = sock.makefile("rb")
+    sent = received = 0
+    sock.sendall(b"".join(frames[k % len(frames)] for k in range(window)))
+    sent += window
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and sent < max_queries:
+        size = int.from_bytes(stream.read(2), "big")
+        stream.read(size)
+        received += 1
+        sock.sendall(frames[sent % len(frames)])
+        sent += 1
+    sock.close()
+    out.put(received)
+
+
+def measure(port: int, pid: int, args: argparse.Namespace,
+            transport: str = "udp") -> tuple[float, float]:
     """Blast for args.seconds; return (answers per second, answers per server CPU-second)."""
     out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    workers = [mp.Process(target=blast, args=(port, args.seconds, args.max_queries,
-                                              args.window, out)) for _ in range(args.clients)]
+    target = blast if transport == "udp" else blast_tcp
+    workers = [mp.Process(target=target, args=(port, args.seconds, args.max_queries,
+                                               args.window, out)) for _ in range(args.clients)]
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     for w in workers:
         w.start()
@@ -152,6 +180,7 @@ def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Name
         before = scrape(mport)
         qps, per_cpu = measure(port, proc.pid, args)
         after = scrape(mport)
+        tcp = measure(port, proc.pid, args, "tcp") if args.tcp else None
     finally:
         stop(proc)
     rebuilt = float(after["healthplane_dns_answers_rebuilt_total"]) - \
@@ -163,6 +192,9 @@ def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Name
           flush=True)
     print(f"dns udp {label} queries_per_second {qps:.0f}", flush=True)
     print(f"dns udp {label} queries_per_cpu_second {per_cpu:.0f}", flush=True)
+    if tcp is not None:
+        print(f"dns tcp {label} queries_per_second {tcp[0]:.0f}", flush=True)
+        print(f"dns tcp {label} queries_per_cpu_second {tcp[1]:.0f}", flush=True)
 
 
 def write_fleet(tmp: Path, checks: int, agg_port: int) -> tuple[Path, Path, Path]:
@@ -198,6 +230,8 @@ def main() -> int:
     p.add_argument("--checks", type=int, default=1000,
                    help="registry size for the aggregator case (default 1000)")
     p.add_argument("--skip-aggregator", action="store_true")
+    p.add_argument("--tcp", action="store_true",
+                   help="also measure DNS over TCP (one pipelined connection per client)")
     args = p.parse_args()
 
     run_case("failopen", [f"127.0.0.1:{free_port()}"], ZONE, args)

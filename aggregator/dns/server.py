@@ -3,7 +3,8 @@
 :meth:`DnsFront.handle` turns one query's wire bytes into the response's wire
 bytes (or None to drop) using dnspython for parsing and rendering, and
 :meth:`DnsFront.start` serves it over UDP and TCP (RFC 1035 2-byte length
-framing, RFC 7766 idle timeout, a bound on concurrent connections). The table
+framing and pipelining, RFC 7766 idle timeout, a bound on concurrent
+connections). The table
 is swapped whole by whoever rebuilds it (:mod:`aggregator.dns.keeper`); a
 query never waits on anything but the CPU.
 
@@ -37,6 +38,7 @@ DEFAULT_MAX_UDP = 1232     # DNS flag day 2020: fits any path MTU without fragme
 MAX_QUERY = 4096           # far above any real query; bigger ones are not worth parsing
 _REFUSED_TYPES = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
 OPT = 41
+_TCP_BATCH = 32            # pipelined queries answered per turn of the event loop
 _RCODE_NAMES = {r: dns.rcode.to_text(r) for r in
                 (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)}
 
@@ -62,7 +64,7 @@ class DnsFront:
         self.tcp_active = 0
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._tcp_tasks: set[asyncio.Task[None]] = set()
+        self._tcp_conns: set[_TcpProtocol] = set()
 
     # -- one query ---------------------------------------------------------
 
@@ -163,8 +165,8 @@ class DnsFront:
                 lambda: _UdpProtocol(self), local_addr=(host, port))
             bound = udp.get_extra_info("sockname")[1]
             try:
-                self._tcp = await asyncio.start_server(
-                    self._tcp_client, host, bound, reuse_address=True, backlog=256)
+                self._tcp = await loop.create_server(
+                    lambda: _TcpProtocol(self), host, bound, reuse_address=True, backlog=256)
             except OSError:
                 udp.close()
                 if port:
@@ -180,43 +182,113 @@ class DnsFront:
             self._udp = None
         if self._tcp is not None:
             self._tcp.close()
-            for task in list(self._tcp_tasks):
-                task.cancel()
-            await asyncio.gather(*self._tcp_tasks, return_exceptions=True)
+            for conn in list(self._tcp_conns):
+                conn.close()
             await self._tcp.wait_closed()
             self._tcp = None
 
-    async def _tcp_client(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-        if self.tcp_active >= self.max_tcp_connections:
-            self.stats["tcp_refused"] += 1
-            writer.close()
+
+class _TcpProtocol(asyncio.Protocol):
+    """DNS over TCP (RFC 7766): 2-byte length framing, pipelining, idle timeout.
+
+    A protocol rather than streams: no task or timer allocation per query,
+    just one idle timer per connection re-armed per complete message. A
+    message must arrive whole within the idle timeout, so a client trickling
+    bytes cannot hold a connection slot. When the client stops reading our
+    answers, we stop reading its queries, so nothing buffers without bound.
+    """
+
+    def __init__(self, front: DnsFront) -> None:
+        self.front = front
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.timer: asyncio.TimerHandle | None = None
+        self.counted = False
+        self.paused = False          # reading paused (burst or blocked writes)
+        self.write_blocked = False   # the client is not reading our answers
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        front = self.front
+        if front.tcp_active >= front.max_tcp_connections:
+            front.stats["tcp_refused"] += 1
+            transport.close()
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self._tcp_tasks.add(task)
-        self.tcp_active += 1
-        idle = self.tcp_idle_timeout
-        try:
-            while True:
-                # The whole message, not each byte, must arrive within the idle
-                # timeout, so a trickling client cannot hold a slot forever.
-                head = await asyncio.wait_for(reader.readexactly(2), idle)
-                size = int.from_bytes(head, "big")
-                if size == 0:
-                    break
-                wire = await asyncio.wait_for(reader.readexactly(size), idle)
-                out = self.handle(wire, tcp=True)
-                if out is None:
-                    break
-                writer.write(len(out).to_bytes(2, "big") + out)
-                await asyncio.wait_for(writer.drain(), idle)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self.tcp_active -= 1
-            self._tcp_tasks.discard(task)
-            writer.close()
+        front.tcp_active += 1
+        front._tcp_conns.add(self)
+        self.counted = True
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.front.tcp_idle_timeout, self.close)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self._serve_buffer()
+
+    def _serve_buffer(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        buf = self.buf
+        answered = 0
+        more = False
+        while len(buf) >= 2 and not self.write_blocked:
+            if answered == _TCP_BATCH:
+                # A burst of pipelined queries: yield to other clients (and to
+                # UDP) between batches, reading nothing more meanwhile.
+                more = True
+                asyncio.get_running_loop().call_soon(self._serve_buffer)
+                break
+            size = (buf[0] << 8) | buf[1]
+            if size == 0:
+                self.close()
+                return
+            if len(buf) < 2 + size:
+                break
+            wire = bytes(buf[2:2 + size])
+            del buf[:2 + size]
+            out = self.front.handle(wire, tcp=True)
+            if out is None or transport.is_closing():
+                self.close()
+                return
+            transport.write(len(out).to_bytes(2, "big") + out)
+            answered += 1
+        want_pause = more or self.write_blocked
+        if want_pause != self.paused:
+            self.paused = want_pause
+            if want_pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+        if answered:
+            self._arm()
+
+    def pause_writing(self) -> None:
+        # The client is not reading our answers: read no more of its queries.
+        self.write_blocked = True
+        if self.transport is not None and not self.paused and not self.transport.is_closing():
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        self._serve_buffer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.counted:
+            self.counted = False
+            self.front.tcp_active -= 1
+            self.front._tcp_conns.discard(self)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

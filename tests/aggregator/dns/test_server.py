@@ -226,3 +226,39 @@ async def test_table_swap_changes_answers(server: tuple[DnsFront, int]) -> None:
     front.table = build_answers(ZONE, lambda c: codec.HEALTHY, serial=8)
     r = await udp(port, dns.message.make_query("api.example.test.", "A"))
     assert [rd.to_text() for rd in r.answer[0]] == ["192.0.2.10"]
+
+
+async def test_tcp_pipelined_burst_is_answered_in_order(server: tuple[DnsFront, int]) -> None:
+    _, port = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    queries = []
+    for i in range(200):
+        q = dns.message.make_query("api.example.test." if i % 2 else "x.example.test.", "A")
+        q.id = i
+        w = q.to_wire()
+        queries.append(len(w).to_bytes(2, "big") + w)
+    writer.write(b"".join(queries))          # one burst, many batches for the server
+    for i in range(200):
+        size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 5), "big")
+        r = dns.message.from_wire(await reader.readexactly(size))
+        assert r.id == i
+        assert r.rcode() == (dns.rcode.NOERROR if i % 2 else dns.rcode.NXDOMAIN)
+    writer.close()
+
+
+async def test_tcp_client_that_never_reads_does_not_stall_others(
+        server: tuple[DnsFront, int]) -> None:
+    front, port = server
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    w = dns.message.make_query(LONG, "ANY").to_wire()     # big answers fill buffers fast
+    frame = len(w).to_bytes(2, "big") + w
+    for _ in range(40):                    # ~1.2 MB of queries, never reading an answer
+        writer.write(frame * 100)
+        try:
+            await asyncio.wait_for(writer.drain(), 0.05)
+        except TimeoutError:
+            break                          # the server stopped reading from us: good
+    r = await udp(port, dns.message.make_query("api.example.test.", "A"))
+    assert r.rcode() == dns.rcode.NOERROR
+    writer.transport.abort()
+    assert front.stats["error"] == 0
