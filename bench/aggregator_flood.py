@@ -273,8 +273,8 @@ def run(*, seconds: float = 10.0, checks: int = 100_000, checkers: int = 16,
                 floods.append(phase(server, mport, addr, version, checks, members, "flood",
                                     seconds, senders, sender_cpu))
                 report(f"flood {k}", floods[-1], seconds)
-            mean = sum(f["mean_ms"] for f in floods) / len(floods)
-            print(f"flooded / quiet mean tick: {mean / quiet['mean_ms']:.2f}; RSS during "
+            ratios = ", ".join(f"{f['mean_ms'] / quiet['mean_ms']:.2f}" for f in floods)
+            print(f"flooded / quiet mean tick: {ratios} (flood 1, flood 2); RSS during "
                   f"flood 2: {floods[1]['rss_start']:.0f} -> {floods[1]['rss_end']:.0f} MB "
                   f"(max {floods[1]['rss_max']:.0f})", flush=True)
         finally:
