@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from deploy.launcher import (
     Fleet,
     LaunchError,
     TargetsOptions,
+    free_port,
     interrupt_on_sigterm,
     port_is_free,
 )
@@ -108,8 +110,6 @@ def _plan(args: argparse.Namespace, run_dir: Path) -> Plan:
 
 def _free_aggregator_ports(fleet: Path, run_dir: Path) -> tuple[Path, list[str]]:
     """The bundled fleet, with any taken aggregator port swapped for a free one."""
-    from deploy.launcher import free_port
-
     raw = yaml.safe_load(fleet.read_text())
     moved: list[str] = []
     addresses = []
@@ -195,8 +195,6 @@ def main(argv: list[str]) -> int:
     if args.duration is not None and args.duration <= 0:
         print("healthplane demo: --duration must be > 0", file=sys.stderr)
         return 2
-    import tempfile
-
     run_dir = Path(args.run_dir) if args.run_dir else Path(
         tempfile.mkdtemp(prefix="healthplane-demo-"))
     run_dir.mkdir(parents=True, exist_ok=True)
