@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from proto.config.addresses import forbidden_reason
+from proto.config.errors import ConfigError
 from proto.config.model import CHECK_TYPES, PROBE_TYPES, Check, Fleet, Registry
 from proto.config.names import id_problem, ip_literal, is_domain_name, is_id, is_localhost
 from proto.config.version import registry_version
@@ -21,12 +22,14 @@ from proto.config.yamlnodes import (
     Fields,
     MappingNode,
     Node,
+    SequenceNode,
     as_bool,
     as_int,
     as_list,
     as_mapping,
     as_number,
     as_str,
+    compose_stream,
     describe,
     fmt_num,
     line_of,
@@ -52,25 +55,69 @@ KNOWN_FIELDS = frozenset().union(*FIELDS_BY_TYPE.values())
 _TYPE_LIST = ", ".join(CHECK_TYPES)
 
 
+Spot = tuple[str, int]       # a value and the line it is on
+Item = tuple[str, int, int]  # a list item's value, line and index
+
+
 @dataclass(slots=True)
 class _Entry:
-    """One check as read, with the nodes later rules point at."""
+    """One check as read, with what later rules need to point at.
+
+    Values and lines only, not nodes: a registry is read one entry at a time
+    and each entry's nodes are dropped as soon as it is read.
+    """
 
     check: Check | None
     path: str
-    id_node: Node | None = None
-    children_nodes: list[Node] = field(default_factory=list)
-    region_nodes: list[Node] = field(default_factory=list)
-    host_node: Node | None = None
+    id: Spot | None = None                 # a well-formed id
+    children: list[Item] = field(default_factory=list)
+    regions: list[Item] = field(default_factory=list)
+    host: Spot | None = None
+    source: object = None                  # the entry's node when an alias may repeat it
+
+
+class EntryReader:
+    """Reads check entries one at a time while the file is being composed.
+
+    Pass ``on_item`` as the hook of ``compose_stream(text, source, "checks",
+    hook)``, then the reader to parse_checks_root.
+    """
+
+    def __init__(self, errors: Errors) -> None:
+        self.errors = errors
+        self.entries: list[_Entry] = []
+        self.streamed: SequenceNode | None = None
+
+    def on_item(self, index: int, node: Node, shared: bool) -> None:
+        # Only a node an alias can bring back is kept, to recognise it then.
+        self.entries.append(_parse_entry(node, f"checks[{index}]", self.errors,
+                                         node if shared else None))
+
+
+def read_checks(text: str, source: str, fleet: Fleet | None,
+                allow_private: bool | None) -> tuple[Registry | None, list[str]]:
+    """Compose and read checks.yaml text: (registry or None, error lines).
+
+    A YAML syntax error gives that one line; otherwise every problem found.
+    """
+    errors = Errors(source)
+    reader = EntryReader(errors)
+    try:
+        root, reader.streamed = compose_stream(text, source, "checks", reader.on_item)
+    except ConfigError as exc:
+        return None, exc.errors
+    return parse_checks_root(root, errors, fleet, allow_private, reader), errors.lines()
 
 
 def parse_checks_root(root: MappingNode, errors: Errors, fleet: Fleet | None,
-                      allow_private: bool | None) -> Registry | None:
+                      allow_private: bool | None,
+                      reader: EntryReader | None = None) -> Registry | None:
     """Read a composed checks.yaml; None when errors were found.
 
     allow_private: True or False applies that policy to literal targets;
     None skips the private-target rule (used when the fleet that would
     decide it failed to load, so its absence is not reported twice).
+    reader: entries already read while composing (see EntryReader).
     """
     top = Fields(root, "", errors)
     top.reject_unknown({"checks"}, extensions=True)
@@ -80,7 +127,11 @@ def parse_checks_root(root: MappingNode, errors: Errors, fleet: Fleet | None,
     items = as_list(checks_node, "checks", errors)
     if items is None:
         return None
-    entries = [_parse_entry(node, f"checks[{i}]", errors) for i, node in enumerate(items)]
+    if reader is not None and reader.streamed is checks_node:
+        entries = reader.entries
+    else:
+        entries = [_parse_entry(node, f"checks[{i}]", errors, node)
+                   for i, node in enumerate(items)]
     first_line = _check_duplicates(entries, errors)
     _check_children(entries, first_line, errors)
     if fleet is not None:
@@ -93,8 +144,8 @@ def parse_checks_root(root: MappingNode, errors: Errors, fleet: Fleet | None,
     return Registry(checks=checks, version=registry_version(checks), source=errors.source)
 
 
-def _parse_entry(node: Node, path: str, errors: Errors) -> _Entry:
-    entry = _Entry(check=None, path=path)
+def _parse_entry(node: Node, path: str, errors: Errors, source: object) -> _Entry:
+    entry = _Entry(check=None, path=path, source=source)
     mapping = as_mapping(node, path, errors)
     if mapping is None:
         return entry
@@ -103,12 +154,13 @@ def _parse_entry(node: Node, path: str, errors: Errors) -> _Entry:
     values: dict[str, object] = {}
 
     id_node = f.require("id")
-    entry.id_node = id_node
     if id_node is not None:
         check_id = as_str(id_node, f.sub("id"), errors)
         if check_id is not None and not is_id(check_id):
             errors.add(id_node, f.sub("id"), id_problem(check_id))
             check_id = None
+        if check_id is not None:
+            entry.id = (check_id, line_of(id_node))
         values["id"] = check_id
     ok &= values.get("id") is not None
 
@@ -188,7 +240,7 @@ def _read_host(node: Node, path: str, errors: Errors, entry: _Entry) -> str | No
     host = as_str(node, path, errors)
     if host is None:
         return None
-    entry.host_node = node
+    entry.host = (host, line_of(node))
     ip = ip_literal(host)
     if ip is not None:
         return str(ip)
@@ -258,8 +310,8 @@ def _read_grpc_service(node: Node, path: str, errors: Errors, entry: _Entry) -> 
 
 
 def _id_list(node: Node, path: str, errors: Errors, what: str,
-             nodes_out: list[Node]) -> tuple[str, ...] | None:
-    """A non-empty list of distinct ids; nodes_out receives each item's node."""
+             items_out: list[Item]) -> tuple[str, ...] | None:
+    """A non-empty list of distinct ids; items_out receives each good item."""
     items = as_list(node, path, errors)
     if items is None:
         return None
@@ -285,16 +337,16 @@ def _id_list(node: Node, path: str, errors: Errors, what: str,
         else:
             seen[text] = i
             out.append(text)
-            nodes_out.append(item)
+            items_out.append((text, line_of(item), i))
     return tuple(out) if ok else None
 
 
 def _read_regions(node: Node, path: str, errors: Errors, entry: _Entry) -> tuple | None:
-    return _id_list(node, path, errors, "region", entry.region_nodes)
+    return _id_list(node, path, errors, "region", entry.regions)
 
 
 def _read_children(node: Node, path: str, errors: Errors, entry: _Entry) -> tuple | None:
-    return _id_list(node, path, errors, "child", entry.children_nodes)
+    return _id_list(node, path, errors, "child", entry.children)
 
 
 def _read_healthy_threshold(node: Node, path: str, errors: Errors, entry: _Entry) -> int | None:
@@ -320,28 +372,20 @@ _READERS = {
 }
 
 
-def _entry_id(entry: _Entry) -> str | None:
-    node = entry.id_node
-    if node is None or getattr(node, "tag", None) != "tag:yaml.org,2002:str":
-        return None
-    return node.value if is_id(node.value) else None
-
-
 def _check_duplicates(entries: list[_Entry], errors: Errors) -> dict[str, int]:
     """Report ids used twice, naming the first line; return id -> index of first."""
     first: dict[str, int] = {}
     for i, entry in enumerate(entries):
-        check_id = _entry_id(entry)
-        if check_id is None:
+        if entry.id is None:
             continue
+        check_id, line = entry.id
         if check_id in first:
             earlier = entries[first[check_id]]
-            if earlier.id_node is entry.id_node:
+            if earlier.source is not None and earlier.source is entry.source:
                 where = f"{earlier.path} repeated by an alias"
             else:
-                where = f"first at line {line_of(earlier.id_node)}"
-            errors.add(entry.id_node, f"{entry.path}.id",
-                       f"duplicate id {quote(check_id)} ({where})")
+                where = f"first at line {earlier.id[1]}"  # type: ignore[index]
+            errors.add(line, f"{entry.path}.id", f"duplicate id {quote(check_id)} ({where})")
         else:
             first[check_id] = i
     return first
@@ -351,20 +395,19 @@ def _check_children(entries: list[_Entry], index: dict[str, int], errors: Errors
     """Every child exists; the graph of calculated checks has no cycle."""
     graph: dict[int, list[int]] = {}
     for i, entry in enumerate(entries):
-        if not entry.children_nodes:
+        if not entry.children:
             continue
         edges = graph.setdefault(i, [])
-        for j, node in enumerate(entry.children_nodes):
-            child = node.value
+        for child, line, j in entry.children:
             target = index.get(child)
             if target is None:
-                errors.add(node, f"{entry.path}.children[{j}]", f"unknown check {quote(child)}")
+                errors.add(line, f"{entry.path}.children[{j}]", f"unknown check {quote(child)}")
             else:
                 edges.append(target)
     for cycle in _cycles(graph):
         start = entries[cycle[0]]
-        names = " -> ".join(_entry_id(entries[k]) or "?" for k in cycle + [cycle[0]])
-        errors.add(start.children_nodes[0], f"{start.path}.children", f"cycle {names}")
+        names = " -> ".join(entries[k].id[0] for k in cycle + [cycle[0]])  # type: ignore[index]
+        errors.add(start.children[0][1], f"{start.path}.children", f"cycle {names}")
 
 
 def _cycles(graph: dict[int, list[int]]) -> list[list[int]]:
@@ -399,10 +442,10 @@ def _cycles(graph: dict[int, list[int]]) -> list[list[int]]:
 def _check_regions(entries: list[_Entry], fleet: Fleet, errors: Errors) -> None:
     known = ", ".join(fleet.regions)
     for entry in entries:
-        for j, node in enumerate(entry.region_nodes):
-            if node.value not in fleet.regions:
-                errors.add(node, f"{entry.path}.regions[{j}]",
-                           f"unknown region {quote(node.value)} (the fleet has {known})")
+        for region, line, j in entry.regions:
+            if region not in fleet.regions:
+                errors.add(line, f"{entry.path}.regions[{j}]",
+                           f"unknown region {quote(region)} (the fleet has {known})")
 
 
 def _check_private(entries: list[_Entry], fleet: Fleet | None, errors: Errors) -> None:
@@ -415,10 +458,9 @@ def _check_private(entries: list[_Entry], fleet: Fleet | None, errors: Errors) -
             + ("" if fleet is not None else " (no fleet given, so it is false)"))
     problems: dict[str, str | None] = {}  # host -> problem; registries repeat hosts
     for entry in entries:
-        node = entry.host_node
-        if node is None:
+        if entry.host is None:
             continue
-        host = node.value
+        host, line = entry.host
         if host not in problems:
             ip = ip_literal(host)
             if ip is not None:
@@ -428,7 +470,7 @@ def _check_private(entries: list[_Entry], fleet: Fleet | None, errors: Errors) -
                 problems[host] = f"{host} is a loopback name" if is_localhost(host) else None
         problem = problems[host]
         if problem is not None:
-            errors.add(node, f"{entry.path}.host", f"{problem}; {hint}")
+            errors.add(line, f"{entry.path}.host", f"{problem}; {hint}")
 
 
 __all__ = ["parse_checks_root", "FIELDS_BY_TYPE", "KNOWN_FIELDS", "SEARCH_WINDOW", "describe"]

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proto.config.checks import parse_checks_root
+from proto.config.checks import read_checks
 from proto.config.errors import ConfigError
 from proto.config.fleet import parse_fleet_root
 from proto.config.model import Fleet, Registry, Zone
@@ -76,13 +76,7 @@ def _private_policy(fleet: Fleet | None, override: bool | None) -> bool:
 
 def _checks(text: str, source: str, fleet: Fleet | None,
             allow_private: bool | None) -> tuple[Registry | None, list[str]]:
-    try:
-        root = compose(text, source)
-    except ConfigError as exc:
-        return None, exc.errors
-    errors = Errors(source)
-    registry = parse_checks_root(root, errors, fleet, allow_private)
-    return registry, errors.lines()
+    return read_checks(text, source, fleet, allow_private)
 
 
 def _fleet(text: str, source: str) -> tuple[Fleet | None, list[str]]:

@@ -18,7 +18,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from proto.config.errors import ConfigError
-from proto.config.yamlload import SafeNodeLoader
+from proto.config.yamlload import ItemHook, SafeNodeLoader, compose_streaming
 
 _SCALARS = SafeConstructor()
 
@@ -34,8 +34,8 @@ _PLAIN_TAGS = frozenset({STR, INT, FLOAT, BOOL, NULL, TIMESTAMP, "tag:yaml.org,2
 
 __all__ = [
     "Errors", "Fields", "MappingNode", "Node", "ScalarNode", "SequenceNode",
-    "compose", "read_text", "describe", "fmt_num", "as_str", "as_int", "as_number",
-    "as_bool", "as_list", "as_mapping", "line_of", "quote",
+    "compose", "compose_stream", "read_text", "describe", "fmt_num", "as_str", "as_int",
+    "as_number", "as_bool", "as_list", "as_mapping", "line_of", "quote",
 ]
 
 
@@ -72,6 +72,21 @@ class Errors:
         self._seen: set[str] = set()
         # id(mapping node) -> its entries with merges applied; see Fields.
         self.merged: dict[int, dict[str, tuple[Node, Node]]] = {}
+        self._strings: dict[str, str] = {}
+
+    def keep(self, text: str) -> str:
+        """A string to keep after the node tree is gone: one fresh copy per value.
+
+        The parser's strings sit among the tree's nodes; a config that kept
+        them would pin most of the tree's memory after it is freed (about
+        800 MB of RSS after loading 100,000 checks). Copies made here share
+        memory pages with the loaded config only, and equal values share
+        one object.
+        """
+        kept = self._strings.get(text)
+        if kept is None:
+            kept = self._strings[text] = (" " + text)[1:]
+        return kept
 
     def add(self, at: Node | int, path: str, message: str) -> None:
         line = at if isinstance(at, int) else line_of(at)
@@ -115,8 +130,20 @@ def compose(text: str, source: str) -> MappingNode:
     Raises a one-line ConfigError for YAML syntax errors, an empty document,
     several documents, or a top level that is not a mapping.
     """
+    return compose_stream(text, source, None, None)[0]
+
+
+def compose_stream(text: str, source: str, key: str | None,
+                   hook: ItemHook | None) -> tuple[MappingNode, SequenceNode | None]:
+    """compose(), but the items of the top-level list under key go to hook as
+    they are read instead of into the tree (see yamlload). Returns the root
+    and the list whose items were streamed, if there was one."""
+    streamed = None
     try:
-        root = yaml.compose(text, Loader=SafeNodeLoader)
+        if key is None or hook is None:
+            root = yaml.compose(text, Loader=SafeNodeLoader)
+        else:
+            root, streamed = compose_streaming(text, key, hook)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -140,7 +167,7 @@ def compose(text: str, source: str) -> MappingNode:
     if not isinstance(root, MappingNode):
         raise ConfigError(
             [f"{source}:{line_of(root)}: top level must be a mapping, got {describe(root)}"])
-    return root
+    return root, streamed
 
 
 def describe(node: Node) -> str:
@@ -186,7 +213,7 @@ def as_list(node: Node, path: str, errors: Errors) -> list[Node] | None:
 
 def as_str(node: Node, path: str, errors: Errors) -> str | None:
     if isinstance(node, ScalarNode) and node.tag == STR:
-        return node.value
+        return errors.keep(node.value)
     errors.add(node, path, f"must be a string, got {describe(node)}")
     return None
 

@@ -328,3 +328,22 @@ def test_nested_merges_cost_linear_time():
     lines += [f"x-a{i}: &a{i} {{<<: [*a{i - 1}, *a{i - 1}]}}" for i in range(1, 60)]
     lines.append("checks:\n  - {<<: *a59, id: x, host: 192.0.2.1, port: 1}")
     assert parse_checks("\n".join(lines) + "\n").checks[0].type == "tcp"  # not 2**59 merges
+
+
+def test_checks_read_while_streaming_or_from_a_merged_list_agree():
+    plain = (GOOD / "checks.yaml").read_text()
+    streamed = parse_checks(plain, fleet=load_fleet(GOOD / "fleet.yaml"))
+    # A list reached through a top-level merge is not streamed; same result.
+    merged = plain.replace("checks:\n", "x-all: &all\n  checks:\n", 1)
+    merged = "\n".join(("  " + line if line.startswith("  ") else line)
+                       for line in merged.splitlines()) + "\n<<: *all\n"
+    via_merge = parse_checks(merged, fleet=load_fleet(GOOD / "fleet.yaml"))
+    assert via_merge.checks == streamed.checks and via_merge.version == streamed.version
+
+
+def test_a_second_checks_key_is_a_duplicate_key():
+    text = ("checks:\n  - {id: a, type: tcp, host: 192.0.2.1, port: 1}\n"
+            "checks:\n  - {id: b, type: tcp, host: 192.0.2.1, port: 0}\n")
+    with pytest.raises(ConfigError) as info:
+        parse_checks(text)
+    assert info.value.errors == ["checks.yaml:3: checks: duplicate key (first at line 1)"]
