@@ -7,21 +7,8 @@ from typing import get_args
 from proto.config.addresses import parse_hostport
 from proto.config.model import Fleet, UnknownAs
 from proto.config.names import id_problem, is_host, is_id
-from proto.config.yamlnodes import (
-    Errors,
-    Fields,
-    MappingNode,
-    Node,
-    as_bool,
-    as_int,
-    as_list,
-    as_mapping,
-    as_number,
-    as_str,
-    fmt_num,
-    line_of,
-    quote,
-)
+from proto.config.scalars import as_bool, as_int, as_list, as_mapping, as_number, as_str
+from proto.config.yamlnodes import Errors, Fields, MappingNode, Node, fmt_num, line_of, quote
 
 UNKNOWN_AS: tuple[str, ...] = get_args(UnknownAs)
 FLEET_FIELDS = frozenset({

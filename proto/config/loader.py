@@ -47,6 +47,11 @@ Choices the contract leaves open, made strict where a mistake is likely:
   list more than the 8 values one answer carries;
 * YAML anchors, aliases and merge keys (``<<: *defaults``) work; top-level
   keys starting with ``x-`` are ignored, as a place to keep anchors.
+
+The pieces: yamlload (read, compose, nesting bound), yamlnodes (Errors,
+Fields, messages), scalars (typed getters), checks / check_fields /
+check_rules, fleet, zone, names (id and host syntax), version (registry
+identity).
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ from proto.config.checks import read_checks
 from proto.config.errors import ConfigError
 from proto.config.fleet import parse_fleet_root
 from proto.config.model import Fleet, Registry, Zone
-from proto.config.yamlnodes import Errors, compose, read_text
+from proto.config.yamlload import compose, read_text
+from proto.config.yamlnodes import Errors
 from proto.config.zone import parse_zone_root
 
 PathLike = str | Path

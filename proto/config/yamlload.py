@@ -1,4 +1,8 @@
-"""The YAML loader behind the config files: safe, bounded, and fast enough.
+"""Reading config files and composing their YAML: safe, bounded, fast enough.
+
+read_text() reads a file as UTF-8 with one-line errors; compose() and
+compose_stream() turn text into a node tree with one-line errors for YAML
+syntax, empty files and a top level that is not a mapping.
 
 It composes nodes (with their marks) and never constructs objects, so the
 walkers in yamlnodes can point at lines. Two things differ from PyYAML's
@@ -17,6 +21,7 @@ stock safe loader:
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -24,6 +29,9 @@ from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent, SequenceEndEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
+
+from proto.config.errors import ConfigError
+from proto.config.yamlnodes import describe, line_of
 
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
@@ -149,3 +157,68 @@ def compose_streaming(text: str, key: str,
         return loader.get_single_node(), loader.streamed
     finally:
         loader.dispose()
+
+
+def read_text(path: str | Path) -> tuple[str, str]:
+    """Read a config file as UTF-8: (name for messages, text). One-line ConfigError."""
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ConfigError([f"{source}: cannot read: is a directory"]) from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError([f"{source}: cannot read: {reason}"]) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"]
+        ) from None
+    return source, text
+
+
+def compose(text: str, source: str) -> MappingNode:
+    """Parse text into a node tree whose top level is a mapping.
+
+    Raises a one-line ConfigError for YAML syntax errors, an empty document,
+    several documents, or a top level that is not a mapping.
+    """
+    return compose_stream(text, source, None, None)[0]
+
+
+def compose_stream(text: str, source: str, key: str | None,
+                   hook: ItemHook | None) -> tuple[MappingNode, SequenceNode | None]:
+    """compose(), but the items of the top-level list under key go to hook as
+    they are read instead of into the tree (see yamlload). Returns the root
+    and the list whose items were streamed, if there was one."""
+    streamed = None
+    try:
+        if key is None or hook is None:
+            root = yaml.compose(text, Loader=SafeNodeLoader)
+        else:
+            root, streamed = compose_streaming(text, key, hook)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and "expected a single document" in exc.context:
+            problem = "expected a single YAML document, found several"
+        elif exc.context and exc.problem:
+            # The context says where the unfinished construct began, which is
+            # often the line that needs fixing (an unclosed bracket).
+            started = exc.context_mark
+            since = (f" started at line {started.line + 1}"
+                     if started is not None and mark is not None and started.line != mark.line
+                     else "")
+            problem = f"{problem} ({exc.context}{since})"
+        raise ConfigError([f"{source}{line}: YAML syntax error: {problem}"]) from None
+    except yaml.YAMLError as exc:  # e.g. a control character the reader rejects
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise ConfigError([f"{source}: YAML syntax error: {first}"]) from None
+    if root is None:
+        raise ConfigError([f"{source}: file is empty"])
+    if not isinstance(root, MappingNode):
+        raise ConfigError(
+            [f"{source}:{line_of(root)}: top level must be a mapping, got {describe(root)}"])
+    return root, streamed

@@ -1,26 +1,18 @@
-"""YAML read as nodes that remember their line, and typed getters over them.
+"""YAML nodes that remember their line: messages, field paths and mappings.
 
 The loaders never turn a file into plain Python objects first: they walk the
 composed node tree, so every problem can be reported as
 ``FILE:LINE: FIELD.PATH: what is wrong``. Only the safe schema's tags are
 understood; an explicit tag such as ``!!python/object`` is simply an error,
-so nothing in a config file can construct arbitrary objects.
+so nothing in a config file can construct arbitrary objects. Typed getters
+are in scalars.py, reading and composing files in yamlload.py.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from pathlib import Path
 
-import yaml
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-
-from proto.config.errors import ConfigError
-from proto.config.yamlload import ItemHook, SafeNodeLoader, compose_streaming
-
-_SCALARS = SafeConstructor()
 
 STR = "tag:yaml.org,2002:str"
 INT = "tag:yaml.org,2002:int"
@@ -34,8 +26,7 @@ _PLAIN_TAGS = frozenset({STR, INT, FLOAT, BOOL, NULL, TIMESTAMP, "tag:yaml.org,2
 
 __all__ = [
     "Errors", "Fields", "MappingNode", "Node", "ScalarNode", "SequenceNode",
-    "compose", "compose_stream", "read_text", "describe", "fmt_num", "as_str", "as_int",
-    "as_number", "as_bool", "as_list", "as_mapping", "line_of", "quote",
+    "describe", "fmt_num", "line_of", "quote",
 ]
 
 
@@ -105,71 +96,6 @@ class Errors:
         return [text for _, _, text in sorted(self._items)]
 
 
-def read_text(path: str | Path) -> tuple[str, str]:
-    """Read a config file as UTF-8: (name for messages, text). One-line ConfigError."""
-    source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise ConfigError([f"{source}: cannot read: is a directory"]) from None
-    except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        raise ConfigError([f"{source}: cannot read: {reason}"]) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"]
-        ) from None
-    return source, text
-
-
-def compose(text: str, source: str) -> MappingNode:
-    """Parse text into a node tree whose top level is a mapping.
-
-    Raises a one-line ConfigError for YAML syntax errors, an empty document,
-    several documents, or a top level that is not a mapping.
-    """
-    return compose_stream(text, source, None, None)[0]
-
-
-def compose_stream(text: str, source: str, key: str | None,
-                   hook: ItemHook | None) -> tuple[MappingNode, SequenceNode | None]:
-    """compose(), but the items of the top-level list under key go to hook as
-    they are read instead of into the tree (see yamlload). Returns the root
-    and the list whose items were streamed, if there was one."""
-    streamed = None
-    try:
-        if key is None or hook is None:
-            root = yaml.compose(text, Loader=SafeNodeLoader)
-        else:
-            root, streamed = compose_streaming(text, key, hook)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        if exc.context and "expected a single document" in exc.context:
-            problem = "expected a single YAML document, found several"
-        elif exc.context and exc.problem:
-            # The context says where the unfinished construct began, which is
-            # often the line that needs fixing (an unclosed bracket).
-            started = exc.context_mark
-            since = (f" started at line {started.line + 1}"
-                     if started is not None and mark is not None and started.line != mark.line
-                     else "")
-            problem = f"{problem} ({exc.context}{since})"
-        raise ConfigError([f"{source}{line}: YAML syntax error: {problem}"]) from None
-    except yaml.YAMLError as exc:  # e.g. a control character the reader rejects
-        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
-        raise ConfigError([f"{source}: YAML syntax error: {first}"]) from None
-    if root is None:
-        raise ConfigError([f"{source}: file is empty"])
-    if not isinstance(root, MappingNode):
-        raise ConfigError(
-            [f"{source}:{line_of(root)}: top level must be a mapping, got {describe(root)}"])
-    return root, streamed
-
-
 def describe(node: Node) -> str:
     """What a node holds, for "must be X, got Y" messages."""
     if node.tag not in _PLAIN_TAGS:
@@ -195,134 +121,6 @@ def describe(node: Node) -> str:
     if node.tag == STR:
         return f"string {value!r}"
     return f"{node.tag} {value!r}"
-
-
-def as_mapping(node: Node, path: str, errors: Errors) -> MappingNode | None:
-    if isinstance(node, MappingNode):
-        return node
-    errors.add(node, path, f"must be a mapping, got {describe(node)}")
-    return None
-
-
-def as_list(node: Node, path: str, errors: Errors) -> list[Node] | None:
-    if isinstance(node, SequenceNode):
-        return list(node.value)
-    errors.add(node, path, f"must be a list, got {describe(node)}")
-    return None
-
-
-def as_str(node: Node, path: str, errors: Errors) -> str | None:
-    if isinstance(node, ScalarNode) and node.tag == STR:
-        return errors.keep(node.value)
-    errors.add(node, path, f"must be a string, got {describe(node)}")
-    return None
-
-
-def _convert(node: ScalarNode) -> bool | int | float:
-    """The value of a bool, int or float scalar.
-
-    Raises ValueError for text the tag cannot hold, which only an explicit
-    tag can produce (``!!int abc``), and for absurdly long numbers.
-    """
-    text = node.value
-    if len(text) > 100:
-        raise ValueError("too long")
-    try:
-        if node.tag == INT:
-            # The fast path covers what people write; the constructor the rest
-            # of YAML 1.1 (0x1F, 0o17, 1_000, 1:30).
-            if text.isascii() and text.isdigit():
-                return int(text)
-            return int(_SCALARS.construct_yaml_int(node))
-        if node.tag == FLOAT:
-            return float(_SCALARS.construct_yaml_float(node))
-        return bool(_SCALARS.construct_yaml_bool(node))
-    except (ValueError, KeyError, TypeError, OverflowError):
-        raise ValueError("not a valid value for its tag") from None
-
-
-def _invalid(node: Node, path: str, errors: Errors, what: str, *, tag_ok: bool) -> None:
-    if tag_ok and isinstance(node, ScalarNode):  # !!int abc, or 5,000 digits
-        errors.add(node, path, f"must be {what} (got {quote(node.value)})")
-    else:
-        errors.add(node, path, f"must be {what}, got {describe(node)}")
-
-
-def as_bool(node: Node, path: str, errors: Errors) -> bool | None:
-    if isinstance(node, ScalarNode) and node.tag == BOOL:
-        try:
-            return bool(_convert(node))
-        except ValueError:
-            pass
-    _invalid(node, path, errors, "true or false", tag_ok=node.tag == BOOL)
-    return None
-
-
-def as_int(node: Node, path: str, errors: Errors,
-           lo: int | None = None, hi: int | None = None) -> int | None:
-    """An integer in lo..hi. YAML booleans and 3.0 are not integers."""
-    value: int | None = None
-    if isinstance(node, ScalarNode) and node.tag == INT:
-        try:
-            value = int(_convert(node))
-        except ValueError:
-            value = None
-    if value is None:
-        _invalid(node, path, errors, "an integer", tag_ok=node.tag == INT)
-        return None
-    if not _in_range(value, lo, hi):
-        errors.add(node, path, f"must be {_range_text(lo, hi)} (got {value})")
-        return None
-    return value
-
-
-def as_number(node: Node, path: str, errors: Errors, lo: float | None = None,
-              hi: float | None = None, *, lo_open: bool = False,
-              hi_open: bool = False) -> float | None:
-    """A finite number (integer or decimal) within the bounds; a bound is
-    exclusive when its *_open flag is set."""
-    value: float | None = None
-    if isinstance(node, ScalarNode) and node.tag in (INT, FLOAT):
-        try:
-            value = float(_convert(node))
-        except (ValueError, OverflowError):
-            value = None
-    if value is None:
-        _invalid(node, path, errors, "a number", tag_ok=node.tag in (INT, FLOAT))
-        return None
-    if not math.isfinite(value):
-        errors.add(node, path, f"must be a finite number (got {node.value})")
-        return None
-    too_low = lo is not None and (value <= lo if lo_open else value < lo)
-    too_high = hi is not None and (value >= hi if hi_open else value > hi)
-    if too_low or too_high:
-        errors.add(node, path, f"must be {_bounds_text(lo, hi, lo_open, hi_open)} "
-                               f"(got {fmt_num(value)})")
-        return None
-    return value
-
-
-def _in_range(value: int, lo: int | None, hi: int | None) -> bool:
-    return (lo is None or value >= lo) and (hi is None or value <= hi)
-
-
-def _range_text(lo: int | None, hi: int | None) -> str:
-    if lo is not None and hi is not None:
-        return f"{lo}..{hi}"
-    if lo is not None:
-        return f">= {lo}"
-    return f"<= {hi}"
-
-
-def _bounds_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
-    if lo is not None and hi is not None:
-        if not lo_open and not hi_open:
-            return f"{fmt_num(lo)}..{fmt_num(hi)}"
-        return (f"{'>' if lo_open else '>='} {fmt_num(lo)} and "
-                f"{'<' if hi_open else '<='} {fmt_num(hi)}")
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {fmt_num(lo)}"
-    return f"{'<' if hi_open else '<='} {fmt_num(hi)}"
 
 
 class Fields:

@@ -1,0 +1,110 @@
+"""checks.yaml rules across entries and files: ids, children, regions, targets."""
+
+from __future__ import annotations
+
+from proto.config.addresses import forbidden_reason
+from proto.config.check_fields import Entry
+from proto.config.model import Fleet
+from proto.config.names import ip_literal, is_localhost
+from proto.config.yamlnodes import Errors, quote
+
+
+def check_duplicates(entries: list[Entry], errors: Errors) -> dict[str, int]:
+    """Report ids used twice, naming the first line; return id -> index of first."""
+    first: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        if entry.id is None:
+            continue
+        check_id, line = entry.id
+        if check_id in first:
+            earlier = entries[first[check_id]]
+            if earlier.source is not None and earlier.source is entry.source:
+                where = f"{earlier.path} repeated by an alias"
+            else:
+                where = f"first at line {earlier.id[1]}"  # type: ignore[index]
+            errors.add(line, f"{entry.path}.id", f"duplicate id {quote(check_id)} ({where})")
+        else:
+            first[check_id] = i
+    return first
+
+
+def check_children(entries: list[Entry], index: dict[str, int], errors: Errors) -> None:
+    """Every child exists; the graph of calculated checks has no cycle."""
+    graph: dict[int, list[int]] = {}
+    for i, entry in enumerate(entries):
+        if not entry.children:
+            continue
+        edges = graph.setdefault(i, [])
+        for child, line, j in entry.children:
+            target = index.get(child)
+            if target is None:
+                errors.add(line, f"{entry.path}.children[{j}]", f"unknown check {quote(child)}")
+            else:
+                edges.append(target)
+    for cycle in _cycles(graph):
+        start = entries[cycle[0]]
+        names = " -> ".join(entries[k].id[0] for k in cycle + [cycle[0]])  # type: ignore[index]
+        errors.add(start.children[0][1], f"{start.path}.children", f"cycle {names}")
+
+
+def _cycles(graph: dict[int, list[int]]) -> list[list[int]]:
+    """One cycle per back edge found by an iterative depth-first search."""
+    state: dict[int, int] = {}  # 1 on the stack, 2 done
+    found: list[list[int]] = []
+    for root in sorted(graph):
+        if root in state:
+            continue
+        stack: list[tuple[int, int]] = [(root, 0)]
+        path: list[int] = [root]
+        state[root] = 1
+        while stack:
+            node, next_edge = stack[-1]
+            edges = graph.get(node, [])
+            if next_edge >= len(edges):
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                continue
+            stack[-1] = (node, next_edge + 1)
+            child = edges[next_edge]
+            if state.get(child) == 1:
+                found.append(path[path.index(child):])
+            elif child not in state:
+                state[child] = 1
+                stack.append((child, 0))
+                path.append(child)
+    return found
+
+
+def check_regions(entries: list[Entry], fleet: Fleet, errors: Errors) -> None:
+    known = ", ".join(fleet.regions)
+    for entry in entries:
+        for region, line, j in entry.regions:
+            if region not in fleet.regions:
+                errors.add(line, f"{entry.path}.regions[{j}]",
+                           f"unknown region {quote(region)} (the fleet has {known})")
+
+
+def check_private(entries: list[Entry], fleet: Fleet | None, errors: Errors) -> None:
+    """Refuse literal targets in forbidden ranges (see proto.config.addresses).
+
+    Host names other than localhost are resolved by the probes, which apply
+    the same policy to the addresses they get.
+    """
+    hint = ("refused unless the fleet sets allow_private_targets: true"
+            + ("" if fleet is not None else " (no fleet given, so it is false)"))
+    problems: dict[str, str | None] = {}  # host -> problem; registries repeat hosts
+    for entry in entries:
+        if entry.host is None:
+            continue
+        host, line = entry.host
+        if host not in problems:
+            ip = ip_literal(host)
+            if ip is not None:
+                reason = forbidden_reason(ip)
+                problems[host] = None if reason is None else f"{host} is a {reason} address"
+            else:
+                problems[host] = f"{host} is a loopback name" if is_localhost(host) else None
+        problem = problems[host]
+        if problem is not None:
+            errors.add(line, f"{entry.path}.host", f"{problem}; {hint}")
