@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import hashlib
 import logging
 import signal
 import sys
@@ -76,6 +77,17 @@ def main(argv: list[str]) -> int:
         assert fleet is not None
         return registry, fleet
 
+    def fingerprint() -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        for path in (args.checks, args.fleet):
+            with open(path, "rb") as f:
+                h.update(hashlib.blake2b(f.read(), digest_size=16).digest())
+        return h.digest()
+
+    try:
+        digest = fingerprint()
+    except OSError:
+        digest = None                  # the loader names the unreadable file
     try:
         registry, fleet = load()
     except ConfigError as exc:
@@ -98,7 +110,7 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: --canary-interval must be > 0", file=sys.stderr)
         return 2
     try:
-        return _run(_serve(args, registry, fleet, load, metrics_addr))
+        return _run(_serve(args, registry, fleet, load, metrics_addr, fingerprint, digest))
     except OSError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
@@ -118,7 +130,7 @@ def _run(coro) -> int:
         return runner.run(coro)
 
 
-async def _serve(args, registry, fleet, load, metrics_addr) -> int:
+async def _serve(args, registry, fleet, load, metrics_addr, fingerprint, digest) -> int:
     from checker import metrics as metrics_mod
     from checker.clock import MonotonicClock
     from checker.reload import Reloader
@@ -134,15 +146,21 @@ async def _serve(args, registry, fleet, load, metrics_addr) -> int:
             raise OSError(f"--metrics {args.metrics}: {exc.strerror or exc}") from None
     checker = Checker(registry, fleet, args.checker_id, clock=clock, metrics=metrics,
                       canary_interval=args.canary_interval)
-    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), checker.adopt_async,
-                        period=args.reload_period or float("inf"), clock=clock, metrics=metrics)
+
+    async def adopt(registry, fleet) -> None:
+        await checker.adopt_async(registry, fleet)
+        gc.freeze()    # the new config's objects live long too (see below)
+
+    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), adopt,
+                        period=args.reload_period or float("inf"), clock=clock, metrics=metrics,
+                        fingerprint=fingerprint, running_digest=digest)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, checker.stop)
     loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
     log.info("checker=%s region=%s started checks=%d owned=%d aggregators=%d",
-                args.checker_id, checker.region, registry.check_count,
-                checker.rows.size, len(fleet.aggregators))
+             args.checker_id, checker.region, registry.check_count,
+             checker.rows.size, len(fleet.aggregators))
     # Everything built so far lives as long as the process. Freezing it keeps
     # it out of the cyclic GC's full collections, which otherwise walk every
     # prober and check and stall the loop (~200 ms at 50,000 checks).

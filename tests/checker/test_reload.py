@@ -116,3 +116,39 @@ async def test_periodic_and_triggered_reload(tmp_path):
     reloader.stop()
     await task
     assert np.array_equal(registry.ids, ("x",))
+
+
+async def test_unchanged_files_are_not_parsed_again(tmp_path):
+    import hashlib
+
+    checks, fleet_path = files(tmp_path, ["x"])
+    loads = []
+
+    def load():
+        loads.append(1)
+        registry, fleet, _ = load_config(checks, fleet_path)
+        return registry, fleet
+
+    def fingerprint() -> bytes:
+        return hashlib.blake2b(checks.read_bytes() + fleet_path.read_bytes()).digest()
+
+    registry, fleet = load()
+    current = [(registry, fleet)]
+
+    def adopt(r, f):
+        current[0] = (r, f)
+
+    reloader = Reloader(load, lambda: current[0], adopt, period=30.0, clock=FakeClock(),
+                        metrics=CheckerMetrics(), fingerprint=fingerprint,
+                        running_digest=fingerprint())
+    loads.clear()
+    assert await reloader.reload_once() == "unchanged"
+    assert loads == []                                   # same bytes: not parsed
+    checks.write_text(checks_yaml(["x"]) + "  - id: bad\n")
+    assert await reloader.reload_once() == "failed"
+    assert await reloader.reload_once() == "failed"      # still bad, not parsed again
+    assert len(loads) == 1
+    checks.write_text(checks_yaml(["x", "y"]))
+    assert await reloader.reload_once() == "adopted"
+    assert await reloader.reload_once() == "unchanged"
+    assert len(loads) == 2 and current[0][0].ids == ("x", "y")
