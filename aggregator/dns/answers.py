@@ -53,28 +53,40 @@ def _healthy(status: StatusFn, value: RecordValue) -> bool:
     return value.check is None or status(value.check) != codec.UNHEALTHY
 
 
-class Answer(NamedTuple):
-    """One prebuilt answer: the rrset, and its wire form with the owner name
-    written as a compression pointer to the question name at offset 12."""
+class Answer:
+    """One prebuilt answer: wire records whose owner name is a compression
+    pointer to the question name at offset 12, and (built only when asked,
+    for tests and tools) the same records as a dnspython RRset."""
 
-    rrset: dns.rrset.RRset
-    wire: bytes
-    count: int
+    __slots__ = ("wire", "count", "_parts", "_rrset")
+
+    def __init__(self, wire: bytes, count: int,
+                 parts: tuple[dns.name.Name, int, Sequence[dns.rdata.Rdata]] | None = None,
+                 rrset: dns.rrset.RRset | None = None) -> None:
+        self.wire = wire
+        self.count = count
+        self._parts = parts
+        self._rrset = rrset
+
+    @property
+    def rrset(self) -> dns.rrset.RRset:
+        if self._rrset is None:
+            assert self._parts is not None
+            name, ttl, rdatas = self._parts
+            self._rrset = dns.rrset.from_rdata_list(name, ttl, list(rdatas))
+        return self._rrset
 
 
-def rr_wire(rrset: dns.rrset.RRset, rdatas: Sequence[dns.rdata.Rdata] | None = None) -> bytes:
-    """The rrset's records without owner names (type, class, ttl, rdlength, rdata)."""
-    out = []
-    for rd in rdatas if rdatas is not None else list(rrset):
-        data = rd.to_wire()
-        out.append(struct.pack("!HHIH", rrset.rdtype, rrset.rdclass, rrset.ttl, len(data)) + data)
-    return b"".join(out)
+def rr_wire(rdtype: int, ttl: int, rdata: dns.rdata.Rdata) -> bytes:
+    """One record without its owner name (type, class, ttl, rdlength, rdata)."""
+    data = rdata.to_wire()
+    return struct.pack("!HHIH", rdtype, dns.rdataclass.IN, ttl, len(data)) + data
 
 
 def _answer(rrset: dns.rrset.RRset) -> Answer:
     # Every answer's owner is the question name, which always starts at offset 12.
-    rdatas = list(rrset)
-    return Answer(rrset, b"".join(b"\xc0\x0c" + rr_wire(rrset, [rd]) for rd in rdatas), len(rdatas))
+    wire = b"".join(b"\xc0\x0c" + rr_wire(rrset.rdtype, rrset.ttl, rd) for rd in rrset)
+    return Answer(wire, len(rrset), rrset=rrset)
 
 
 class Choice:
@@ -82,9 +94,9 @@ class Choice:
 
     __slots__ = ("answers", "cumulative", "total", "key")
 
-    def __init__(self, rrsets: Sequence[dns.rrset.RRset],
+    def __init__(self, answers: Sequence[Answer],
                  weights: Sequence[int] | None = None, key: object = None) -> None:
-        self.answers = tuple(_answer(r) for r in rrsets)
+        self.answers = tuple(answers)
         self.key = key                    # what the answer depends on, to detect change
         self.cumulative: list[int] | None = None
         self.total = 0
@@ -137,7 +149,7 @@ class AnswerTable:
         self.origin_wire = origin.to_wire()
         self.names = names
         self.soa = soa
-        self.soa_wire = rr_wire(soa)     # owner name added per query
+        self.soa_wire = rr_wire(soa.rdtype, soa.ttl, soa[0])    # owner name added per query
         self.serial = serial
         self._rng = rng
         self._nxdomain = Lookup(dns.rcode.NXDOMAIN, negative=True)
@@ -167,49 +179,114 @@ class AnswerTable:
                      for t, c in types.items())
 
 
-def _rotations(rrsets_values: Sequence[str]) -> list[list[str]]:
-    n = len(rrsets_values)
-    return [[rrsets_values[(s + k) % n] for k in range(n)] for s in range(n)]
+def _rotations(values: Sequence[RecordValue],
+               limit: int = MULTIVALUE_MAX) -> list[list[RecordValue]]:
+    """Up to ``limit`` rotations of values, their starts spread evenly.
+
+    Drawn per query, they spread clients that take the first address, while
+    a 256-value record still costs 8 prebuilt answers, not 256.
+    """
+    n = len(values)
+    starts = sorted({(k * n) // limit for k in range(limit)}) if n > limit else range(n)
+    return [[values[(s + k) % n] for k in range(n)] for s in starts]
 
 
 def _rrset(name: dns.name.Name, rdtype: int, ttl: int, values: Sequence[str]) -> dns.rrset.RRset:
     return dns.rrset.from_text_list(name, ttl, dns.rdataclass.IN, rdtype, list(values))
 
 
-def _record_choice(rec: Record, ttl: int, status: StatusFn) -> Choice:
-    name = dns.name.from_text(rec.name)
-    rdtype = dns.rdatatype.from_text(rec.type)
+def _selection(rec: Record, status: StatusFn) -> tuple[RecordValue, ...] | None:
+    """The values a record answers with under this health; None when health is ignored.
 
-    def rr(values: Sequence[RecordValue]) -> dns.rrset.RRset:
-        return _rrset(name, rdtype, ttl, [v.value for v in values])
-
+    This is also the cache key of the record's prebuilt answers: the same
+    selection always builds the same answers.
+    """
     if rec.policy == "failover":
         assert rec.primary is not None and rec.secondary is not None
         if _healthy(status, rec.primary) or not _healthy(status, rec.secondary):
-            chosen = rec.primary
-        else:
-            chosen = rec.secondary
-        return Choice([rr([chosen])], key=chosen.value)
+            return (rec.primary,)
+        return (rec.secondary,)
     if rec.policy == "simple":
+        return None
+    return tuple(v for v in rec.values if _healthy(status, v)) or rec.values
+
+
+class _Layout(NamedTuple):
+    """What a record's answers are made of, fixed for the life of a zone."""
+
+    name: dns.name.Name
+    key: bytes                        # lower-cased wire name
+    rdtype: int
+    ttl: int
+    ents: list[bytes]                 # empty non-terminals above the name
+    records: dict[RecordValue, tuple[dns.rdata.Rdata, bytes]]   # value -> rdata, wire RR
+
+
+def _layout(rec: Record, zone: Zone, origin: dns.name.Name) -> _Layout:
+    name = dns.name.from_text(rec.name)
+    # Empty non-terminals exist (RFC 8020): a.b.zone makes b.zone answer NODATA.
+    ents, parent = [], name.parent()
+    while parent != origin and parent.is_subdomain(origin):
+        ents.append(parent.to_wire().lower())
+        parent = parent.parent()
+    rdtype = dns.rdatatype.from_text(rec.type)
+    ttl = zone.ttl if rec.ttl is None else rec.ttl
+    records = {}
+    for v in (*rec.values, rec.primary, rec.secondary):
+        if v is not None:
+            rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, v.value)
+            records[v] = (rd, b"\xc0\x0c" + rr_wire(rdtype, ttl, rd))
+    return _Layout(name, name.to_wire().lower(), rdtype, ttl, ents, records)
+
+
+def _build_choice(rec: Record, lay: _Layout, selection: tuple[RecordValue, ...] | None) -> Choice:
+    def ans(values: Sequence[RecordValue]) -> Answer:
+        recs = [lay.records[v] for v in values]
+        return Answer(b"".join(r[1] for r in recs), len(recs),
+                      (lay.name, lay.ttl, [r[0] for r in recs]))
+
+    if selection is None:      # simple: every value, health ignored
         # Prebuilt rotations, drawn per query, spread clients that take the first address.
-        values = [v.value for v in rec.values]
-        return Choice([_rrset(name, rdtype, ttl, r) for r in _rotations(values)], key=None)
-    healthy = [v for v in rec.values if _healthy(status, v)] or list(rec.values)
-    key = tuple(v.value for v in healthy)
+        return Choice([ans(r) for r in _rotations(rec.values)], key=None)
+    if rec.policy == "failover":
+        return Choice([ans(selection)], key=selection)
     if rec.policy == "weighted":
-        weights = [max(0, v.weight) for v in healthy]
+        weights = [max(0, v.weight) for v in selection]
         if sum(weights) == 0:
-            weights = [1] * len(healthy)   # all zero: equally likely rather than nothing
-        return Choice([rr([v]) for v in healthy], weights, key=key)
+            weights = [1] * len(selection)   # all zero: equally likely rather than nothing
+        return Choice([ans([v]) for v in selection], weights, key=selection)
     # multivalue
-    if len(healthy) <= MULTIVALUE_MAX:
-        return Choice([_rrset(name, rdtype, ttl, r)
-                       for r in _rotations([v.value for v in healthy])], key=key)
+    if len(selection) <= MULTIVALUE_MAX:
+        return Choice([ans(r) for r in _rotations(selection)], key=selection)
     # More than 8 healthy: one prebuilt window of 8 per starting offset, drawn per query,
     # so every healthy value gets its share and a query still costs one draw.
-    n = len(healthy)
-    windows = [rr([healthy[(s + k) % n] for k in range(MULTIVALUE_MAX)]) for s in range(n)]
-    return Choice(windows, key=key)
+    n = len(selection)
+    windows = [ans([selection[(s + k) % n] for k in range(MULTIVALUE_MAX)]) for s in range(n)]
+    return Choice(windows, key=selection)
+
+
+class ChoiceCache:
+    """Prebuilt answers kept between builds of one zone.
+
+    Rendering answers is the expensive part of a build (a 1,000-record zone
+    takes a few hundred ms), and health rarely changes between two ticks, so
+    a record whose selection is unchanged reuses its previous answers and a
+    build costs little more than one status lookup per check. Only the
+    entries used by the latest build are kept, so memory stays bounded.
+    """
+
+    def __init__(self) -> None:
+        self.zone: Zone | None = None
+        self.layout: list[_Layout] = []
+        self.entries: dict[tuple[int, object], Choice] = {}
+
+    def layout_for(self, zone: Zone) -> list[_Layout]:
+        """Per record, its parsed name, type, ttl and rendered records (once per zone)."""
+        if self.zone is not zone:
+            origin = dns.name.from_text(zone.zone)
+            self.layout = [_layout(rec, zone, origin) for rec in zone.records]
+            self.zone, self.entries = zone, {}
+        return self.layout
 
 
 def apex_sets(zone: Zone, serial: int, nameservers: Sequence[str] = ()
@@ -230,24 +307,34 @@ def apex_sets(zone: Zone, serial: int, nameservers: Sequence[str] = ()
 
 def build_answers(zone: Zone, status: StatusFn, *, serial: int,
                   nameservers: Sequence[str] = (),
-                  rng: Callable[[], float] = random.random) -> AnswerTable:
-    """Build every answer of ``zone`` under the health given by ``status``."""
+                  rng: Callable[[], float] = random.random,
+                  cache: ChoiceCache | None = None) -> AnswerTable:
+    """Build every answer of ``zone`` under the health given by ``status``.
+
+    Pass the same ``cache`` to successive builds of a zone to reuse the
+    answers of records whose selection did not change.
+    """
+    cache = cache if cache is not None else ChoiceCache()
+    layout = cache.layout_for(zone)
     origin = dns.name.from_text(zone.zone)
     soa, ns, _ = apex_sets(zone, serial, nameservers)
-    names: dict[bytes, dict[int, Choice]] = {origin.to_wire().lower(): {}}
-    for rec in zone.records:
-        name = dns.name.from_text(rec.name)
-        ttl = zone.ttl if rec.ttl is None else rec.ttl
-        names.setdefault(name.to_wire().lower(), {})[dns.rdatatype.from_text(rec.type)] = \
-            _record_choice(rec, ttl, status)
-        # Empty non-terminals exist (RFC 8020): a.b.zone makes b.zone answer NODATA.
-        parent = name.parent()
-        while parent != origin and parent.is_subdomain(origin):
-            names.setdefault(parent.to_wire().lower(), {})
-            parent = parent.parent()
-    apex = names[origin.to_wire().lower()]
-    apex[dns.rdatatype.SOA] = Choice([soa], key=None)
-    apex[dns.rdatatype.NS] = Choice([ns], key=None)
+    origin_key = origin.to_wire().lower()
+    names: dict[bytes, dict[int, Choice]] = {origin_key: {}}
+    used: dict[tuple[int, object], Choice] = {}
+    for i, rec in enumerate(zone.records):
+        lay = layout[i]
+        selection = _selection(rec, status)
+        choice = cache.entries.get((i, selection))
+        if choice is None:
+            choice = _build_choice(rec, lay, selection)
+        used[(i, selection)] = choice
+        names.setdefault(lay.key, {})[lay.rdtype] = choice
+        for ent in lay.ents:
+            names.setdefault(ent, {})
+    cache.entries = used
+    apex = names[origin_key]
+    apex[dns.rdatatype.SOA] = Choice([_answer(soa)], key=None)
+    apex[dns.rdatatype.NS] = Choice([_answer(ns)], key=None)
     return AnswerTable(origin, names, soa, serial, rng)
 
 

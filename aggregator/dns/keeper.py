@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from proto import codec
 from proto.config.model import Zone
 
-from .answers import AnswerTable, SerialClock, StatusFn, build_answers
+from .answers import AnswerTable, ChoiceCache, SerialClock, StatusFn, build_answers
 from .consumer import HealthConsumer, Snapshot
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class AnswerKeeper:
         self.stale_after = stale_after
         self.nameservers = tuple(nameservers)
         self.serials = SerialClock()
+        self.cache = ChoiceCache()
         self.rebuilds = 0
         self.failing_open = False
         self.table = self._build(_unknown)
@@ -54,11 +55,12 @@ class AnswerKeeper:
 
     def _build(self, status: StatusFn) -> AnswerTable:
         table = build_answers(self.zone, status, serial=self.serials.serial,
-                              nameservers=self.nameservers)
+                              nameservers=self.nameservers, cache=self.cache)
         if self.serials.advance(table.signature()) and table.serial != self.serials.serial:
-            # An answer changed: the SOA serial moves with it.
+            # An answer changed: the SOA serial moves with it (every answer comes
+            # from the cache this time; only the apex is rendered again).
             table = build_answers(self.zone, status, serial=self.serials.serial,
-                                  nameservers=self.nameservers)
+                                  nameservers=self.nameservers, cache=self.cache)
         self.rebuilds += 1
         return table
 

@@ -10,7 +10,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from aggregator.dns.answers import SerialClock, build_answers
+from aggregator.dns.answers import ChoiceCache, SerialClock, build_answers
 from proto import codec
 from proto.config.model import Record, RecordValue, Zone
 
@@ -186,3 +186,16 @@ def test_healthy_and_unknown_give_the_same_answers() -> None:
     a = build_answers(ZONE, lambda c: X, serial=1).signature()
     b = build_answers(ZONE, lambda c: H, serial=1).signature()
     assert a == b
+
+
+def test_cache_reuses_unchanged_answers_and_rebuilds_changed_ones() -> None:
+    cache = ChoiceCache()
+    api, www = dns.name.from_text("api.example.test."), dns.name.from_text("www.example.test.")
+    first = build_answers(ZONE, lambda c: X, serial=1, cache=cache)
+    second = build_answers(ZONE, lambda c: U if c == "p" else X, serial=2, cache=cache)
+    key = www.to_wire().lower()
+    assert second.names[key][dns.rdatatype.A] is first.names[key][dns.rdatatype.A]
+    assert second.lookup(api, dns.rdatatype.A).rrsets[0][0].to_text() == "192.0.2.20"
+    third = build_answers(ZONE, lambda c: X, serial=3, cache=cache)
+    assert third.lookup(api, dns.rdatatype.A).rrsets[0][0].to_text() == "192.0.2.10"
+    assert len(cache.entries) == len(ZONE.records)      # only what the last build used
