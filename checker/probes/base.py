@@ -15,9 +15,20 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
+    """One probe's verdict.
+
+    ``reason`` is "ok" or a short, stable phrase that metrics and logs can
+    group by: "timeout" (the whole probe overran check.timeout), "refused",
+    "reset", "closed" (clean close before a response), "unreachable",
+    "resolve failed", "forbidden address (loopback|private|link-local|...)",
+    "status N", "search string missing", "bad response" (not HTTP),
+    "tls error: DETAIL", "connect error: DETAIL"; grpc adds "not serving",
+    "service unknown", "health service missing", "unavailable".
+    """
+
     ok: bool
     latency: float          # seconds from start to verdict
-    reason: str             # "ok", "refused", "timeout", "status 503", "tls error", ...
+    reason: str
 
 
 Prober = Callable[[], Awaitable[ProbeResult]]
