@@ -53,6 +53,8 @@ else:  # pragma: no cover - PyYAML built without libyaml
             Parser.__init__(self)
 
 MAX_DEPTH = 64  # configs need about 5; anything near this is not a config
+# A million checks is about 100 MiB of YAML; /dev/zero is endless.
+MAX_FILE_BYTES = 256 << 20
 
 # Called with (index, node, shared) for each item of a streamed list; shared
 # is true when an alias may bring the same node back later in the list.
@@ -163,12 +165,16 @@ def read_text(path: str | Path) -> tuple[str, str]:
     """Read a config file as UTF-8: (name for messages, text). One-line ConfigError."""
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except IsADirectoryError:
         raise ConfigError([f"{source}: cannot read: is a directory"]) from None
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         raise ConfigError([f"{source}: cannot read: {reason}"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([f"{source}: larger than {MAX_FILE_BYTES >> 20} MiB; "
+                           "is it the right file?"])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

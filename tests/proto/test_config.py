@@ -239,6 +239,12 @@ def test_unreadable_files_give_one_line(tmp_path, content, message):
     assert line.startswith(f"{path}") and message in line and "\n" not in line
 
 
+def test_an_endless_file_is_refused():
+    with pytest.raises(ConfigError) as info:
+        load_checks("/dev/zero")
+    assert info.value.errors == ["/dev/zero: larger than 256 MiB; is it the right file?"]
+
+
 def test_a_directory_is_not_a_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_fleet(tmp_path)
