@@ -239,10 +239,13 @@ def test_unreadable_files_give_one_line(tmp_path, content, message):
     assert line.startswith(f"{path}") and message in line and "\n" not in line
 
 
-def test_an_endless_file_is_refused():
+def test_an_endless_file_is_refused(monkeypatch):
+    from proto.config import yamlload
+
+    monkeypatch.setattr(yamlload, "MAX_FILE_BYTES", 4 << 20)  # the real bound is 256 MiB
     with pytest.raises(ConfigError) as info:
         load_checks("/dev/zero")
-    assert info.value.errors == ["/dev/zero: larger than 256 MiB; is it the right file?"]
+    assert info.value.errors == ["/dev/zero: larger than 4 MiB; is it the right file?"]
 
 
 def test_a_directory_is_not_a_file(tmp_path):
