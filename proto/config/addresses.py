@@ -25,8 +25,9 @@ _V4_FORBIDDEN: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
         ("192.168.0.0/16", "private"),
         ("100.64.0.0/10", "private"),         # carrier-grade NAT, RFC 6598
         ("169.254.0.0/16", "link-local"),     # includes cloud metadata 169.254.169.254
+        ("198.18.0.0/15", "private"),         # benchmarking networks, RFC 2544
         ("224.0.0.0/4", "multicast"),
-        ("255.255.255.255/32", "broadcast"),
+        ("240.0.0.0/4", "reserved"),          # includes broadcast 255.255.255.255
     )
 )
 _V6_FORBIDDEN: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
@@ -36,6 +37,7 @@ _V6_FORBIDDEN: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
         ("::1/128", "loopback"),
         ("fc00::/7", "private"),              # unique local addresses
         ("fe80::/10", "link-local"),
+        ("fec0::/10", "private"),             # deprecated site-local, still routed inside sites
         ("ff00::/8", "multicast"),
     )
 )
@@ -49,7 +51,7 @@ def forbidden_reason(address: str | ipaddress.IPv4Address | ipaddress.IPv6Addres
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address):
         # ::ffff:127.0.0.1 and friends reach the IPv4 address they embed.
-        embedded = ip.ipv4_mapped or ip.sixtofour
+        embedded = ip.ipv4_mapped or ip.sixtofour or _embedded_v4(ip)
         if embedded is not None:
             return forbidden_reason(embedded)
         for net, why in _V6_FORBIDDEN:
@@ -59,6 +61,17 @@ def forbidden_reason(address: str | ipaddress.IPv4Address | ipaddress.IPv6Addres
     for net, why in _V4_FORBIDDEN:
         if ip in net:
             return why
+    return None
+
+
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")       # deprecated ::a.b.c.d
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")         # RFC 6052 well-known prefix
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-compatible or NAT64 address reaches, if any."""
+    if (ip in _V4_COMPATIBLE and int(ip) > 1) or ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
 
