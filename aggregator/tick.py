@@ -59,84 +59,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cached_property
 
 import numpy as np
 
-from aggregator.votes import (
-    SlotMatrix,
-    VoteCounter,
-    lane_of,
-    to_check_order,
-    to_lane_order,
-)
+from aggregator.calculated import calculated_levels
+from aggregator.tick_result import TickResult
+from aggregator.votes import SlotMatrix, VoteCounter, lane_of, to_lane_order
 from proto import codec
 from proto.config.model import Fleet, Registry
 
-__all__ = ["SlotMatrix", "TickEngine", "TickResult", "exact_fraction"]
+__all__ = ["SlotMatrix", "TickEngine", "TickResult", "calculated_levels", "exact_fraction"]
 
 
 def exact_fraction(value: float) -> Fraction:
     """The fraction as the operator wrote it: 0.18 -> 9/50, not the nearest double."""
     return Fraction(repr(float(value)))
-
-
-class TickResult:
-    """One tick's outcome. Per-check arrays are built on first access."""
-
-    def __init__(self, *, states: bytes, changed: int, generated_unix_ms: int,
-                 check_count: int, lanes_status: np.ndarray, lanes_healthy: np.ndarray,
-                 lanes_reporting: np.ndarray, lanes_last_change: np.ndarray,
-                 lane_words: int) -> None:
-        self.states = states
-        self.changed = changed
-        self.generated_unix_ms = generated_unix_ms
-        self.check_count = check_count
-        self._status = lanes_status
-        self._healthy = lanes_healthy
-        self._reporting = lanes_reporting
-        self._last_change = lanes_last_change
-        self._lane_words = lane_words
-
-    @cached_property
-    def status(self) -> np.ndarray:
-        """Final status per check in registry order (uint8: 1 healthy, 2 unhealthy)."""
-        return to_check_order(self._status, self.check_count)
-
-    @cached_property
-    def healthy_votes(self) -> np.ndarray:
-        return to_check_order(self._healthy, self.check_count)
-
-    @cached_property
-    def reporting_votes(self) -> np.ndarray:
-        return to_check_order(self._reporting, self.check_count)
-
-    @cached_property
-    def last_change_unix_ms(self) -> np.ndarray:
-        return to_check_order(self._last_change, self.check_count)
-
-    def _lanes(self, indices: np.ndarray | list[int]) -> np.ndarray:
-        idx = np.asarray(indices, dtype=np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.check_count):
-            raise IndexError("check index out of range")
-        return lane_of(idx, self._lane_words)
-
-    def votes(self, indices: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(healthy, reporting) vote counts for the given check indices."""
-        lanes = self._lanes(indices)
-        return self._healthy[lanes], self._reporting[lanes]
-
-    def status_of(self, indices: np.ndarray | list[int]) -> np.ndarray:
-        return self._status[self._lanes(indices)]
-
-    def last_change_of(self, indices: np.ndarray | list[int]) -> np.ndarray:
-        return self._last_change[self._lanes(indices)]
-
-    def status_counts(self) -> np.ndarray:
-        """Checks per status (index 0..3), without reordering anything."""
-        counts = np.bincount(self._status, minlength=4)
-        counts[0] -= self._status.size - self.check_count  # padding lanes hold 0
-        return counts
 
 
 @dataclass(frozen=True)
@@ -167,38 +104,6 @@ class _Layout:
     flip: np.ndarray
     novote: np.ndarray
     levels: tuple[_Level, ...]
-
-
-def calculated_levels(registry: Registry) -> list[list[int]]:
-    """Calculated check indices grouped by nesting depth (children first).
-
-    Raises ValueError for an unknown child or a cycle.
-    """
-    index = registry.index_of()
-    checks = registry.checks
-    calc = [i for i, c in enumerate(checks) if c.type == "calculated"]
-    pending: dict[int, set[int]] = {}
-    for i in calc:
-        deps = set()
-        for child in checks[i].children:
-            if child not in index:
-                raise ValueError(f"calculated check {checks[i].id!r}: unknown child {child!r}")
-            j = index[child]
-            if checks[j].type == "calculated":
-                deps.add(j)
-        pending[i] = deps
-    levels: list[list[int]] = []
-    done: set[int] = set()
-    while pending:
-        ready = sorted(i for i, deps in pending.items() if deps <= done)
-        if not ready:
-            raise ValueError("calculated checks form a cycle: "
-                             + ", ".join(sorted(checks[i].id for i in pending)))
-        levels.append(ready)
-        done.update(ready)
-        for i in ready:
-            del pending[i]
-    return levels
 
 
 class TickEngine:
