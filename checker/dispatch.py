@@ -9,8 +9,10 @@ lateness, counters) is done in numpy batches.
 Rules:
 
 * **No catch-up.** A slot reached more than ``late_bound`` after its time
-  (``min(interval / 2, late_cap)``) is skipped and counted as missed. After
-  a long stall whole windows are skipped by arithmetic, never replayed.
+  (``min(interval / 2, late_cap)``, late_cap 0.5 s by default) is skipped
+  and counted as missed, so a stall releases at most half a second of
+  slots at once. After a long stall whole windows are skipped by
+  arithmetic, never replayed.
 * **Bounded concurrency.** At most ``limit`` probes are in flight, where
   ``limit`` is rate x timeout (the in-flight count if every probe used its
   whole timeout) with headroom. At the bound, due slots wait for a probe to
@@ -63,7 +65,7 @@ class Dispatcher:
     def __init__(self, *, ids: Sequence[str], probers: Sequence[Prober],
                  intervals: np.ndarray, timeouts: np.ndarray, thresholds: np.ndarray,
                  kinds: np.ndarray, checker_id: str, clock: Clock,
-                 late_cap: float = 1.0, window: float = 1.0, resolution: float = 0.002,
+                 late_cap: float = 0.5, window: float = 1.0, resolution: float = 0.002,
                  grace: float = 0.25, limit: int | None = None,
                  count_probes: ProbeCounter | None = None,
                  observe_lateness: LatenessObserver | None = None) -> None:

@@ -86,7 +86,8 @@ class Checker:
     rng: randomness for reconnect jitter.
     canary_interval, canary_threshold: how canaries are probed (tcp,
         timeout min(1 s, interval)) and how many results flip them.
-    late_cap: a slot more than min(interval / 2, late_cap) late is skipped.
+    late_cap: a slot more than min(interval / 2, late_cap) late is skipped
+        (default 0.5 s).
     doubt: the self-doubt policy (see :mod:`checker.selfdoubt`).
     stream_backoff: (base, cap) seconds for reconnecting Report streams.
 
@@ -99,7 +100,7 @@ class Checker:
                  clock: Clock | None = None, make_prober: MakeProber | None = None,
                  metrics: CheckerMetrics | None = None, rng: random.Random | None = None,
                  canary_interval: float = 1.0, canary_threshold: int = 2,
-                 late_cap: float = 1.0, doubt: DoubtPolicy | None = None,
+                 late_cap: float = 0.5, doubt: DoubtPolicy | None = None,
                  stream_backoff: tuple[float, float] = (0.2, 10.0)) -> None:
         self.checker_id = checker_id
         self.clock = clock or MonotonicClock()

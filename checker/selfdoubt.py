@@ -18,7 +18,7 @@ The exact rule, evaluated once per report (every ``report_interval``):
   One aggregator being restarted (one canary of two) is not enough.
 * **Schedule.** A report window is *late* when more than
   ``missed_fraction`` (5 %) of the slots due in it were missed, i.e. reached
-  more than ``min(interval / 2, late_cap)`` after their time (the process
+  more than ``min(interval / 2, 0.5 s)`` after their time (the process
   stalled, or the concurrency bound was reached). The schedule condition
   holds once ``enter_after`` (2) windows in a row were late and clears after
   ``leave_after`` (5) windows in a row were not.
