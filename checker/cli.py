@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import hashlib
 import logging
 import signal
 import sys
@@ -68,28 +67,17 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     logs.setup(args.verbose, args.log_format)
 
+    from checker.reload import FileConfig
     from proto.config.addresses import parse_hostport
     from proto.config.errors import ConfigError
-    from proto.config.loader import load_config
 
-    def load():
-        registry, fleet, _ = load_config(args.checks, args.fleet)
-        assert fleet is not None
-        return registry, fleet
-
-    def fingerprint() -> bytes:
-        h = hashlib.blake2b(digest_size=16)
-        for path in (args.checks, args.fleet):
-            with open(path, "rb") as f:
-                h.update(hashlib.blake2b(f.read(), digest_size=16).digest())
-        return h.digest()
-
+    config = FileConfig(args.checks, args.fleet, args.checker_id)
     try:
-        digest = fingerprint()
+        digest = config.fingerprint()
     except OSError:
         digest = None                  # the loader names the unreadable file
     try:
-        registry, fleet = load()
+        registry, fleet = config.load_here()
     except ConfigError as exc:
         for line in exc.errors:
             print(f"{PROG}: {line}", file=sys.stderr)
@@ -110,7 +98,7 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: --canary-interval must be > 0", file=sys.stderr)
         return 2
     try:
-        return _run(_serve(args, registry, fleet, load, metrics_addr, fingerprint, digest))
+        return _run(_serve(args, registry, fleet, config, metrics_addr, digest))
     except OSError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
@@ -130,7 +118,7 @@ def _run(coro) -> int:
         return runner.run(coro)
 
 
-async def _serve(args, registry, fleet, load, metrics_addr, fingerprint, digest) -> int:
+async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     from checker import metrics as metrics_mod
     from checker.clock import MonotonicClock
     from checker.reload import Reloader
@@ -151,9 +139,10 @@ async def _serve(args, registry, fleet, load, metrics_addr, fingerprint, digest)
         await checker.adopt_async(registry, fleet)
         gc.freeze()    # the new config's objects live long too (see below)
 
-    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), adopt,
+    # Changed files are loaded and tasted in a child process (FileConfig.load).
+    reloader = Reloader(config.load, lambda: (checker.registry, checker.fleet), adopt,
                         period=args.reload_period or float("inf"), clock=clock, metrics=metrics,
-                        fingerprint=fingerprint, running_digest=digest)
+                        fingerprint=config.fingerprint, running_digest=digest)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, checker.stop)

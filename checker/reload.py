@@ -9,13 +9,23 @@ With a ``fingerprint`` (a cheap digest of the files' bytes), files whose
 bytes did not change since the last attempt are not even parsed again:
 parsing 100,000 checks takes seconds of CPU, and a periodic reload must not
 cost the probe schedule that every period.
+
+:class:`FileConfig` is what the command line uses: when the files did
+change, it loads them *and tastes them* in a throw-away child process (it
+builds a whole checker from them, ownership, schedule and probers, and one
+snapshot), so neither the parse (which would hold the GIL for seconds) nor
+a crash in it touches the running checker; only a configuration that
+passed comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import multiprocessing
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 
 from checker.clock import Clock
 from checker.metrics import CheckerMetrics
@@ -27,12 +37,70 @@ log = logging.getLogger("healthplane.checker")
 Loader = Callable[[], tuple[Registry, Fleet]]
 
 
+def taste(registry: Registry, fleet: Fleet, checker_id: str) -> None:
+    """Build a whole (not running) checker from a config and one snapshot; raises if it cannot."""
+    from checker.runner import Checker
+
+    Checker(registry, fleet, checker_id).report_once()
+
+
+def _load_and_taste(checks: str, fleet_path: str,
+                    checker_id: str) -> tuple[Registry, Fleet] | list[str]:
+    """In the child process: the config, or its error lines (ConfigError does not pickle whole)."""
+    from proto.config.loader import load_config
+
+    try:
+        registry, fleet, _ = load_config(checks, fleet_path)
+    except ConfigError as exc:
+        return list(exc.errors)
+    if fleet is None or fleet.region_of(checker_id) is None:
+        return [f"{fleet_path}: checker id {checker_id!r} is not in the fleet any more"]
+    try:
+        taste(registry, fleet, checker_id)
+    except Exception as exc:  # noqa: BLE001 - any failure means "do not adopt"
+        return [f"trial checker failed: {type(exc).__name__}: {exc}"]
+    return registry, fleet
+
+
+class FileConfig:
+    """checks.yaml + fleet.yaml on disk, for one checker id."""
+
+    def __init__(self, checks: str, fleet: str, checker_id: str) -> None:
+        self.checks, self.fleet, self.checker_id = checks, fleet, checker_id
+
+    def fingerprint(self) -> bytes:
+        """Digest of both files' bytes; OSError when one cannot be read."""
+        h = hashlib.blake2b(digest_size=16)
+        for path in (self.checks, self.fleet):
+            with open(path, "rb") as f:
+                h.update(hashlib.blake2b(f.read(), digest_size=16).digest())
+        return h.digest()
+
+    def load_here(self) -> tuple[Registry, Fleet]:
+        """Load in this process (at startup, before anything runs)."""
+        from proto.config.loader import load_config
+
+        registry, fleet, _ = load_config(self.checks, self.fleet)
+        if fleet is None:  # pragma: no cover - a fleet path is always given
+            raise ConfigError([f"{self.fleet}: no fleet"])
+        return registry, fleet
+
+    def load(self) -> tuple[Registry, Fleet]:
+        """Load and taste in a fresh child process (blocking; call from a thread)."""
+        ctx = multiprocessing.get_context("spawn")   # never fork a process running gRPC
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            out = pool.submit(_load_and_taste, self.checks, self.fleet, self.checker_id).result()
+        if isinstance(out, list):
+            raise ConfigError(out)
+        return out
+
+
 class Reloader:
     """Loads with `load` (in a worker thread) and hands good configs to `adopt`.
 
     `current` returns the running (registry, fleet); `adopt` (a function or
-    a coroutine function) may raise ValueError to refuse a config (e.g. this
-    checker is not in the fleet).
+    a coroutine function) may raise to refuse a config (e.g. UnknownChecker
+    when this checker is not in the fleet any more).
     """
 
     def __init__(self, load: Loader, current: Callable[[], tuple[Registry, Fleet]],
@@ -99,7 +167,7 @@ class Reloader:
             pending = self._adopt(registry, fleet)
             if pending is not None:
                 await pending
-        except ValueError as exc:
+        except Exception as exc:  # UnknownChecker, or a bug: keep the running config
             log.error("reload rejected: %s", exc)
             return self._count("failed")
         log.info("reload adopted registry=%s checks=%d (was registry=%s)",

@@ -152,3 +152,22 @@ async def test_unchanged_files_are_not_parsed_again(tmp_path):
     assert await reloader.reload_once() == "adopted"
     assert await reloader.reload_once() == "unchanged"
     assert len(loads) == 2 and current[0][0].ids == ("x", "y")
+
+
+async def test_file_config_loads_and_tastes_in_a_child_process(tmp_path):
+    import pytest
+
+    from checker.reload import FileConfig
+    from proto.config.errors import ConfigError
+
+    checks, fleet_path = files(tmp_path, ["x", "y"])
+    config = FileConfig(str(checks), str(fleet_path), "a")
+    registry, fleet = await asyncio.to_thread(config.load)
+    assert registry.ids == ("x", "y") and fleet.region_of("a") == "r1"
+    assert registry == config.load_here()[0]
+    checks.write_text(checks_yaml(["x"]) + "  - id: bad\n    type: tcp\n    port: 99999\n")
+    with pytest.raises(ConfigError, match=r"checks.yaml:\d+"):
+        await asyncio.to_thread(config.load)
+    checks.write_text(checks_yaml(["x"]))
+    with pytest.raises(ConfigError, match="'zz' is not in the fleet"):
+        await asyncio.to_thread(FileConfig(str(checks), str(fleet_path), "zz").load)
