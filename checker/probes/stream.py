@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import ssl
+import struct
 from time import monotonic
 
 from .address import RESOLVER, literal
 from .base import ProbeResult
 
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)   # struct linger {l_onoff=1, l_linger=0}
 _UNREACHABLE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN,
                           errno.ENETDOWN})
 
@@ -92,8 +95,17 @@ class Exchange(asyncio.Protocol):
             fut.set_result(ProbeResult(ok, monotonic() - self.started, reason))
         transport = self.transport
         if transport is not None:
-            # abort, not close: nothing is left to send, and a verdict needs no
-            # polite shutdown of a connection we will never use again.
+            self.transport = None
+            # Close with a reset (SO_LINGER 0), as HAProxy's checks do: a
+            # normal close leaves the checker a TIME_WAIT socket per probe for
+            # 60 s, 150,000 of them at 2,500 probes/s, which fills the
+            # kernel's table and the ephemeral ports to a busy target.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+                except OSError:
+                    pass
             transport.abort()
 
     def expire(self) -> None:
