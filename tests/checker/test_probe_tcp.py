@@ -31,11 +31,16 @@ class Listener:
 
     def __init__(self) -> None:
         self.connections = 0
+        self.endings: list[str] = []
 
     async def __aenter__(self) -> Listener:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
-            await reader.read()
+            try:
+                await reader.read()
+                self.endings.append("eof")
+            except ConnectionResetError:
+                self.endings.append("reset")
             writer.close()
         self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -56,6 +61,17 @@ async def test_open_port_is_healthy_and_gets_one_connection_per_probe() -> None:
                     break
                 await asyncio.sleep(0.01)
             assert srv.connections == expected
+
+
+async def test_connection_is_dropped_with_a_reset() -> None:
+    # A reset leaves no TIME_WAIT socket on the checker, however high the rate.
+    async with Listener() as srv:
+        assert (await make_prober(tcp_check(srv.port), allow_private=True)()).ok
+        for _ in range(100):
+            if srv.endings:
+                break
+            await asyncio.sleep(0.01)
+    assert srv.endings == ["reset"]
 
 
 async def test_closed_port_is_refused_once() -> None:
