@@ -22,8 +22,11 @@ tick in a failure storm costs what a quiet one does. The per-check arrays
 above are produced lazily, on
 first access, from lane-order arrays the tick keeps (see
 :mod:`aggregator.votes`), so a tick whose result nobody inspects per check
-never pays for reordering a million checks. Each result owns its arrays;
-later ticks never change them, so readers may hold a result across ticks.
+never pays for reordering a million checks. Each result owns its statuses
+and vote counts; later ticks never change them. Last-change times are kept
+in two alternating buffers: a result's stay readable until two ticks later
+(the latest result always can), after which reading them raises rather
+than return a newer tick's times.
 
 The rules, in order:
 
@@ -63,7 +66,7 @@ from fractions import Fraction
 import numpy as np
 
 from aggregator.calculated import calculated_levels
-from aggregator.tick_result import TickResult
+from aggregator.tick_result import LastChangeRing, TickResult
 from aggregator.votes import SlotMatrix, VoteCounter, lane_of, to_lane_order
 from proto import codec
 from proto.config.model import Fleet, Registry
@@ -127,7 +130,7 @@ class TickEngine:
         self._layout_key: tuple[int, ...] | None = None
         self._prev: np.ndarray | None = None
         self._last_known: np.ndarray | None = None
-        self._last_change: np.ndarray | None = None
+        self._last_change: LastChangeRing | None = None
         self._vote_bufs: tuple | None = None
 
     def new_slots(self) -> SlotMatrix:
@@ -259,23 +262,16 @@ class TickEngine:
             healthy[lv.pos] = 0
             reporting[lv.pos] = 0
 
+        if self._last_change is None or self._last_change.bufs[0].size != status.size:
+            self._last_change = LastChangeRing(status.size)
         if self._prev is None:
             changed = 0
-            last_change = np.zeros(status.size, dtype=np.int64)
+            ring_tick = self._last_change.advance(None, now_unix_ms)
         else:
             moved = status != self._prev
             changed = int(np.count_nonzero(moved))
-            # A new array every tick, so earlier results never change, and
-            # computed as prev + (now - prev) * moved: the same three passes
-            # whether nothing or everything changed (a masked copy would be
-            # cheap when quiet and slow in a failure storm).
-            prev = self._last_change
-            assert prev is not None
-            last_change = np.subtract(np.int64(now_unix_ms), prev)
-            np.multiply(last_change, moved, out=last_change)
-            last_change += prev
+            ring_tick = self._last_change.advance(moved, now_unix_ms)
         self._prev = status
-        self._last_change = last_change
 
         return TickResult(
             states=self._encode(status, slots.lane_words),
@@ -285,7 +281,8 @@ class TickEngine:
             lanes_status=status,
             lanes_healthy=healthy,
             lanes_reporting=reporting,
-            lanes_last_change=last_change,
+            last_change=self._last_change,
+            last_change_tick=ring_tick,
             lane_words=slots.lane_words)
 
     def _encode(self, status: np.ndarray, lane_words: int) -> bytes:

@@ -211,9 +211,17 @@ def test_changes_and_last_change() -> None:
     third = rig.tick()
     assert third.changed == 0
     assert third.last_change_unix_ms.tolist() == [second.generated_unix_ms, 0, 0]
-    # Earlier results keep their own arrays.
-    assert first.last_change_unix_ms.tolist() == [0, 0, 0]
+    # The previous result still reads its own times; older ones raise
+    # instead of giving a newer tick's; statuses stay readable.
+    assert second.last_change_of([0, 1]).tolist() == [second.generated_unix_ms, 0]
+    with pytest.raises(RuntimeError, match="tick 1"):
+        first.last_change_of([0])
     assert first.status.tolist() == [H, U, H]
+    rig.set(0, [H, U, H])
+    fourth = rig.tick()
+    assert fourth.changed == 1
+    assert fourth.last_change_unix_ms.tolist() == [fourth.generated_unix_ms, 0, 0]
+    assert third.last_change_unix_ms.tolist() == [second.generated_unix_ms, 0, 0]  # read before
 
 
 def test_published_layout_and_accessors() -> None:
