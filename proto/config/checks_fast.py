@@ -78,6 +78,9 @@ _CHUNK = 1 << 20                 # characters per regular-expression pass
 _MEMO_LIMIT = 1 << 16            # distinct values remembered per load
 _MARK = Mark("", 0, 0, 0, None, None)
 _SEQ = "tag:yaml.org,2002:seq"
+_REQUIRED = {kind: frozenset({"id", "type"} | ({"host", "port"} if kind in PROBE_TYPES
+                                              else {"children"}))
+             for kind in FIELDS_BY_TYPE}
 
 # A raw value: scalar text as written, "[...]", or a block list's item texts.
 Raw = str | tuple[str, ...]
@@ -120,8 +123,15 @@ def _read(text: str, source: str, fleet: Fleet | None,
     list_items: list[str] = []
     list_lines: list[int] = []
     list_indent = -1
+    key_pad: str | None = None           # the indent of an entry's keys, as text
     for indent_s, dash, key, value, item in _rows(text, pos):
         line += 1
+        if value and indent_s == key_pad and not dash and list_key is None:
+            # The usual line, "    key: value", checked first.
+            if key in pairs:  # type: ignore[operator]
+                raise _Unhandled  # a duplicate key
+            pairs[key] = (value, line, ())  # type: ignore[index]
+            continue
         if list_key is not None:
             indent = len(indent_s)
             if dash and item and indent >= key_indent and list_indent in (-1, indent):
@@ -147,6 +157,7 @@ def _read(text: str, source: str, fleet: Fleet | None,
                 raise _Unhandled
             item_indent = indent
             key_indent = indent + len(dash)
+            key_pad = " " * key_indent
             if pairs is not None:
                 reader.add(pairs, entry_line)
             pairs = {}
@@ -195,6 +206,7 @@ class _EntryBuilder:
         self._resolving = frozenset(self._loader.yaml_implicit_resolvers)
         self._memo: dict[tuple[str, Raw], tuple] = {}
         self._scratch_errors = Errors("")
+        self._kinds: dict[str, str] = {}
 
     def _scalar(self, raw: str) -> tuple[str, str]:
         """(tag, value) of a one-line scalar as written."""
@@ -218,10 +230,6 @@ class _EntryBuilder:
 
     def _field(self, key: str, raw: Raw) -> tuple:
         """(value, host, regions, children) the reader gives for raw, lines aside."""
-        memo_key = (key, raw)
-        known = self._memo.get(memo_key)
-        if known is not None:
-            return known
         scratch = Entry(check=None, path="")
         value = READERS[key](self._node(raw), key, self._scratch_errors, scratch)
         if value is None or self._scratch_errors:
@@ -230,44 +238,48 @@ class _EntryBuilder:
                  tuple((t, i) for t, _, i in scratch.regions),
                  tuple((t, i) for t, _, i in scratch.children))
         if len(self._memo) < _MEMO_LIMIT:
-            self._memo[memo_key] = known
+            self._memo[key, raw] = known
         return known
 
     def add(self, pairs: dict[str, tuple[Raw, int, tuple[int, ...]]], line: int) -> None:
         """Read one entry (key -> raw value, its line, list item lines)."""
-        id_raw = pairs.get("id")
-        type_raw = pairs.get("type")
-        if id_raw is None or type_raw is None:
+        if "id" not in pairs or "type" not in pairs:
             raise _Unhandled
+        id_raw, id_line, _ = pairs["id"]
         # The exact path's id and type rules: a string; is_id; a known type.
-        check_id, kind = self._text(id_raw[0]), self._text(type_raw[0])
-        if not is_id(check_id) or kind not in FIELDS_BY_TYPE:
+        check_id = self._text(id_raw)
+        kind = self._kinds.get(pairs["type"][0])  # type: ignore[arg-type]
+        if kind is None:
+            kind = self._text(pairs["type"][0])
+            if kind not in FIELDS_BY_TYPE:
+                raise _Unhandled
+            self._kinds[pairs["type"][0]] = kind  # type: ignore[index]
+        if not is_id(check_id):
             raise _Unhandled
-        allowed = FIELDS_BY_TYPE[kind]
-        required = ("host", "port") if kind in PROBE_TYPES else ("children",)
-        if any(key not in allowed for key in pairs) or any(k not in pairs for k in required):
-            raise _Unhandled
-        entry = Entry(check=None, path=f"checks[{len(self.entries)}]",
-                      id=(check_id, id_raw[1]))
+        if not (pairs.keys() <= FIELDS_BY_TYPE[kind] and pairs.keys() >= _REQUIRED[kind]):
+            raise _Unhandled  # another type's field, an unknown one, or one missing
+        entry = Entry(check=None, path=f"checks[{len(self.entries)}]", id=(check_id, id_line))
         values: dict[str, object] = {"id": check_id, "type": kind}
+        memo = self._memo
         for key, (raw, at, item_lines) in pairs.items():
             if key == "id" or key == "type":
                 continue
-            value, host, regions, children = self._field(key, raw)
+            value, host, regions, children = memo.get((key, raw)) or self._field(key, raw)
             values[key] = value
             if host is not None:
                 entry.host = (host, at)
-            for items, out in ((regions, entry.regions), (children, entry.children)):
-                for text, i in items:
-                    out.append((text, item_lines[i] if item_lines else at, i))
-        present = pairs.keys() - {"id", "type"}
-        if timing_problem(values, present) or threshold_problem(values):
+            if regions or children:
+                for items, out in ((regions, entry.regions), (children, entry.children)):
+                    for text, i in items:
+                        out.append((text, item_lines[i] if item_lines else at, i))
+        # pairs stands for the fields present: the rules ask only about others.
+        if timing_problem(values, pairs) or threshold_problem(values):
             raise _Unhandled
-        del values["type"]
-        entry.check = Check(type=kind, line=line, **values)  # type: ignore[arg-type]
+        entry.check = Check(line=line, **values)  # type: ignore[arg-type]
         self.entries.append(entry)
 
     def _text(self, raw: Raw) -> str:
+        """The value of a scalar the exact path would take as a string."""
         if isinstance(raw, tuple) or raw.startswith("["):
             raise _Unhandled
         tag, value = self._scalar(raw)

@@ -174,3 +174,61 @@ def test_mutated_registries_read_the_same_both_ways(edits, policy):
         pos %= len(text) + 1
         text = text[:pos] + token + text[pos + cut:]
     _both(text, *policy)
+
+
+# Values and line edits that mostly stay in the plain style, so the fast
+# path reads the result and the comparison has teeth.
+SCALARS = [
+    "a:b", "a::b", "2001:db8::1", "a b", "a  b", "a #b", "a#b", "x=y", "=", "~", "null", "Null",
+    "yes", "No", "on", "OFF", "y", "0o17", "017", "1_000", "1:30", "190:20:30", ".inf", "-.inf",
+    ".NaN", "+1", "-1", "0x1F", "0b101", "1.5e+3", "2001-01-01", "2001-12-14t21:59:43.10-05:00",
+    '"x"', "'y'", "''", '""', '"a: b"', "'#'", "<<", "a.", ".a", "/", "/a b", "%x", "@x",
+    "a,b", "[a]", "[a, b]", "[]", "[ a ,b ]", "[a,]", "['a', \"b\"]", "[1, 2]", "[yes]",
+    "80", "8080", "65536", "0", "10", "300", "301", "0.5", "4", "5", "3.0", "api.example.com",
+    "LOCALHOST", "127.0.0.1", "10.1.2.3", "::1", "tcp", "calculated", "grpc", "https",
+]
+KEYS = sorted(KNOWN_FIELDS) + ["checks", "x-a", "Id", "yes", "on"]
+
+
+def _line_edit(lines: list[str], op: int, at: int, pick: int) -> None:
+    at %= len(lines)
+    line = lines[at]
+    key, sep, _ = line.partition(": ")
+    if op == 0 and sep:                          # another value
+        lines[at] = f"{key}: {SCALARS[pick % len(SCALARS)]}"
+    elif op == 1 and sep:                        # another key
+        indent = key[:len(key) - len(key.lstrip(" -"))]
+        lines[at] = f"{indent}{KEYS[pick % len(KEYS)]}: {line[len(key) + 2:]}"
+    elif op == 2:                                # indent one more or one less
+        lines[at] = " " + line if pick % 2 else line[1:]
+    elif op == 3:
+        del lines[at]
+    elif op == 4:
+        lines.insert(at, line)
+    elif op == 5:
+        lines.insert(at, lines.pop((at + pick) % len(lines)))
+
+
+_line_edits = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 10_000), st.integers(0, 1000)),
+                       min_size=1, max_size=3)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_line_edits, st.sampled_from(POLICIES))
+def test_line_edits_read_the_same_both_ways(edits, policy):
+    lines = _BASE.splitlines()
+    for op, at, pick in edits:
+        if lines:
+            _line_edit(lines, op, at, pick)
+    _both("\n".join(lines) + "\n", *policy)
+
+
+@pytest.mark.parametrize("value", SCALARS)
+@pytest.mark.parametrize("key", ["id", "type", "host", "port", "path", "search", "interval",
+                                 "regions", "inverted"])
+def test_every_odd_value_reads_the_same_both_ways(key, value):
+    fields = {"id": "a", "type": "http", "host": "api.example.com", "port": "80", key: value}
+    text = "checks:\n" + "".join(f"{'  - ' if n == 0 else '    '}{k}: {v}\n"
+                                 for n, (k, v) in enumerate(fields.items()))
+    for fleet, allow_private in POLICIES:
+        _both(text, fleet, allow_private)
