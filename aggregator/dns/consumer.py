@@ -205,10 +205,8 @@ class HealthConsumer:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            # Bounded: a gRPC call that ignores cancellation must not hang shutdown.
+            await asyncio.wait({task}, timeout=5.0)
         for src in self._sources:
             await self._close_channel(src)
         self._current = None
@@ -276,7 +274,10 @@ class HealthConsumer:
                         + self._stall_periods * self.tick_period)
             last_seq = -1
             while True:
-                msg = await asyncio.wait_for(call.read(), max(0.0, deadline - self._clock()))
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that races with a message, and stop() would hang.
+                async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                    msg = await call.read()
                 if msg is grpc.aio.EOF:
                     return
                 if msg.sequence <= last_seq or self._is_repeat(src, msg):
