@@ -277,6 +277,9 @@ def run(*, seconds: float = 10.0, checks: int = 100_000, checkers: int = 16,
             print(f"flooded / quiet mean tick: {ratios} (flood 1, flood 2); RSS during "
                   f"flood 2: {floods[1]['rss_start']:.0f} -> {floods[1]['rss_end']:.0f} MB "
                   f"(max {floods[1]['rss_max']:.0f})", flush=True)
+        except (RuntimeError, OSError) as exc:
+            print(f"flood: {exc}", file=sys.stderr)
+            return 1
         finally:
             server.stop()
     return 0
