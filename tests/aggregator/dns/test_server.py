@@ -262,3 +262,20 @@ async def test_tcp_client_that_never_reads_does_not_stall_others(
     assert r.rcode() == dns.rcode.NOERROR
     writer.transport.abort()
     assert front.stats["error"] == 0
+
+
+async def test_serves_on_ipv6_loopback() -> None:
+    front = DnsFront(build_answers(ZONE, lambda c: codec.UNKNOWN, serial=1))
+    try:
+        port = await front.start("::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        r = await dns.asyncquery.udp(dns.message.make_query("api.example.test.", "A"),
+                                     "::1", port=port, timeout=3)
+        assert [rd.to_text() for rd in r.answer[0]] == ["192.0.2.10"]
+        r = await dns.asyncquery.tcp(dns.message.make_query("api.example.test.", "A"),
+                                     "::1", port=port, timeout=3)
+        assert r.rcode() == dns.rcode.NOERROR
+    finally:
+        await front.stop()
