@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "from aggregator health snapshots.")
     p.add_argument("--zone", required=True, metavar="PATH", help="zone.yaml")
     p.add_argument("--aggregator", required=True, action="append", metavar="HOST:PORT",
-                   help="an aggregator's Health service; repeat for failover, in preference order")
+                   help="an aggregator's Health service; repeat for failover (tried in order, "
+                   "and the front stays on one while it keeps ticking)")
     p.add_argument("--listen", default="127.0.0.1:5353", metavar="HOST:PORT",
                    help="DNS address, UDP and TCP (default 127.0.0.1:5353; port 0 picks one)")
     p.add_argument("--checks", metavar="PATH", help="checks.yaml, to verify the zone's check ids")
@@ -63,9 +64,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="fail open when the snapshot is older than this; 0 never (default 30)")
     p.add_argument("--nameserver", action="append", default=[], metavar="NAME",
                    help="NS name of the zone, repeatable (default ns1.<zone>)")
-    p.add_argument("--max-udp-payload", type=int, default=1232, metavar="BYTES")
-    p.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
-    p.add_argument("--max-tcp-connections", type=int, default=128, metavar="N")
+    p.add_argument("--max-udp-payload", type=int, default=1232, metavar="BYTES",
+                   help="largest UDP response, and the EDNS size advertised (default 1232)")
+    p.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="close a TCP connection with no complete query for this long "
+                   "(default 10)")
+    p.add_argument("--max-tcp-connections", type=int, default=128, metavar="N",
+                   help="concurrent TCP connections; more are closed at once (default 128)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
