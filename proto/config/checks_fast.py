@@ -70,14 +70,16 @@ _FLOW = rf"\[ *+(?:(?:{_FLOW_ITEM})(?: *+, *+(?:{_FLOW_ITEM}))*+)? *+\]"
 # Groups: indent, "- ", key, its value (scalar or flow list), a list item.
 # A comment needs a space before its "#" unless it starts the line.
 _LINE = re.compile(
-    rf"^( *+)(- ++)?(?:([A-Za-z_][A-Za-z0-9_]*+):(?: ++({_QUOTED}|{_FLOW}|{_PLAIN}))?"
-    rf"|({_QUOTED}|{_PLAIN}))? *+(?:(?<![^ \n])#[^\n]*+)?$", re.M)
+    rf"^( *+)(- ++)?(?:([A-Za-z_][A-Za-z0-9_]*+):(?: ++({_PLAIN}|{_QUOTED}|{_FLOW}))?"
+    rf"|({_PLAIN}|{_QUOTED}))? *+(?:(?<![^ \n])#[^\n]*+)?$", re.M)
 _FLOW_SPLIT = re.compile(r" *+, *+")
 
-_CHUNK = 1 << 20                 # characters per regular-expression pass
+_CHUNK = 1 << 18                 # characters per regular-expression pass
 _MEMO_LIMIT = 1 << 16            # distinct values remembered per load
 _MARK = Mark("", 0, 0, 0, None, None)
 _SEQ = "tag:yaml.org,2002:seq"
+_NO_ITEMS: tuple = ()
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_/")
 _REQUIRED = {kind: frozenset({"id", "type"} | ({"host", "port"} if kind in PROBE_TYPES
                                               else {"children"}))
              for kind in FIELDS_BY_TYPE}
@@ -204,9 +206,21 @@ class _EntryBuilder:
         self.entries: list[Entry] = []
         self._loader = SafeNodeLoader("")   # its resolve() is the exact path's
         self._resolving = frozenset(self._loader.yaml_implicit_resolvers)
+        # First characters of plain scalars that no implicit resolver looks
+        # at: such a scalar is a string whatever follows.
+        self._plain_str = frozenset() if None in self._resolving else _LETTERS - self._resolving
         self._memo: dict[tuple[str, Raw], tuple] = {}
         self._scratch_errors = Errors("")
         self._kinds: dict[str, str] = {}
+
+    def _text(self, raw: Raw) -> str:
+        """The value of a scalar the exact path would take as a string."""
+        if isinstance(raw, tuple) or raw.startswith("["):
+            raise _Unhandled
+        tag, value = self._scalar(raw)
+        if tag != STR:
+            raise _Unhandled
+        return value
 
     def _scalar(self, raw: str) -> tuple[str, str]:
         """(tag, value) of a one-line scalar as written."""
@@ -247,7 +261,8 @@ class _EntryBuilder:
             raise _Unhandled
         id_raw, id_line, _ = pairs["id"]
         # The exact path's id and type rules: a string; is_id; a known type.
-        check_id = self._text(id_raw)
+        plain_str = type(id_raw) is str and id_raw[0] in self._plain_str
+        check_id = id_raw if plain_str else self._text(id_raw)
         kind = self._kinds.get(pairs["type"][0])  # type: ignore[arg-type]
         if kind is None:
             kind = self._text(pairs["type"][0])
@@ -258,8 +273,9 @@ class _EntryBuilder:
             raise _Unhandled
         if not (pairs.keys() <= FIELDS_BY_TYPE[kind] and pairs.keys() >= _REQUIRED[kind]):
             raise _Unhandled  # another type's field, an unknown one, or one missing
-        entry = Entry(check=None, path=f"checks[{len(self.entries)}]", id=(check_id, id_line))
         values: dict[str, object] = {"id": check_id, "type": kind}
+        host_spot = None
+        lists: dict[str, list] = {}
         memo = self._memo
         for key, (raw, at, item_lines) in pairs.items():
             if key == "id" or key == "type":
@@ -267,25 +283,22 @@ class _EntryBuilder:
             value, host, regions, children = memo.get((key, raw)) or self._field(key, raw)
             values[key] = value
             if host is not None:
-                entry.host = (host, at)
+                host_spot = (host, at)
             if regions or children:
-                for items, out in ((regions, entry.regions), (children, entry.children)):
-                    for text, i in items:
-                        out.append((text, item_lines[i] if item_lines else at, i))
+                for name, items in (("regions", regions), ("children", children)):
+                    lists.setdefault(name, []).extend(
+                        (text, item_lines[i] if item_lines else at, i) for text, i in items)
         # pairs stands for the fields present: the rules ask only about others.
         if timing_problem(values, pairs) or threshold_problem(values):
             raise _Unhandled
-        entry.check = Check(line=line, **values)  # type: ignore[arg-type]
-        self.entries.append(entry)
-
-    def _text(self, raw: Raw) -> str:
-        """The value of a scalar the exact path would take as a string."""
-        if isinstance(raw, tuple) or raw.startswith("["):
-            raise _Unhandled
-        tag, value = self._scalar(raw)
-        if tag != STR:
-            raise _Unhandled
-        return value
+        # A path only names the entry in messages, and this path shows none.
+        # Entries without list items share one empty tuple: at a million
+        # checks, two empty lists each are 100 MB.
+        self.entries.append(Entry(
+            check=Check(line=line, **values),  # type: ignore[arg-type]
+            path="", id=(check_id, id_line), host=host_spot,
+            regions=lists.get("regions", _NO_ITEMS),  # type: ignore[arg-type]
+            children=lists.get("children", _NO_ITEMS)))  # type: ignore[arg-type]
 
     def registry(self, source: str, fleet: Fleet | None,
                  allow_private: bool | None) -> Registry:

@@ -29,6 +29,10 @@ def id_problem(text: str) -> str:
 # Large registries repeat the same hosts; parsing an address is not cheap.
 @lru_cache(maxsize=4096)
 def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # An IPv4 literal starts with a digit and an IPv6 one has a colon; most
+    # registry hosts are names, and a failed parse costs two exceptions.
+    if ":" not in text and not ("0" <= text[:1] <= "9"):
+        return None
     try:
         return ipaddress.ip_address(text)
     except ValueError:

@@ -77,18 +77,21 @@ _SORTED_NAMES = tuple(sorted(_FIELD_NAMES))
 _GET_SORTED = attrgetter(*_SORTED_NAMES)
 _FLOAT_AT = tuple(i for i, name in enumerate(_SORTED_NAMES) if name in _FLOAT_FIELDS)
 _SET_AT = tuple(i for i, name in enumerate(_SORTED_NAMES) if name in _SET_FIELDS)
-# Keys are already sorted at every level, so the encoder need not sort them.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
-                           allow_nan=False, sort_keys=False).encode
+# Keys are already sorted at every level, so the encoder need not sort them,
+# and checks hold no cycles, so it need not look for any.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                           sort_keys=False, check_circular=False).encode
 
 
 def _sorted_canonical(check: Check) -> dict[str, Any]:
     """canonical_check(check), with its keys in sorted order."""
     values = list(_GET_SORTED(check))
     for i in _FLOAT_AT:
-        values[i] = float(values[i])
+        if type(values[i]) is not float:
+            values[i] = float(values[i])
     for i in _SET_AT:
-        values[i] = sorted(values[i])
+        if len(values[i]) > 1:  # shorter ones encode as the same array unsorted
+            values[i] = sorted(values[i])
     return dict(zip(_SORTED_NAMES, values))
 
 
