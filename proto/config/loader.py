@@ -50,8 +50,9 @@ Choices the contract leaves open, made strict where a mistake is likely:
 
 The pieces: yamlload (read, compose, nesting bound), yamlnodes (Errors,
 Fields, messages), scalars (typed getters), checks / check_fields /
-check_rules, fleet, zone, names (id and host syntax), version (registry
-identity).
+check_rules, checks_fast (valid, plainly written checks.yaml without
+composing nodes, several times faster), fleet,
+zone, names (id and host syntax), version (registry identity).
 """
 
 from __future__ import annotations

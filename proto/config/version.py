@@ -92,7 +92,7 @@ def _sorted_canonical(check: Check) -> dict[str, Any]:
     for i in _SET_AT:
         if len(values[i]) > 1:  # shorter ones encode as the same array unsorted
             values[i] = sorted(values[i])
-    return dict(zip(_SORTED_NAMES, values))
+    return dict(zip(_SORTED_NAMES, values, strict=True))
 
 
 def make_registry(checks: Iterable[Check], source: str = "") -> Registry:
