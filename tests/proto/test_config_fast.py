@@ -154,12 +154,53 @@ def test_a_generated_registry_reads_the_same_both_ways(seed):
     assert read_checks_fast(text, "f.yaml", None, True) is not None
 
 
+def test_windows_line_endings_read_the_same_both_ways():
+    text = generate(500, 4).replace("\n", "\r\n")
+    exact, errors = _both(text, None, True)
+    assert not errors and exact is not None
+    assert read_checks_fast(text, "f.yaml", None, True) == exact
+    # A lone CR is a line break too, but not one the fast path reads.
+    lone = text.replace("\r\n", "\r", 1)
+    assert read_checks_fast(lone, "f.yaml", None, True) is None
+    _both(lone, None, True)
+
+
+PLAIN_LAYOUTS = {
+    "items at column 0": "checks:\n- id: a\n  type: tcp\n  host: h.example\n  port: 1\n",
+    "wide dash": "checks:\n    -   id: a\n        type: tcp\n        host: h.example\n"
+                 "        port: 1\n",
+    "document start": "# c\n\n---   # doc\nchecks:\n  - id: a\n    type: tcp\n"
+                      "    host: h.example\n    port: 1",
+    "comments and blanks everywhere": "checks: # x\n\n  # c\n  - id: a # c\n# c\n   \n"
+                                      "    type: tcp\n        # deep\n    host: h.example\n"
+                                      "    port: 1   \n    regions:\n\n      # c\n"
+                                      "      - eu   # c\n\n      - us\n    disabled: on\n",
+    "indentless list": "checks:\n  - id: a\n    type: calculated\n    children:\n"
+                       "    - b\n    healthy_threshold: 1\n  - id: b\n    type: tcp\n"
+                       "    host: h.example\n    port: 1\n",
+    "spaces in values": "checks:\n  - id: a\n    type: http\n    host: h.example\n"
+                        "    port: 1\n    search: all  good here   # not this\n",
+    "quotes": "checks:\n  - id: 'a'\n    type: \"http\"\n    host: '::1'\n    port: 1\n"
+              "    search: \"a # b, c: d\"\n    regions: [ \"eu\" ,'us' ]\n",
+    "values that resolve": "checks:\n  - id: a\n    type: tcp\n    host: 2001:db8::1\n"
+                           "    port: 0x50\n    interval: 1:30\n    timeout: 1_0.5\n"
+                           "    inverted: Yes\n",
+}
+
+
+@pytest.mark.parametrize("text", PLAIN_LAYOUTS.values(), ids=list(PLAIN_LAYOUTS))
+def test_plain_layouts_take_the_fast_path_with_the_same_result(text):
+    exact, errors = _both(text, None, True)
+    assert not errors, errors
+    assert read_checks_fast(text, "f.yaml", None, True) == exact
+
+
 # -- mutated registries ----------------------------------------------------------
 
 TOKENS = [
     " ", "  ", "\n", "\n  ", "- ", ":", ": ", "#", " #", "'", '"', "[", "]", ",", "{", "}",
     "&a ", "*a", "!!str ", "<<: *a\n", "~", "null", "true", "yes", "0x1", "1e400", ".nan",
-    "-", "---\n", "...\n", "\t", "\r", "é", "\\", "%", "@", "`", "|", ">", "?", "=",
+    "-", "---\n", "...\n", "\t", "\r", "\r\n", "é", "\\", "%", "@", "`", "|", ">", "?", "=",
     "id: x\n", "    port: 80\n", "    regions: [a]\n", "  - id: y\n    type: tcp\n",
 ]
 _BASE = generate(12, 7)
