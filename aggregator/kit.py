@@ -46,7 +46,11 @@ class EngineKit:
     detail); ``new_engine(registry, fleet)`` makes an object whose
     ``compute(slots, fresh, now_unix_ms)`` returns a :class:`TickResultLike`;
     ``build_remap(old_ids, registry)`` returns a function turning a payload on
-    the old registry into one on ``registry``.
+    the old registry into one on ``registry``; ``inherit(engine, old_engine,
+    remap)``, when set, hands a new engine the per-check memory (last known
+    status, last change time) of the one it replaces, by check id, before its
+    first tick (remap: the one built for the same change, or None when the
+    registry stayed the same).
     """
 
     new_slots: Callable[[Registry, Fleet], Any]
@@ -55,6 +59,7 @@ class EngineKit:
     votes_of: Callable[[Any, int], np.ndarray]
     new_engine: Callable[[Registry, Fleet], Any]
     build_remap: Callable[[Sequence[str], Registry], Remap]
+    inherit: Callable[[Any, Any, Remap | None], None] | None = None
 
 
 def default_kit() -> EngineKit:
@@ -80,4 +85,8 @@ def default_kit() -> EngineKit:
     def build_remap(old_ids: Sequence[str], registry: Registry) -> Remap:
         return remap_mod.build_remap(tuple(old_ids), registry)
 
-    return EngineKit(new_slots, write, row, votes_of, new_engine, build_remap)
+    def inherit(engine: Any, old_engine: Any, remap: Remap | None) -> None:
+        # The payload remap already mapped the ids: reuse its indices.
+        engine.inherit(old_engine, getattr(remap, "source", None))
+
+    return EngineKit(new_slots, write, row, votes_of, new_engine, build_remap, inherit)

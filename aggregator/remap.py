@@ -29,16 +29,28 @@ from proto import codec
 from proto.config.model import Registry
 
 
+def source_indices(old_ids: Sequence[str], new_ids: Sequence[str]) -> np.ndarray:
+    """For each new id, its index among old_ids, or -1 when the old ids lack it.
+
+    The one id-to-id map of the aggregator: payloads (Remap) and the tick
+    engine's per-check memory (TickEngine.inherit) move by it. One pass over
+    each list of ids; raises ValueError when an old id appears twice.
+    """
+    old_index: dict[str, int] = {}
+    for i, cid in enumerate(old_ids):
+        if cid in old_index:
+            raise ValueError(f"check id {cid!r} appears twice in the old registry")
+        old_index[cid] = i
+    return np.fromiter((old_index.get(cid, -1) for cid in new_ids), dtype=np.int64,
+                       count=len(new_ids))
+
+
 class Remap:
     """A precomputed old-layout to new-layout translation. Call it on payloads."""
 
     def __init__(self, old_ids: Sequence[str], new_ids: Sequence[str]) -> None:
         old_ids, new_ids = tuple(old_ids), tuple(new_ids)
-        old_index: dict[str, int] = {}
-        for i, cid in enumerate(old_ids):
-            if cid in old_index:
-                raise ValueError(f"check id {cid!r} appears twice in the old registry")
-            old_index[cid] = i
+        src = source_indices(old_ids, new_ids)
         self.old_count, self.new_count = len(old_ids), len(new_ids)
         self.old_nbytes = codec.packed_size(self.old_count)
         self.new_nbytes = codec.packed_size(self.new_count)
@@ -47,8 +59,7 @@ class Remap:
         # Appended (or nothing changed): the old bytes then zeros. Removed from
         # the end: the old bytes cut, with the new padding bits cleared.
         self.kind = "prefix" if prefix else "gather"
-        src = np.fromiter((old_index.get(cid, -1) for cid in new_ids), dtype=np.int64,
-                          count=self.new_count)
+        self.source = src  # per new check, its old index or -1 (TickEngine.inherit reuses it)
         self.mapped = int(np.count_nonzero(src >= 0))
         # Missing ids read the sentinel byte appended after the old payload,
         # which is always zero.

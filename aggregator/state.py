@@ -127,6 +127,14 @@ class AggregatorState:
                 # Same registry and vote rule: keep the engine and with it each
                 # check's last known status and last change time.
                 engine = old.engine
+        if engine is None:
+            engine = self.kit.new_engine(registry, fleet)
+            if old is not None and self.kit.inherit is not None:
+                # A new registry or vote rule: the new engine starts from the
+                # old one's per-check memory, or under last_known every check
+                # without a fresh vote would read "never seen" (healthy) and
+                # every last change time would go back to "never".
+                self.kit.inherit(engine, old.engine, carry)
         if old is not None:
             # Carry every remaining checker's latest snapshot over, so a reload
             # does not blank the votes until the next reports arrive.
@@ -141,7 +149,7 @@ class AggregatorState:
         self.max_message = max_message_bytes(max(v.check_count for v in versions.values()))
         self.registry, self.fleet = registry, fleet
         self.index = registry.index_of()
-        self.engine = engine if engine is not None else self.kit.new_engine(registry, fleet)
+        self.engine = engine
 
     def adopt(self, registry: Registry, fleet: Fleet) -> None:
         """Switch to a new registry and fleet; the old registry stays accepted (remapped)."""

@@ -15,6 +15,9 @@ API::
     result.votes(indices)               # (healthy, reporting) for a few checks, cheap
     result.status_counts()              # checks per status 0..2, cheap
 
+    new_engine = TickEngine(new_registry, fleet)
+    new_engine.inherit(engine)          # on a registry change, before its first tick
+
 ``compute`` costs the same whatever the votes say: no branch depends on the
 data (selects are bitwise, not masked copies), stale checkers are masked
 rather than skipped, and it allocates only the arrays its result keeps. A
@@ -56,6 +59,15 @@ DNS server reads the status as is.
 The first tick establishes every status without counting it as a change;
 after that, a check whose status differs from the previous tick counts in
 ``changed`` and gets ``last_change_unix_ms = now_unix_ms``.
+
+**A new registry** means a new engine. ``inherit(old_engine)`` hands it the
+old one's memory by check id (see :mod:`aggregator.tick_memory`): for every
+check in both registries, its last status, last known status and last change
+time, so adding a check neither revives a dead endpoint under
+``last_known`` nor resets when anything changed. Checks new to the registry
+start as never seen, and their first status is not counted as a change.
+This costs a few gathers once per registry change; the tick does not pay
+for it.
 """
 
 from __future__ import annotations
@@ -66,6 +78,7 @@ from fractions import Fraction
 import numpy as np
 
 from aggregator.calculated import calculated_levels
+from aggregator.tick_memory import CheckMemory, LaneMemory, carry, from_lanes, to_lanes
 from aggregator.tick_result import LastChangeRing, TickResult
 from aggregator.votes import SlotMatrix, VoteCounter, lane_of, to_lane_order
 from proto import codec
@@ -132,6 +145,11 @@ class TickEngine:
         self._last_known: np.ndarray | None = None
         self._last_change: LastChangeRing | None = None
         self._vote_bufs: tuple | None = None
+        # Memory from inherit() (or a change of slot geometry), in check
+        # order until the next layout spreads it over the lanes.
+        self._carried: CheckMemory | None = None
+        # Lanes that have a previous status, for the first tick after inherit().
+        self._established: np.ndarray | None = None
 
     def new_slots(self) -> SlotMatrix:
         """An empty slot matrix for this fleet and registry."""
@@ -146,10 +164,12 @@ class TickEngine:
         if slots.check_count != self.check_count:
             raise ValueError(f"slot matrix holds {slots.check_count} checks, "
                              f"registry has {self.check_count}")
-        if self._layout_key is not None and self._layout_key[:3] != key[:3]:
-            # Lane positions moved: the kept per-lane state no longer lines up.
-            self._prev = self._last_known = self._last_change = None
         nw = slots.lane_words
+        if self._prev is not None and self._prev.size != 32 * nw:
+            # Lane positions moved (they depend on the words per row only, not
+            # on the number of checkers): re-spread the memory through check order.
+            self._carried = self.memory()
+            self._prev = self._last_known = self._last_change = self._established = None
         checks = self.registry.checks
         disabled = np.array([c.disabled for c in checks], dtype=bool)
         inverted = np.array([c.inverted for c in checks], dtype=bool)
@@ -178,7 +198,39 @@ class TickEngine:
             novote=to_lane_order(novote, nw, fill=1),
             levels=tuple(levels))
         self._layout_key = key
+        if self._carried is not None:
+            lanes = to_lanes(self._carried, nw)
+            self._prev, self._last_change = lanes.status, lanes.last_change
+            self._established = lanes.established
+            if self._unknown_as == "last_known":
+                self._last_known = lanes.last_known
+            self._carried = None
         return self._layout
+
+    # -- memory across registries ------------------------------------------
+
+    def memory(self) -> CheckMemory | None:
+        """This engine's per-check memory in registry order (copies); None before any."""
+        if self._carried is not None:
+            return self._carried
+        if self._prev is None or self._last_change is None:
+            return None
+        return from_lanes(self.registry.ids, LaneMemory(
+            self._prev, self._last_known, self._last_change, self._established))
+
+    def inherit(self, old: TickEngine, source: np.ndarray | None = None) -> None:
+        """Take over old's per-check memory by check id; call before the first tick.
+
+        old is the engine of the registry being replaced (it may have ticked
+        or inherited in turn). source, when already built, is
+        ``aggregator.remap.source_indices(old.registry.ids, self.registry.ids)``
+        (``Remap.source``). See :mod:`aggregator.tick_memory` for what moves.
+        """
+        if self._prev is not None or self._carried is not None:
+            raise RuntimeError("inherit() must come before the engine's first tick")
+        mem = old.memory()
+        if mem is not None:
+            self._carried = carry(mem, old.registry, self.registry, source)
 
     # -- the tick ----------------------------------------------------------
 
@@ -269,6 +321,11 @@ class TickEngine:
             ring_tick = self._last_change.advance(None, now_unix_ms)
         else:
             moved = status != self._prev
+            if self._established is not None:
+                # First tick after inherit(): a check new to the registry
+                # gets its first status; that is no change.
+                moved &= self._established
+                self._established = None
             changed = int(np.count_nonzero(moved))
             ring_tick = self._last_change.advance(moved, now_unix_ms)
         self._prev = status
