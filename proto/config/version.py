@@ -90,8 +90,9 @@ def _sorted_canonical(check: Check) -> dict[str, Any]:
         if type(values[i]) is not float:
             values[i] = float(values[i])
     for i in _SET_AT:
-        if len(values[i]) > 1:  # shorter ones encode as the same array unsorted
-            values[i] = sorted(values[i])
+        value = values[i]
+        if type(value) is not tuple or len(value) > 1:  # () and (x,) encode as sorted
+            values[i] = sorted(value)
     return dict(zip(_SORTED_NAMES, values, strict=True))
 
 

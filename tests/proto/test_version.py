@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import yaml
@@ -9,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proto.config.loader import parse_checks
-from proto.config.version import make_registry
+from proto.config.model import Check
+from proto.config.version import VERSION_HEX_CHARS, canonical_json, make_registry
 
 BASE = """\
 checks:
@@ -164,3 +166,24 @@ checks:
     assert version(dry) == version(BASE)
     overridden = dry.replace("    id: db\n", "    id: db\n    port: 5433\n")
     assert parse_checks(overridden).checks[1].port == 5433
+
+
+class _Seconds(float):
+    """A float subclass, as a caller building checks by hand might pass."""
+
+
+def test_the_version_is_the_hash_of_the_plain_canonical_document():
+    # registry_version builds the canonical JSON its own faster way, in
+    # slices; it must hash exactly the bytes canonical_json spells out.
+    rnd = random.Random(3)
+    checks = [
+        Check(id=f"c{i}", type="tcp", host=f"h{i % 7}.example", port=1 + i % 9,
+              interval=rnd.choice([10, 10.0, _Seconds(2.5)]), timeout=rnd.choice([1, 0.5]),
+              regions=rnd.choice([(), ("b", "a"), ("a",), ["z"], ["y", "x"]]),
+              search=rnd.choice([None, "é ok", '"quoted"\n']), disabled=rnd.random() < 0.5)
+        for i in range(5000)
+    ]
+    for count in (0, 1, 2047, 2048, 2049, 5000):
+        blob = canonical_json(checks[:count]).encode("utf-8")
+        expected = hashlib.sha256(blob).hexdigest()[:VERSION_HEX_CHARS]
+        assert make_registry(checks[:count]).version == expected
