@@ -4,7 +4,10 @@ A new configuration is adopted only when it loads cleanly *and* survives a
 trial tick (principle 7: taste before you serve); otherwise the running one
 stays, the failure is logged one line per problem and counted. The registry
 being replaced stays accepted as the "previous" version, so checkers that
-have not reloaded yet are remapped by check id instead of being dropped.
+have not reloaded yet are remapped by check id instead of being dropped, and
+every check in both registries keeps, by id, its last known status and last
+change time (see :meth:`aggregator.tick.TickEngine.inherit`); the tick
+sequence goes on growing.
 
 For files (:class:`FileSource`) the periodic check first compares a hash of
 the two files' bytes with the last one seen and parses nothing when they are

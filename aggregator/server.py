@@ -94,6 +94,9 @@ class Aggregator:
     def adopt(self, registry: Registry, fleet: Fleet) -> bool:
         """Switch to a new configuration; returns False when it is the same one.
 
+        Checkers' latest snapshots and each check's memory (last known
+        status, last change time) carry over by id; ticks keep their sequence.
+
         Raises ReloadRefused when this process cannot take it without a
         restart (a registry too large for the transport's message limit).
         """

@@ -199,7 +199,7 @@ class TickEngine:
             levels=tuple(levels))
         self._layout_key = key
         if self._carried is not None:
-            lanes = to_lanes(self._carried, nw)
+            lanes = to_lanes(self._carried, nw, inverted)
             self._prev, self._last_change = lanes.status, lanes.last_change
             self._established = lanes.established
             if self._unknown_as == "last_known":
@@ -215,8 +215,10 @@ class TickEngine:
             return self._carried
         if self._prev is None or self._last_change is None:
             return None
+        assert self._layout is not None  # _prev is only ever set with a layout
         return from_lanes(self.registry.ids, LaneMemory(
-            self._prev, self._last_known, self._last_change, self._established))
+            self._prev, self._last_known, self._last_change, self._established),
+            self._layout.flip, self._layout.novote)
 
     def inherit(self, old: TickEngine, source: np.ndarray | None = None) -> None:
         """Take over old's per-check memory by check id; call before the first tick.
@@ -230,7 +232,7 @@ class TickEngine:
             raise RuntimeError("inherit() must come before the engine's first tick")
         mem = old.memory()
         if mem is not None:
-            self._carried = carry(mem, old.registry, self.registry, source)
+            self._carried = carry(mem, self.registry.ids, source)
 
     # -- the tick ----------------------------------------------------------
 

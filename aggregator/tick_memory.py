@@ -30,7 +30,6 @@ from aggregator.remap import source_indices
 from aggregator.tick_result import LastChangeRing
 from aggregator.votes import to_check_order, to_lane_order
 from proto import codec
-from proto.config.model import Registry
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,8 @@ class CheckMemory:
     last_known: np.ndarray | None    # uint8; None when the engine keeps none
     last_change_unix_ms: np.ndarray  # int64, 0 when it never changed
     established: np.ndarray | None   # bool: has a previous status; None: every check
+    inverted: np.ndarray             # bool: the inversion last_known was stored under
+    novote: np.ndarray               # bool: took no votes (calculated, disabled)
 
 
 def _gather(values: np.ndarray, src: np.ndarray, fill: int | bool) -> np.ndarray:
@@ -52,47 +53,36 @@ def _gather(values: np.ndarray, src: np.ndarray, fill: int | bool) -> np.ndarray
     return ext[np.where(src >= 0, src, values.size)]
 
 
-def carry(memory: CheckMemory, old: Registry, new: Registry,
+def carry(memory: CheckMemory, new_ids: tuple[str, ...],
           source: np.ndarray | None = None) -> CheckMemory:
-    """memory of an engine on registry old, moved to registry new by check id.
+    """memory, moved to a registry whose checks are new_ids, by check id.
 
-    source, when given, is source_indices(old.ids, new.ids), already built
-    for the payload remap. A check whose inversion was switched keeps its
-    last vote but not its old inversion: its last known status flips. A
-    check that was calculated or disabled in old has no last known status
-    from votes.
+    source, when given, is source_indices(memory.ids, new_ids), already
+    built for the payload remap. A check that took no votes (calculated or
+    disabled) has no last known vote to keep: it starts as never seen.
     """
-    new_ids = new.ids
     if source is None:
         source = (np.arange(len(new_ids)) if memory.ids == new_ids
                   else source_indices(memory.ids, new_ids))
     if source.shape != (len(new_ids),):
         raise ValueError(f"source maps {source.size} checks, the new registry has "
                          f"{len(new_ids)}")
-    have = source >= 0
-    status = _gather(memory.status, source, 0)
-    last_change = _gather(memory.last_change_unix_ms, source, 0)
     old_established = (memory.established if memory.established is not None
                        else np.ones(len(memory.ids), dtype=bool))
     established = _gather(old_established, source, False)
+    novote = _gather(memory.novote, source, True)
     last_known = None
     if memory.last_known is not None:
         last_known = _gather(memory.last_known, source, codec.HEALTHY)
-        kept = np.flatnonzero(have)
-        prior = [old.checks[i] for i in source[kept]]
-        now = [new.checks[i] for i in kept]
-        # Calculated and disabled checks take no votes: what they hold is no
-        # last known vote, so they start as never seen if they now do.
-        novote = np.fromiter((c.type == "calculated" or c.disabled for c in prior),
-                             bool, kept.size)
-        flipped = np.fromiter((a.inverted != b.inverted for a, b in zip(prior, now)),
-                              bool, kept.size)
-        last_known[kept[novote]] = codec.HEALTHY
-        # 1 <-> 2: the stored status is after inversion, the vote under it is not.
-        last_known[kept[flipped & ~novote]] ^= 3
-    return CheckMemory(ids=new_ids, status=status, last_known=last_known,
-                       last_change_unix_ms=last_change,
-                       established=None if established.all() else established)
+        last_known[novote] = codec.HEALTHY
+    return CheckMemory(
+        ids=new_ids,
+        status=_gather(memory.status, source, 0),
+        last_known=last_known,
+        last_change_unix_ms=_gather(memory.last_change_unix_ms, source, 0),
+        established=None if established.all() else established,
+        inverted=_gather(memory.inverted, source, False),
+        novote=novote)
 
 
 @dataclass
@@ -105,22 +95,38 @@ class LaneMemory:
     established: np.ndarray | None
 
 
-def to_lanes(memory: CheckMemory, lane_words: int) -> LaneMemory:
-    """Spread memory over the lanes of a slot geometry with lane_words words per row."""
+def to_lanes(memory: CheckMemory, lane_words: int, inverted: np.ndarray) -> LaneMemory:
+    """Spread memory over the lanes of a slot geometry with lane_words words per row.
+
+    inverted: per check, whether the engine taking the memory inverts it. A
+    check whose inversion was switched keeps its last vote, not its old
+    inversion: its last known status flips (1 <-> 2).
+    """
+    last_known = memory.last_known
+    if last_known is not None:
+        switched = (memory.inverted != inverted) & ~memory.novote
+        if switched.any():
+            last_known = last_known.copy()
+            last_known[switched] ^= 3
     ring = LastChangeRing(32 * lane_words)
     # The ring's tick 0 is the buffer its first advance reads as "before".
     ring.bufs[0][:] = to_lane_order(memory.last_change_unix_ms, lane_words, fill=0)
     return LaneMemory(
         status=to_lane_order(memory.status, lane_words, fill=0),
-        last_known=(None if memory.last_known is None
-                    else to_lane_order(memory.last_known, lane_words, fill=codec.HEALTHY)),
+        last_known=(None if last_known is None
+                    else to_lane_order(last_known, lane_words, fill=codec.HEALTHY)),
         last_change=ring,
         established=(None if memory.established is None
                      else to_lane_order(memory.established, lane_words, fill=False)))
 
 
-def from_lanes(ids: tuple[str, ...], lanes: LaneMemory) -> CheckMemory:
-    """Back to registry order: copies, so the engine may go on ticking."""
+def from_lanes(ids: tuple[str, ...], lanes: LaneMemory, flip: np.ndarray,
+               novote: np.ndarray) -> CheckMemory:
+    """Back to registry order: copies, so the engine may go on ticking.
+
+    flip and novote are the engine's per-lane constants (see aggregator.tick):
+    flip is 3 exactly on inverted checks that are not disabled.
+    """
     n = len(ids)
     ring = lanes.last_change
     return CheckMemory(
@@ -129,4 +135,6 @@ def from_lanes(ids: tuple[str, ...], lanes: LaneMemory) -> CheckMemory:
         last_known=None if lanes.last_known is None else to_check_order(lanes.last_known, n),
         last_change_unix_ms=to_check_order(ring.get(ring.tick), n),
         established=(None if lanes.established is None
-                     else to_check_order(lanes.established, n)))
+                     else to_check_order(lanes.established, n)),
+        inverted=to_check_order(flip, n) == 3,
+        novote=to_check_order(novote, n) != 0)

@@ -149,15 +149,13 @@ def test_many_checks_shuffled_match_a_per_id_reference(use_remap_indices: bool) 
     rng = np.random.default_rng(7)
     old_ids = [f"c{i}" for i in range(5_000)]
     rig = Adopting(registry([probe(c) for c in old_ids]), 2)
-    now_by_tick = []
     for _ in range(4):
         rig.set(0, rng.integers(1, 3, len(old_ids)).tolist())
         rig.set(1, rng.integers(0, 3, len(old_ids)).tolist())
         last = rig.tick()
-        now_by_tick.append(rig.now)
     quiet = rig.tick(fresh=[False, False])
-    want_status = dict(zip(old_ids, quiet.status.tolist()))
-    want_change = dict(zip(old_ids, quiet.last_change_unix_ms.tolist()))
+    want_status = dict(zip(old_ids, quiet.status.tolist(), strict=True))
+    want_change = dict(zip(old_ids, quiet.last_change_unix_ms.tolist(), strict=True))
     assert last.changed > 0 and len(set(want_change.values())) > 2
 
     kept = rng.choice(old_ids, 4_000, replace=False).tolist()
@@ -200,3 +198,16 @@ def test_moved_lanes_for_the_same_engine_keep_its_memory() -> None:
     assert np.array_equal(res.status, status)
     assert np.array_equal(res.last_change_unix_ms, times)
     assert res.changed == 0
+
+
+@pytest.mark.parametrize("between, last, expect", [
+    (True, True, H),     # inverted once, between ticks: flipped once
+    (True, False, U),    # inverted, then back before any tick: as voted
+    (False, True, H),
+])
+def test_inversion_switched_across_two_changes_without_a_tick(between: bool, last: bool,
+                                                              expect: int) -> None:
+    rig, _ = down_then_quiet()
+    rig.adopt(registry([probe("b", inverted=between)], version="v2"))
+    rig.adopt(registry([probe("x"), probe("b", inverted=last)], version="v3"))
+    assert rig.tick(fresh=[False]).status.tolist() == [H, expect]
