@@ -102,7 +102,11 @@ class AggregatorStream:
                         if snapshot is None:
                             await call.done_writing()
                             return
-                        await asyncio.wait_for(call.write(snapshot), self.write_timeout)
+                        # asyncio.timeout, not wait_for: on Python 3.11 wait_for
+                        # can swallow a cancellation that races with the write
+                        # completing, and close() would then wait on a live loop.
+                        async with asyncio.timeout(self.write_timeout):
+                            await call.write(snapshot)
                         snapshot = None
                         written += 1
                         self.sent += 1

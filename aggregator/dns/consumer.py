@@ -27,6 +27,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -188,12 +189,13 @@ class HealthConsumer:
                 await self._changed.wait()
 
     async def wait_for_snapshot(self, timeout: float | None = None) -> Snapshot:
-        """Wait until a snapshot is available (asyncio.TimeoutError after timeout)."""
-        async def first() -> Snapshot:
-            async for snap in self.updates():
+        """Wait until a snapshot is available (TimeoutError after timeout seconds)."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the snapshot does.
+        async with asyncio.timeout(timeout), aclosing(self.updates()) as updates:
+            async for snap in updates:
                 return snap
-            raise RuntimeError("unreachable")
-        return await asyncio.wait_for(first(), timeout)
+        raise RuntimeError("unreachable: updates() never ends")
 
     # -- lifecycle -------------------------------------------------------
 

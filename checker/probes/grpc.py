@@ -89,9 +89,12 @@ class GrpcProber:
         resolved = self.resolved
         if resolved is None:
             try:
-                resolved = await asyncio.wait_for(
-                    RESOLVER.resolve(self.host, allow_private=self.allow_private),
-                    self.timeout)
+                # timeout_at, not wait_for: on Python 3.11 wait_for can lose a
+                # cancellation that arrives as the lookup completes, and a
+                # probe cancelled at shutdown would then run on.
+                async with asyncio.timeout_at(deadline):
+                    resolved = await RESOLVER.resolve(self.host,
+                                                      allow_private=self.allow_private)
             except TimeoutError:
                 return ProbeResult(False, loop.time() - t0, "timeout")
         if resolved.ip is None:
