@@ -32,6 +32,7 @@ import numpy as np
 from checker import snapshot
 from checker.clock import Clock, MonotonicClock
 from checker.dispatch import Dispatcher
+from checker.fdlimit import fit_probe_limit
 from checker.metrics import KIND_CODE, CheckerMetrics
 from checker.ownership import owned_mask
 from checker.probes.base import Prober, ProbeResult
@@ -143,6 +144,9 @@ class Checker:
         return _Plan(registry, fleet, region, rows, dispatcher, canaries)
 
     def _install(self, plan: _Plan, *, carry: bool) -> None:
+        # Every probe in flight holds a socket: make sure the open-files
+        # limit covers the concurrency limit (see checker.fdlimit).
+        plan.dispatcher.limit = fit_probe_limit(plan.dispatcher.limit, plan.canaries.limit)
         if carry:
             plan.dispatcher.carry_from(self.dispatcher)
             plan.canaries.carry_from(self.canaries)
