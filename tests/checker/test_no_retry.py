@@ -1,21 +1,37 @@
-"""No retries, with the real probers: a failing endpoint sees one connection per slot."""
+"""No retries, with the real probers: a failing endpoint sees one connection per slot.
+
+The schedule runs on a FakeClock that moves only while no probe is running;
+the probes themselves are the real http/https probers against a real loopback
+endpoint, with their real timeouts. So however slow the machine, no slot is
+late, skipped or cut short, and every count below is exact.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
-import numpy as np
 import pytest
 
-from checker.clock import MonotonicClock
-from checker.metrics import CheckerMetrics
+from checker.clock import FakeClock
+from checker.metrics import FAILED, KIND_CODE, TIMEOUT, CheckerMetrics
 from checker.runner import Checker
 from proto.codec import UNHEALTHY
 from proto.config.model import Check
 from tests.checker.helpers import make_fleet, make_registry
 
-INTERVAL = 0.5
+INTERVAL = 5.0      # virtual seconds between slots
+SLOTS = 3
+STEP = 0.05         # virtual seconds per clock step
+
+
+async def until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll cond in real time; the deadline only bounds a test that is broken."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
 class CountingEndpoint:
@@ -23,11 +39,12 @@ class CountingEndpoint:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
-        self.connections: list[float] = []
+        self.peers: list[int] = []          # client port of each connection, in accept order
+        self.port = 0
         self.server: asyncio.Server | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections.append(time.monotonic())
+        self.peers.append(writer.get_extra_info("peername")[1])
         try:
             if self.mode == "503":
                 await reader.readuntil(b"\r\n\r\n")
@@ -35,44 +52,75 @@ class CountingEndpoint:
                              b"Connection: close\r\n\r\n")
                 await writer.drain()
             elif self.mode == "silent":
-                await asyncio.sleep(5)        # accept, never answer: the probe times out
+                await reader.read()           # never answer: the probe times out and hangs up
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
             writer.close()
 
-    async def __aenter__(self) -> int:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
+    async def probe_connections(self) -> list[int]:
+        """The connections made by probes so far, every one of them logged.
 
-    async def __aexit__(self, *exc) -> None:
+        A marker connection of our own goes through the same first-in,
+        first-out accept queue, so once it is logged every connection made
+        before it is too: a retry cannot hide by being accepted late.
+        """
+        _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        marker = writer.get_extra_info("sockname")[1]
+        writer.close()
+        await until(lambda: marker in self.peers)
+        self.markers.add(marker)
+        return [p for p in self.peers if p not in self.markers]
+
+    async def __aenter__(self) -> CountingEndpoint:
+        self.markers: set[int] = set()
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
         self.server.close()
 
 
+async def advance_to_slot(clock: FakeClock, checker: Checker, slot: int) -> None:
+    """Move virtual time until the slot's probe has started (at most one interval)."""
+    for _ in range(int(INTERVAL / STEP) + 2):
+        if checker.dispatcher.launched >= slot:
+            return
+        await clock.advance(STEP)
+    raise AssertionError(f"slot {slot} did not start within one interval")
+
+
 @pytest.mark.parametrize("kind, mode", [("http", "503"), ("http", "silent"), ("https", "silent")])
-async def test_failing_endpoint_sees_exactly_one_connection_per_interval(kind, mode):
-    endpoint = CountingEndpoint(mode)
-    async with endpoint as port:
-        check = Check(id="t", type=kind, host="127.0.0.1", port=port, interval=INTERVAL,
-                      timeout=0.3, failure_threshold=2)
+async def test_failing_endpoint_sees_exactly_one_connection_per_slot(kind, mode):
+    # Real seconds: a silent endpoint makes every probe wait out its timeout;
+    # a 503 comes back at once, and the long timeout keeps a loaded machine
+    # from turning it into a timeout.
+    timeout = 0.5 if mode == "silent" else 4.0
+    result = TIMEOUT if mode == "silent" else FAILED
+    clock = FakeClock()
+    async with CountingEndpoint(mode) as endpoint:
+        check = Check(id="t", type=kind, host="127.0.0.1", port=endpoint.port,
+                      interval=INTERVAL, timeout=timeout, failure_threshold=2)
         fleet = make_fleet({"r": ("a",)}, report_interval=0.25)
         metrics = CheckerMetrics()
-        checker = Checker(make_registry([check]), fleet, "a", clock=MonotonicClock(),
-                          metrics=metrics)
+        checker = Checker(make_registry([check]), fleet, "a", clock=clock, metrics=metrics)
         task = asyncio.create_task(checker.run())
-        await asyncio.sleep(2.2)
-        checker.stop()
-        await task
-    conns = np.array(endpoint.connections)
-    # 2.2 s at one slot per 0.5 s: 4 or 5 slots (one fewer if a slow machine
-    # made the checker skip one), each exactly one connection. A retry would
-    # show as a second connection right after the first.
-    assert 3 <= conns.size <= 5, conns
-    gaps = np.diff(conns)
-    assert np.all(gaps > INTERVAL / 2), gaps
+        try:
+            for slot in range(1, SLOTS + 1):
+                await advance_to_slot(clock, checker, slot)
+                assert checker.dispatcher.launched == slot
+                # The probe runs in real time; virtual time waits for it.
+                await until(lambda: checker.dispatcher.in_flight == 0)
+                # One slot, one connection: a retry would be a second one.
+                assert len(await endpoint.probe_connections()) == slot
+            await clock.advance(0.5)        # a report folds the last result in
+            assert checker.dispatcher.missed == 0
+        finally:
+            checker.stop()
+            await clock.advance(0.1)
+            await task
     assert checker.last_states.tolist() == [UNHEALTHY]
-    if kind == "http":
-        result = "timeout" if mode == "silent" else "failed"
-        assert metrics.probe_counts.sum() == metrics.probe_counts[0][
-            {"failed": 1, "timeout": 2}[result]], metrics.probe_counts
+    counts = metrics.probe_counts
+    assert counts.sum() == counts[KIND_CODE[kind], result] == SLOTS, counts
