@@ -15,8 +15,9 @@ Rules:
   arithmetic, never replayed.
 * **Bounded concurrency.** At most ``limit`` probes are in flight, where
   ``limit`` is rate x timeout (the in-flight count if every probe used its
-  whole timeout) with headroom. At the bound, due slots wait for a probe to
-  finish; those that then become too late are missed.
+  whole timeout) with headroom. At the bound, due slots wait for probes to
+  finish (looking again every ``resolution``); those that then become too
+  late are missed.
 * **Timeouts are failures.** Probers finish within their timeout by
   contract; a probe still running ``timeout + grace`` after its start, or
   when its check's next slot comes, is cancelled and counts as a timeout.
@@ -93,7 +94,6 @@ class Dispatcher:
         self._res_codes: list[int] = []
         self._count_probes = count_probes
         self._observe_lateness = observe_lateness
-        self._capacity: asyncio.Future[None] | None = None
         self._last_flush = -np.inf
         self._stopped = False
         self.in_flight = 0
@@ -121,9 +121,6 @@ class Dispatcher:
         self._res_rows.append(row)
         self._res_codes.append(code)
         self.in_flight -= 1
-        waiter = self._capacity
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def flush(self) -> None:
         """Fold buffered results into verdicts and counters."""
@@ -153,8 +150,6 @@ class Dispatcher:
         for task in self._tasks:
             if task is not None:
                 task.cancel()
-        if self._capacity is not None and not self._capacity.done():
-            self._capacity.set_result(None)
 
     async def run(self, start: float | None = None) -> None:
         """Probe on schedule until stop(). Windows start at `start` (default now)."""
@@ -192,7 +187,7 @@ class Dispatcher:
             if j > i:
                 i = self._launch(times, rows, i, j, now)
                 if i < j:
-                    await self._wait_capacity(float(times[i]) + float(self.late_bound[rows[i]]))
+                    await self._wait_capacity()
                     continue
             if len(self._res_rows) >= 512 or now - self._last_flush >= 0.25:
                 # Keep verdicts and counters no more than a quarter second
@@ -237,15 +232,17 @@ class Dispatcher:
         self.in_flight += len(rows)
         self.launched += len(rows)
 
-    async def _wait_capacity(self, deadline: float) -> None:
-        """Wait until a probe finishes or the waiting slot would be too late."""
-        self._capacity = fut = asyncio.get_running_loop().create_future()
-        sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
-        try:
-            await asyncio.wait((fut, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            self._capacity = None
+    async def _wait_capacity(self) -> None:
+        """At the bound: look again one resolution step later.
+
+        Slots that became too late meanwhile are then skipped and counted by
+        :meth:`_launch`. Polling, not a wake-up per finished probe: at the
+        bound probes finish one at a time, and a wake-up (a future, a timer
+        task and a numpy pass over the waiting slots) for each cost several
+        times the probe itself, just when the checker is already short of
+        room or CPU. Each step starts every waiting probe that fits.
+        """
+        await self.clock.sleep_until(self.clock.now() + self.resolution)
 
     def _housekeeping(self) -> None:
         self.flush()

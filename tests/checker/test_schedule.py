@@ -160,3 +160,35 @@ def test_planning_100k_checks_is_cheap(n):
     # Generous: 30 windows (30 s of schedule) in well under a second of CPU.
     assert time.process_time() - t0 < 3.0
     assert total == sched.count_slots(1000.0, 1030.0)
+
+
+async def test_at_the_bound_wakeups_do_not_follow_every_finished_probe():
+    # At the bound, probes finish one by one. Waking the dispatcher (and
+    # running its numpy pass over the waiting slots) for each one cost more
+    # CPU than the probes themselves, exactly when the checker is short of
+    # room: it polls at its resolution instead.
+    clock = FakeClock()
+    checks = tcp_checks(400, interval=1.0, timeout=1.0)
+    rec = Recorder(clock, latency=0.9)             # each probe holds its place 0.9 s
+    d = make_dispatcher(clock, checks, rec, limit=100, resolution=0.05)
+    calls = 0
+    launch = d._launch
+
+    def counting_launch(*args):
+        nonlocal calls
+        calls += 1
+        return launch(*args)
+    d._launch = counting_launch
+    task = asyncio.create_task(d.run())
+    peak = 0
+    for _ in range(100):
+        await clock.advance(0.05)
+        peak = max(peak, d.in_flight)
+    d.stop()
+    await clock.advance(1.0)
+    await task
+    assert peak <= 100
+    # 5 s at the bound: about limit / latency = 111 probes start per second,
+    # all the room there is, in at most one wake-up per resolution step.
+    assert d.launched >= 5 * 100 / 0.9 * 0.8, d.launched
+    assert calls <= 5 / 0.05 * 1.5, calls
