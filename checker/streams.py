@@ -5,7 +5,7 @@ slot. The reporter drops the newest snapshot into every slot and moves on;
 a stream task takes it out and writes it. A snapshot not yet sent when the
 next one arrives is replaced (and counted), so a slow or dead aggregator
 holds at most one snapshot of memory and never delays the probes or the
-other aggregators. Broken streams are reopened after
+other aggregators. Broken streams are reopened, on a fresh channel, after
 :func:`backoff` (capped exponential, full jitter).
 """
 
@@ -27,6 +27,10 @@ log = logging.getLogger("healthplane.checker")
 # The shortest delay backoff() returns: a zero delay would let every checker
 # of a fleet hammer a restarting aggregator at the same instant.
 MIN_BACKOFF = 0.01
+
+# Its own subchannel, so a fresh channel does not inherit the reconnect
+# backoff of one that just failed to the same address.
+_CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -86,10 +90,16 @@ class AggregatorStream:
     async def run(self) -> None:
         """Keep a stream open and writing until close()."""
         attempt = 0
-        channel = grpc.aio.insecure_channel(self.address)
-        stub = pb_grpc.IngestStub(channel)
+        channel: grpc.aio.Channel | None = None
         try:
             while not self._closed:
+                if channel is None:
+                    # A fresh channel after every break: on one that keeps
+                    # failing, gRPC's own reconnect backoff (growing towards
+                    # two minutes) would override ours, and a returning
+                    # aggregator would wait that long for its snapshots.
+                    channel = grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+                    stub = pb_grpc.IngestStub(channel)
                 call = stub.Report()
                 self.opened += 1
                 if self.opened > 1:
@@ -131,11 +141,14 @@ class AggregatorStream:
                     call.cancel()
                 if snapshot is not None and self._slot is None:
                     self._slot = snapshot   # not sent: keep it as the latest
+                broken, channel = channel, None
+                await broken.close(grace=None)
                 delay = backoff(attempt, self.base, self.cap, self.rng)
                 attempt += 1
                 await self.clock.sleep_until(self.clock.now() + delay)
         finally:
-            await channel.close(grace=None)
+            if channel is not None:
+                await channel.close(grace=None)
 
 
 async def _why(exc: BaseException, call: grpc.aio.StreamUnaryCall) -> str:

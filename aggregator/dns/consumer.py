@@ -48,6 +48,9 @@ _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
+    # Each channel its own subchannel: a fresh one must not inherit the
+    # reconnect backoff of the channel that just failed to the same address.
+    ("grpc.use_local_subchannel_pool", 1),
 )
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from checker.clock import MonotonicClock
+from checker.clock import FakeClock, MonotonicClock
 from checker.metrics import CheckerMetrics
 from checker.runner import Checker
 from checker.streams import backoff
@@ -19,10 +21,19 @@ from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_check
 from tests.checker.ingest_server import start_ingest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A loopback port held for the block: refused until an Ingest server starts on it.
+
+    Bound with SO_REUSEPORT, as gRPC binds its listeners, but never listening:
+    servers can start and stop on it while nothing else on the machine (another
+    process, or an outgoing connection's source port) can take it in between.
+    """
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]
 
 
 def test_backoff_full_jitter_capped_never_zero():
@@ -50,7 +61,10 @@ def test_backoff_full_jitter_capped_never_zero():
 
 async def test_snapshots_arrive_at_interval_with_exact_layout():
     server, ingest, port = await start_ingest()
-    clock = MonotonicClock()
+    # Reports run on virtual time, which moves on only once the previous
+    # report has arrived: each one is sent on its slot, none is replaced by
+    # a newer one, however slow the machine. The gRPC stream is real.
+    clock = FakeClock()
     checks = tcp_checks(9, interval=1.0, timeout=0.5, threshold=1)
     checks.append(Check(id="calc", type="calculated", children=("c0",)))
     registry = make_registry(checks)
@@ -61,17 +75,24 @@ async def test_snapshots_arrive_at_interval_with_exact_layout():
                       metrics=CheckerMetrics())
     task = asyncio.create_task(checker.run())
     try:
-        await ingest.wait_for(15, timeout=10)
+        for n in range(1, 16):
+            for _ in range(100):            # bounded: the next report is 0.2 s away
+                if checker.sequence >= n:
+                    break
+                await clock.advance(0.01)
+            assert checker.sequence == n
+            await ingest.wait_for(n, timeout=10)
     finally:
         checker.stop()
+        await clock.advance(0.1)
         await task
         await server.stop(None)
-    times = np.array([t for t, _ in ingest.received])
     snaps = [s for _, s in ingest.received]
     assert ingest.streams == 1                         # one long-lived stream
-    assert [s.sequence for s in snaps] == list(range(1, len(snaps) + 1))
-    gaps = np.diff(times)
-    assert abs(float(np.median(gaps)) - 0.2) < 0.05, gaps
+    assert [s.sequence for s in snaps] == list(range(1, 16))
+    # Sent on the report grid, 200 ms apart (to the millisecond the field holds).
+    gaps = np.diff([s.sent_unix_ms for s in snaps])
+    assert np.all(np.abs(gaps - 200) <= 1), gaps
     for s in snaps:
         assert s.checker_id == "a" and s.region == "r1"
         assert s.registry_version == registry.version and s.check_count == 10
@@ -87,7 +108,11 @@ async def test_snapshots_arrive_at_interval_with_exact_layout():
 
 
 async def test_aggregator_down_then_back_gets_snapshots_again():
-    port = free_port()
+    with reserved_port() as port:
+        await _down_then_back(port)
+
+
+async def _down_then_back(port: int) -> None:
     clock = MonotonicClock()
     registry = make_registry(tcp_checks(4, interval=1.0, timeout=0.5))
     live_server, live, live_port = await start_ingest()
@@ -99,11 +124,10 @@ async def test_aggregator_down_then_back_gets_snapshots_again():
     task = asyncio.create_task(checker.run())
     server = None
     try:
-        await asyncio.sleep(0.8)                       # the first aggregator is down
+        # The first aggregator is down; the other is not held back by it.
+        await live.wait_for(5, timeout=10)
         down_stream = checker.streams[f"127.0.0.1:{port}"]
         assert down_stream.sent == 0
-        # The other aggregator is not held back by the dead one.
-        assert len(live.received) >= 5
         server, ingest, _ = await start_ingest(port)
         await ingest.wait_for(5, timeout=10)
         seqs = [s.sequence for _, s in ingest.received]
@@ -112,9 +136,9 @@ async def test_aggregator_down_then_back_gets_snapshots_again():
         assert seqs[0] >= 5
         reconnects = metrics.stream_reconnects.labels(f"127.0.0.1:{port}")._value.get()
         assert reconnects >= 1
-        # Kill it again and bring it back once more.
+        # Kill it again (for a few reports' time) and bring it back once more.
         await server.stop(None)
-        await asyncio.sleep(0.5)
+        await live.wait_for(len(live.received) + 3, timeout=10)
         server, ingest2, _ = await start_ingest(port)
         await ingest2.wait_for(3, timeout=10)
     finally:
