@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
+from collections.abc import Callable
 
 from checker.probes.base import ProbeResult
 from proto.config.model import Check, Fleet, Registry
+
+
+async def until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll cond in real time; the deadline only bounds a test that is broken.
+
+    For what runs in real time (sockets, threads): a loaded machine may take
+    longer to get there, never somewhere else.
+    """
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
 
 
 def make_registry(checks: list[Check]) -> Registry:

@@ -9,8 +9,6 @@ late, skipped or cut short, and every count below is exact.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import pytest
 
@@ -19,19 +17,11 @@ from checker.metrics import FAILED, KIND_CODE, TIMEOUT, CheckerMetrics
 from checker.runner import Checker
 from proto.codec import UNHEALTHY
 from proto.config.model import Check
-from tests.checker.helpers import make_fleet, make_registry
+from tests.checker.helpers import make_fleet, make_registry, until
 
 INTERVAL = 5.0      # virtual seconds between slots
 SLOTS = 3
 STEP = 0.05         # virtual seconds per clock step
-
-
-async def until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll cond in real time; the deadline only bounds a test that is broken."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 class CountingEndpoint:

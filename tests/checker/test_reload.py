@@ -13,6 +13,7 @@ from checker.reload import Reloader
 from checker.runner import Checker
 from proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
 from proto.config.loader import load_config
+from tests.checker.helpers import until
 
 FLEET = """\
 regions:
@@ -100,18 +101,24 @@ async def test_periodic_and_triggered_reload(tmp_path):
     clock = FakeClock()
     registry, fleet = load()
     calls.clear()
+    metrics = CheckerMetrics()
     reloader = Reloader(load, lambda: (registry, fleet), lambda r, f: None, period=30.0,
-                        clock=clock, metrics=CheckerMetrics())
+                        clock=clock, metrics=metrics)
+
+    def finished() -> int:
+        return int(sum(metrics.config_reloads.labels(r)._value.get()
+                       for r in ("adopted", "unchanged", "failed")))
+
     task = asyncio.create_task(reloader.run())
-    for _ in range(95):
+    await clock.settle()               # its schedule starts now
+    for t in range(1, 96):
         await clock.advance(1.0)
-        await asyncio.sleep(0.001)     # the load runs in a worker thread
+        # The load runs in a worker thread, in real time: let a due reload
+        # finish before virtual time moves on, however slow the machine.
+        await until(lambda due=t // 30: finished() == due)
     assert len(calls) == 3             # at 30, 60 and 90 s
     reloader.trigger()                 # SIGHUP
-    for _ in range(50):
-        await asyncio.sleep(0.01)
-        if len(calls) == 4:
-            break
+    await until(lambda: finished() == 4)
     assert len(calls) == 4
     reloader.stop()
     await task

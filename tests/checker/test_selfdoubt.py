@@ -12,7 +12,7 @@ from checker.metrics import CheckerMetrics
 from checker.runner import Checker
 from checker.selfdoubt import DoubtPolicy, SelfDoubt
 from proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
-from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks
+from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks, until
 
 CANARY = "127.0.0.1:1"
 
@@ -104,9 +104,12 @@ async def test_real_tcp_canary_down_then_up():
     """Real probers: targets up, canary port closed -> all 00; canary opens -> votes."""
     target = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     tport = target.sockets[0].getsockname()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        cport = s.getsockname()[1]
+    # The canary port stays reserved (bound, never listening: refused) until
+    # its server starts on it, so nothing else on the machine can take it.
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(("127.0.0.1", 0))
+    cport = holder.getsockname()[1]
     canary = f"127.0.0.1:{cport}"
     registry = make_registry(tcp_checks(3, interval=1.0, timeout=0.5, port=tport, threshold=1))
     fleet = make_fleet({"r": ("a",)}, canaries=(canary,), report_interval=0.2)
@@ -115,20 +118,19 @@ async def test_real_tcp_canary_down_then_up():
     task = asyncio.create_task(checker.run())
     canary_server = None
     try:
-        await asyncio.sleep(1.6)
-        assert checker.doubt.canary_doubt
-        assert np.all(checker.last_states == UNKNOWN)
-        canary_server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", cport)
-        for _ in range(40):
-            await asyncio.sleep(0.1)
-            if not checker.doubt.doubting:
-                break
-        await asyncio.sleep(0.3)
+        # Waits on conditions, not fixed sleeps: a loaded machine may take
+        # longer to run the probes, but must reach the same states.
+        await until(lambda: checker.doubt.canary_doubt and checker.last_states.size == 3
+                    and np.all(checker.last_states == UNKNOWN))
+        canary_server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", cport,
+                                                   reuse_port=True)
+        await until(lambda: not checker.doubt.doubting)
+        await until(lambda: np.all(checker.last_states == HEALTHY))
         assert not checker.doubt.doubting
-        assert np.all(checker.last_states == HEALTHY)
     finally:
         checker.stop()
         await task
         target.close()
         if canary_server is not None:
             canary_server.close()
+        holder.close()
