@@ -98,11 +98,15 @@ async def test_each_kind_answers_while_up_and_fails_while_down(served) -> None: 
 
 async def test_flapping_follows_its_schedule(served) -> None:  # type: ignore[no-untyped-def]
     targets, ports = served
-    targets.flap("b", down_s=0.3, period=0.6, offset=0.1)
-    await asyncio.sleep(0.25)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    targets.flap("b", down_s=0.6, period=1.2, offset=0.3)
+    # Look in the middle of each phase, timed from the start rather than from
+    # the previous look: 0.3 s of margin either side for a loaded machine.
+    await asyncio.sleep(start + 0.6 - loop.time())      # down from 0.3 to 0.9 s
     assert not targets.by_id["b"].up
     assert await _http(ports["b"], "/health") == "refused"
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(start + 1.2 - loop.time())      # up from 0.9 to 1.5 s
     assert targets.by_id["b"].up
     assert await _http(ports["b"], "/health") == 200
 
