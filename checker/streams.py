@@ -114,7 +114,8 @@ class AggregatorStream:
                             return
                         # asyncio.timeout, not wait_for: on Python 3.11 wait_for
                         # can swallow a cancellation that races with the write
-                        # completing, and close() would then wait on a live loop.
+                        # completing, and the checker's shutdown (which cancels
+                        # this task and waits for it) would hang.
                         async with asyncio.timeout(self.write_timeout):
                             await call.write(snapshot)
                         snapshot = None
