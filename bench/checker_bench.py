@@ -56,6 +56,9 @@ from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 TARGET_PORTS = 8          # nginx / blackhole ports the checks are spread over
 METRIC = "healthplane_checker_"
+# Above this share of the window spent waiting for a CPU, figures are flagged:
+# on an idle 2-core machine the checker's loop waits well under 5 %.
+CONTENDED_WAIT_PCT = 15.0
 
 
 def out(line: str) -> None:
@@ -88,6 +91,45 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds the process's main thread (the event loop) was runnable but not running.
+
+    From /proc/PID/task/PID/schedstat (run, wait, timeslices in ns). High
+    wait means other processes held the CPUs: the checker was starved, and
+    its lateness and missed slots then measure the machine, not the checker.
+    """
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds used by everything on the machine (all CPUs), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / TICK
+
+
+def tcp_counters() -> dict[str, int]:
+    """TcpExt counters (listen-queue overflows, SYN retransmits) from /proc/net/netstat."""
+    lines = [ln.split() for ln in Path("/proc/net/netstat").read_text().splitlines()
+             if ln.startswith("TcpExt:")]
+    if len(lines) < 2:
+        return {}
+    return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:])}
+
+
+def tcp_sockets() -> str:
+    """The kernel's TCP socket counts (in use, time-wait, ...), from /proc/net/sockstat."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            f = line.split()[1:]
+            d = dict(zip(f[::2], f[1::2]))
+            return f"in use {d.get('inuse', '?')}, time-wait {d.get('tw', '?')}"
+    return "unknown"
 
 
 def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
@@ -289,6 +331,13 @@ class Figures:
     p99: float = float("nan")
     rss: float = float("nan")
     missed: float = 0.0
+    wait: float = float("nan")         # run-queue wait of the checker's event loop
+    others_cpu: float = float("nan")   # CPU-seconds used by every other process
+    in_flight_max: float = 0.0
+    limit: float = float("nan")
+    listen_drops: int = 0              # connects the targets' listen queues dropped
+    syn_retrans: int = 0
+    sockets_at_start: str = ""
 
 
 def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duration: float,
@@ -300,6 +349,7 @@ def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duratio
     if not Path(cmd[0]).exists():
         cmd[0:1] = [sys.executable, "-m", "proto.cli"]
     log = open(work / "checker.log", "ab")
+    sockets_at_start = tcp_sockets()
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT)
     spy: subprocess.Popen | None = None
     try:
@@ -311,15 +361,30 @@ def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duratio
             time.sleep(0.2)
         time.sleep(warmup)
         m0, c0, t0 = scrape(metrics_port), cpu_seconds(proc.pid), time.monotonic()
+        w0, b0, n0 = run_queue_wait(proc.pid), machine_busy_seconds(), tcp_counters()
         if profile is not None:
             spy = subprocess.Popen([shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy"),
                                     "record", "--pid", str(proc.pid), "--duration",
                                     str(int(duration)), "--rate", "200", "--format", "raw",
                                     "--output", str(profile), "--native"],
                                    stdout=log, stderr=log)
-        time.sleep(duration)
+        # Sample probes in flight once a second (a scrape costs the checker
+        # about a millisecond of CPU): a stall shows as a climb to the limit.
+        in_flight_max = 0.0
+        while time.monotonic() < t0 + duration:
+            time.sleep(min(1.0, max(0.0, t0 + duration - time.monotonic())))
+            in_flight_max = max(in_flight_max,
+                                scrape(metrics_port).get(METRIC + "probes_in_flight", 0.0))
         m1, c1, t1 = scrape(metrics_port), cpu_seconds(proc.pid), time.monotonic()
+        w1, b1, n1 = run_queue_wait(proc.pid), machine_busy_seconds(), tcp_counters()
         f = Figures()
+        f.wait = w1 - w0
+        f.others_cpu = (b1 - b0) - (c1 - c0)
+        f.in_flight_max = in_flight_max
+        f.limit = m1.get(METRIC + "concurrency_limit", float("nan"))
+        f.listen_drops = n1.get("ListenDrops", 0) - n0.get("ListenDrops", 0)
+        f.syn_retrans = n1.get("TCPSynRetrans", 0) - n0.get("TCPSynRetrans", 0)
+        f.sockets_at_start = sockets_at_start
         r0, r1 = probes_by_result(m0), probes_by_result(m1)
         f.results = {k: r1[k] - r0.get(k, 0.0) for k in r1 if r1[k] - r0.get(k, 0.0)}
         f.probes = sum(f.results.values())
@@ -407,6 +472,21 @@ def report(n: int, scenario: str, f: Figures, sink: Sink) -> None:
     out(f"{tag} lateness_p50_ms={f.p50 * 1000:.2f}")
     out(f"{tag} lateness_p99_ms={f.p99 * 1000:.2f}")
     out(f"{tag} rss_mb={f.rss:.1f}")
+    out(f"{tag} probes_in_flight_max={f.in_flight_max:,.0f} (concurrency limit {f.limit:,.0f})")
+    wait_pct = 100 * f.wait / f.wall if f.wall else float("nan")
+    cpus = os.cpu_count() or 1
+    out(f"{tag} cpu_wait_pct={wait_pct:.0f} (the checker's event loop was runnable but "
+        f"waiting for a CPU; other processes used {f.others_cpu:.1f} of "
+        f"{cpus * f.wall:.1f} CPU-seconds)")
+    out(f"{tag} target_listen_drops={f.listen_drops} (SYN retransmits {f.syn_retrans}; "
+        f"TCP sockets at start: {f.sockets_at_start})")
+    if wait_pct > CONTENDED_WAIT_PCT:
+        out(f"{tag} WARNING: contended machine: the checker waited for a CPU {wait_pct:.0f}% "
+            "of the window, so its lateness and missed slots measure the other load as much "
+            "as the checker; rerun when the machine is quiet")
+    if f.listen_drops:
+        out(f"{tag} WARNING: the targets dropped {f.listen_drops} connects (listen queue "
+            "full): the scenario did not get the endpoints it names")
     with sink.lock:
         out(f"{tag} bytes_per_snapshot={sink.states_bytes} "
             f"(states; CheckerSnapshot message {sink.message_bytes} bytes, "
