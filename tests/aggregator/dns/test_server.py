@@ -261,6 +261,10 @@ async def test_tcp_client_that_never_reads_does_not_stall_others(
             await asyncio.wait_for(writer.drain(), 0.05)
         except TimeoutError:
             break                          # the server stopped reading from us: good
+        except ConnectionError:
+            # Also good: on a loaded machine the idle timeout (0.5 s here) can
+            # pass before the drain times out, and the server hangs up on us.
+            break
     r = await udp(port, dns.message.make_query("api.example.test.", "A"))
     assert r.rcode() == dns.rcode.NOERROR
     writer.transport.abort()
