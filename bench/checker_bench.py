@@ -138,7 +138,7 @@ def tcp_counters() -> dict[str, int]:
              if ln.startswith("TcpExt:")]
     if len(lines) < 2:
         return {}
-    return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:])}
+    return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=False)}
 
 
 def tcp_sockets() -> str:
@@ -146,7 +146,7 @@ def tcp_sockets() -> str:
     for line in Path("/proc/net/sockstat").read_text().splitlines():
         if line.startswith("TCP:"):
             f = line.split()[1:]
-            d = dict(zip(f[::2], f[1::2]))
+            d = dict(zip(f[::2], f[1::2], strict=False))
             return f"in use {d.get('inuse', '?')}, time-wait {d.get('tw', '?')}"
     return "unknown"
 

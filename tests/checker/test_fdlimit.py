@@ -22,8 +22,8 @@ from checker import fdlimit
 from checker.dispatch import concurrency_limit
 from checker.probes import make_prober
 from checker.runner import Checker
-from tests.checker.helpers import make_fleet, make_registry, tcp_checks
 from proto.config.model import Check
+from tests.checker.helpers import make_fleet, make_registry, tcp_checks
 
 pytestmark = pytest.mark.timeout(60)
 
