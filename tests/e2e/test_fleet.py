@@ -129,13 +129,23 @@ def test_sigkill_of_one_checker_flips_nothing_and_the_rest_keep_deciding(
 
 
 def test_every_endpoint_dead_fails_open(fleet: Fleet) -> None:
-    """(d) all unhealthy: DNS answers all values rather than nothing."""
+    """(d) all unhealthy: DNS answers all values rather than nothing.
+
+    Everything but web-1 dies first, so www answers web-1 alone; when web-1
+    dies too, the answer can only become every value again by failing open
+    on the new snapshot, not by serving a stale one.
+    """
     try:
-        fleet.target_down("*")
+        for check_id in PROBED_IDS:
+            if check_id != "web-1":
+                fleet.target_down(check_id)
+        wait_for(lambda: answers(fleet, "www.example.test") == {WWW["web-1"]},
+                 2 * DETECTION_BOUND, what="www down to web-1 alone")
+        fleet.target_down("web-1")
         wait_for(lambda: all_status(fleet) == dict.fromkeys(PROBED_IDS, "unhealthy"),
                  2 * DETECTION_BOUND, what="every check unhealthy")
-        time.sleep(2 * 0.5)   # two more ticks, so the DNS front has this snapshot
-        assert answers(fleet, "www.example.test") == ALL_WWW
+        wait_for(lambda: answers(fleet, "www.example.test") == ALL_WWW,
+                 2 * DETECTION_BOUND, what="www failing open to every value")
         assert answers(fleet, "api.example.test") == {API_PRIMARY}
         if DIG is not None:
             assert dig(fleet, "www.example.test") == ALL_WWW
