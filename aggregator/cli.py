@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 
+from proto.cli import run_event_loop
 from proto.config.addresses import parse_hostport
 from proto.config.errors import ConfigError
 from proto.config.model import Fleet, Registry
@@ -127,10 +128,4 @@ def main(argv: list[str]) -> int:
         for line in exc.errors:
             print(f"{PROG}: {line}", file=sys.stderr)
         return 1
-    try:
-        import uvloop
-    except ImportError:  # optional: plain asyncio works, only slower
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
-    return runner(_serve(args, registry, fleet))
+    return run_event_loop(_serve(args, registry, fleet))

@@ -20,6 +20,7 @@ import signal
 import sys
 
 from checker import logs
+from proto.cli import run_event_loop
 
 PROG = "healthplane checker"
 log = logging.getLogger("healthplane.checker")
@@ -98,7 +99,7 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: --canary-interval must be > 0", file=sys.stderr)
         return 2
     try:
-        return _run(_serve(args, registry, fleet, config, metrics_addr, digest))
+        return run_event_loop(_serve(args, registry, fleet, config, metrics_addr, digest))
     except OSError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
@@ -106,16 +107,6 @@ def main(argv: list[str]) -> int:
         log.debug("fatal", exc_info=True)
         print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-
-
-def _run(coro) -> int:
-    """Run on uvloop when it is installed (cheaper per probe), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:

@@ -8,8 +8,11 @@ the checker never imports the aggregator. A subcommand module exposes
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "checker": ("checker.cli", "run one checker of a fleet"),
@@ -29,6 +32,20 @@ def _usage() -> str:
     lines.append("")
     lines.append("Run 'healthplane COMMAND --help' for the options of one command.")
     return "\n".join(lines)
+
+
+def run_event_loop(coro: Coroutine[Any, Any, int]) -> int:
+    """Run a command's main coroutine on uvloop when installed, else asyncio.
+
+    uvloop is optional: every component works on the standard loop, only
+    with more CPU per connection.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ import sys
 import dns.exception
 import dns.name
 
+from proto.cli import run_event_loop
 from proto.config.addresses import parse_hostport
 from proto.config.errors import ConfigError
 from proto.config.model import Zone
@@ -188,10 +189,4 @@ def main(argv: list[str]) -> int:
         for line in exc.errors:
             print(f"{PROG}: {line}", file=sys.stderr)
         return 1
-    try:
-        import uvloop
-    except ImportError:  # optional: plain asyncio works, only slower
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
-    return runner(_serve(args, zone))
+    return run_event_loop(_serve(args, zone))
