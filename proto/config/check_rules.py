@@ -9,6 +9,21 @@ from proto.config.names import ip_literal, is_localhost
 from proto.config.yamlnodes import Errors, quote
 
 
+def check_cross_entry(entries: list[Entry], errors: Errors, fleet: Fleet | None,
+                      allow_private: bool | None) -> None:
+    """Every rule that spans entries or files, in the order messages are reported.
+
+    Both the exact and the fast loader call this, so the two can never run
+    different rules.
+    """
+    first_line = check_duplicates(entries, errors)
+    check_children(entries, first_line, errors)
+    if fleet is not None:
+        check_regions(entries, fleet, errors)
+    if allow_private is not None and not allow_private:
+        check_private(entries, fleet, errors)
+
+
 def check_duplicates(entries: list[Entry], errors: Errors) -> dict[str, int]:
     """Report ids used twice, naming the first line; return id -> index of first."""
     first: dict[str, int] = {}

@@ -130,12 +130,7 @@ def parse_checks_root(root: MappingNode, errors: Errors, fleet: Fleet | None,
     else:
         entries = [_parse_entry(node, f"checks[{i}]", errors, node)
                    for i, node in enumerate(items)]
-    first_line = check_rules.check_duplicates(entries, errors)
-    check_rules.check_children(entries, first_line, errors)
-    if fleet is not None:
-        check_rules.check_regions(entries, fleet, errors)
-    if allow_private is not None and not allow_private:
-        check_rules.check_private(entries, fleet, errors)
+    check_rules.check_cross_entry(entries, errors, fleet, allow_private)
     if errors:
         return None
     checks = tuple(e.check for e in entries if e.check is not None)

@@ -303,15 +303,10 @@ class _EntryBuilder:
 
     def registry(self, source: str, fleet: Fleet | None,
                  allow_private: bool | None) -> Registry:
-        """The cross-entry rules, exactly as checks.parse_checks_root runs them."""
+        """The cross-entry rules, the same function the exact path runs."""
         entries = self.entries
         errors = Errors(source)
-        first = check_rules.check_duplicates(entries, errors)
-        check_rules.check_children(entries, first, errors)
-        if fleet is not None:
-            check_rules.check_regions(entries, fleet, errors)
-        if allow_private is not None and not allow_private:
-            check_rules.check_private(entries, fleet, errors)
+        check_rules.check_cross_entry(entries, errors, fleet, allow_private)
         if errors:
             raise _Unhandled
         checks = tuple(e.check for e in entries if e.check is not None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import time
 from collections.abc import Callable
 
@@ -62,3 +63,10 @@ class Recorder:
             ok = self.ok if isinstance(self.ok, bool) else self.ok.get(check.id, True)
             return ProbeResult(ok, self.latency, "ok" if ok else "refused")
         return probe
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (connects are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import grpc
 import pytest
@@ -12,6 +11,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from checker.probes import make_prober
 from proto.config.model import Check
+from tests.checker.helpers import closed_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -20,12 +20,6 @@ def grpc_check(port: int, **kw) -> Check:
     fields = dict(id="rpc", type="grpc", host="127.0.0.1", port=port, timeout=2.0, interval=10.0)
     fields.update(kw)
     return Check(**fields)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

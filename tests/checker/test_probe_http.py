@@ -18,7 +18,7 @@ from aiohttp import web
 from checker.probes import PROBES, make_prober
 from checker.probes.http import SEARCH_LIMIT, build_request
 from proto.config.model import Check
-from tests.checker.helpers import until
+from tests.checker.helpers import closed_port, until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,12 +31,6 @@ def http_check(port: int, **kw) -> Check:
 
 async def probe(check: Check, *, allow_private: bool = True):
     return await make_prober(check, allow_private=allow_private)()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- servers ------------------------------------------------------------------

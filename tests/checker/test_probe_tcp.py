@@ -10,6 +10,7 @@ import uvloop
 
 from checker.probes import make_prober
 from proto.config.model import Check
+from tests.checker.helpers import closed_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -18,12 +19,6 @@ def tcp_check(port: int, **kw) -> Check:
     fields = dict(id="db", type="tcp", host="127.0.0.1", port=port, timeout=1.0, interval=10.0)
     fields.update(kw)
     return Check(**fields)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Listener:
