@@ -8,7 +8,7 @@ here runs once per registry, never per tick.
 
 from __future__ import annotations
 
-from proto.config.model import Registry
+from healthplane.proto.config.model import Registry
 
 
 def calculated_levels(registry: Registry) -> list[list[int]]:

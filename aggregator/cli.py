@@ -3,7 +3,7 @@
 Options:
 
     --snapshot-file PATH     also write each tick's snapshot to PATH (msgpack,
-                             replaced atomically; see aggregator.snapshot_file)
+                             replaced atomically; see healthplane.aggregator.snapshot_file)
     --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
     --reload-interval SECS   re-read the config files this often (default 60;
                              0: only on SIGHUP)
@@ -25,10 +25,11 @@ import os
 import signal
 import sys
 
-from proto.cli import run_event_loop
-from proto.config.addresses import parse_hostport
-from proto.config.errors import ConfigError
-from proto.config.model import Fleet, Registry
+from healthplane.proto.config.addresses import parse_hostport
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.model import Fleet, Registry
+
+from healthplane.runtime.loop import run_event_loop
 
 PROG = "healthplane aggregator"
 log = logging.getLogger("healthplane.aggregator")
@@ -61,16 +62,16 @@ def _check_address(flag: str, text: str) -> str | None:
 
 
 def _load(checks: str, fleet: str) -> tuple[Registry, Fleet]:
-    from proto.config.loader import load_config
+    from healthplane.proto.config.loader import load_config
     registry, fl, _ = load_config(checks, fleet)
     assert fl is not None
     return registry, fl
 
 
 async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet) -> int:
-    from aggregator.clock import SystemClock
-    from aggregator.reload import ConfigReloader
-    from aggregator.server import Aggregator
+    from healthplane.aggregator.clock import SystemClock
+    from healthplane.aggregator.reload import ConfigReloader
+    from healthplane.aggregator.server import Aggregator
 
     clock = SystemClock()
     agg = Aggregator(registry, fleet, clock=clock, snapshot_file=args.snapshot_file)

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
-
-from aggregator.health_service import NO_TICK_YET
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.aggregator.health_service import NO_TICK_YET
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 # Query answers for every check of a big registry can be large.
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024

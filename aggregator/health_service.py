@@ -8,7 +8,7 @@ id fails with NOT_FOUND naming it.
 
 Each tick is turned into protobuf at most once per shape (with or without
 check ids), however many callers ask, and Watch hands each watcher only the
-newest tick (see :mod:`aggregator.watchers`).
+newest tick (see :mod:`healthplane.aggregator.watchers`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
-
-from aggregator.state import AggregatorState, CheckerDetail, Published
-from aggregator.watchers import LatestHub
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.aggregator.state import AggregatorState, CheckerDetail, Published
+from healthplane.aggregator.watchers import LatestHub
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 NO_TICK_YET = "no tick has been computed yet"
 

@@ -21,9 +21,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf.message import DecodeError
-
-from aggregator.state import MALFORMED, OVERSIZED, AggregatorState
-from proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.aggregator.state import MALFORMED, OVERSIZED, AggregatorState
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
 log = logging.getLogger("healthplane.aggregator.ingest")
 

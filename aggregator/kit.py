@@ -1,7 +1,7 @@
 """The seam between the aggregator server and the vectorised tick engine.
 
 The server never counts votes itself: slots, the tick and the registry remap
-come from :mod:`aggregator.tick` and :mod:`aggregator.remap`. This module is
+come from :mod:`healthplane.aggregator.tick` and :mod:`healthplane.aggregator.remap`. This module is
 the one place that knows their shapes, so the rest of the server talks to an
 :class:`EngineKit` and tests can hand in the same interface.
 """
@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-
-from proto.config.model import Fleet, Registry
+from healthplane.proto.config.model import Fleet, Registry
 
 
 class TickResultLike(Protocol):
-    """What the server reads from one tick (see aggregator.tick.TickResult).
+    """What the server reads from one tick (see healthplane.aggregator.tick.TickResult).
 
     The per-index accessors are cheap; the engine builds whole per-check
     arrays lazily, and the server never asks for them.
@@ -64,8 +63,8 @@ class EngineKit:
 
 def default_kit() -> EngineKit:
     """The production kit, built on aggregator.tick and aggregator.remap."""
-    from aggregator import remap as remap_mod
-    from aggregator import tick as tick_mod
+    from healthplane.aggregator import remap as remap_mod
+    from healthplane.aggregator import tick as tick_mod
 
     def new_slots(registry: Registry, fleet: Fleet) -> Any:
         return tick_mod.SlotMatrix(len(fleet.checker_ids), registry.check_count)

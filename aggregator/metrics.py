@@ -35,15 +35,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
+from healthplane.aggregator.state import DROP_REASONS
+from healthplane.proto import codec
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from aggregator.state import DROP_REASONS
-from proto import codec
-
 if TYPE_CHECKING:
-    from aggregator.server import Aggregator
+    from healthplane.aggregator.server import Aggregator
 
 PREFIX = "healthplane_aggregator_"
 _STATUS_NAMES = (

@@ -14,10 +14,10 @@ import datetime as dt
 import sys
 import time
 
-from aggregator.client import AggregatorClient, AggregatorError
-from aggregator.health_service import DETAIL_LIMIT
-from proto.config.addresses import parse_hostport
-from proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.aggregator.client import AggregatorClient, AggregatorError
+from healthplane.aggregator.health_service import DETAIL_LIMIT
+from healthplane.proto.config.addresses import parse_hostport
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
 PROG = "healthplane query"
 _STATUS = {pb.STATUS_UNKNOWN: "unknown", pb.STATUS_HEALTHY: "healthy",

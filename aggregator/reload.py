@@ -27,11 +27,11 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
-from aggregator.clock import Clock, FakeClock
-from aggregator.server import Aggregator, ReloadRefused
-from aggregator.state import AggregatorState
-from proto.config.errors import ConfigError
-from proto.config.model import Fleet, Registry
+from healthplane.aggregator.clock import Clock, FakeClock
+from healthplane.aggregator.server import Aggregator, ReloadRefused
+from healthplane.aggregator.state import AggregatorState
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.model import Fleet, Registry
 
 log = logging.getLogger("healthplane.aggregator.reload")
 
@@ -50,8 +50,8 @@ def _load_and_taste(checks: str, fleet_path: str) -> tuple[Registry, Fleet] | li
     Returns the configuration, or the error lines (a ConfigError itself does
     not survive pickling intact).
     """
-    from aggregator.kit import default_kit
-    from proto.config.loader import load_config
+    from healthplane.aggregator.kit import default_kit
+    from healthplane.proto.config.loader import load_config
 
     try:
         registry, fleet, _ = load_config(checks, fleet_path)

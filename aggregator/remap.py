@@ -24,9 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from proto import codec
-from proto.config.model import Registry
+from healthplane.proto import codec
+from healthplane.proto.config.model import Registry
 
 
 def source_indices(old_ids: Sequence[str], new_ids: Sequence[str]) -> np.ndarray:

@@ -23,20 +23,24 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from aggregator.clock import Clock, SystemClock
-from aggregator.health_service import HealthService
-from aggregator.ingest import IngestService
-from aggregator.kit import EngineKit, default_kit
-from aggregator.metrics import AggregatorMetrics
-from aggregator.snapshot_file import SnapshotFileWriter
-from aggregator.state import AggregatorState, Published, max_message_bytes, transport_limit
-from aggregator.tickloop import TickLoop
-from aggregator.watchers import LatestHub
-from proto.config.addresses import parse_hostport
-from proto.config.model import Fleet, Registry
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.aggregator.clock import Clock, SystemClock
+from healthplane.aggregator.health_service import HealthService
+from healthplane.aggregator.ingest import IngestService
+from healthplane.aggregator.kit import EngineKit, default_kit
+from healthplane.aggregator.metrics import AggregatorMetrics
+from healthplane.aggregator.snapshot_file import SnapshotFileWriter
+from healthplane.aggregator.state import (
+    AggregatorState,
+    Published,
+    max_message_bytes,
+    transport_limit,
+)
+from healthplane.aggregator.tickloop import TickLoop
+from healthplane.aggregator.watchers import LatestHub
+from healthplane.proto.config.addresses import parse_hostport
+from healthplane.proto.config.model import Fleet, Registry
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 log = logging.getLogger("healthplane.aggregator")
 

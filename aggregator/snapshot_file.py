@@ -35,9 +35,8 @@ import tempfile
 from typing import Any
 
 import msgpack
-
-from aggregator.state import Published
-from proto.config.model import Registry
+from healthplane.aggregator.state import Published
+from healthplane.proto.config.model import Registry
 
 log = logging.getLogger("healthplane.aggregator.snapshot_file")
 

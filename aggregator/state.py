@@ -14,11 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from aggregator.clock import Clock
-from aggregator.kit import EngineKit, Remap, TickResultLike
-from proto import codec
-from proto.config.model import Fleet, Registry
+from healthplane.aggregator.clock import Clock
+from healthplane.aggregator.kit import EngineKit, Remap, TickResultLike
+from healthplane.proto import codec
+from healthplane.proto.config.model import Fleet, Registry
 
 log = logging.getLogger("healthplane.aggregator")
 

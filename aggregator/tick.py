@@ -24,7 +24,7 @@ rather than skipped, and it allocates only the arrays its result keeps. A
 tick in a failure storm costs what a quiet one does. The per-check arrays
 above are produced lazily, on
 first access, from lane-order arrays the tick keeps (see
-:mod:`aggregator.votes`), so a tick whose result nobody inspects per check
+:mod:`healthplane.aggregator.votes`), so a tick whose result nobody inspects per check
 never pays for reordering a million checks. Each result owns its statuses
 and vote counts; later ticks never change them. Last-change times are kept
 in two alternating buffers: a result's stay readable until two ticks later
@@ -61,7 +61,7 @@ after that, a check whose status differs from the previous tick counts in
 ``changed`` and gets ``last_change_unix_ms = now_unix_ms``.
 
 **A new registry** means a new engine. ``inherit(old_engine)`` hands it the
-old one's memory by check id (see :mod:`aggregator.tick_memory`): for every
+old one's memory by check id (see :mod:`healthplane.aggregator.tick_memory`): for every
 check in both registries, its last status, last known status and last change
 time, so adding a check neither revives a dead endpoint under
 ``last_known`` nor resets when anything changed. Checks new to the registry
@@ -76,13 +76,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-
-from aggregator.calculated import calculated_levels
-from aggregator.tick_memory import CheckMemory, LaneMemory, carry, from_lanes, to_lanes
-from aggregator.tick_result import LastChangeRing, TickResult
-from aggregator.votes import SlotMatrix, VoteCounter, lane_of, to_lane_order
-from proto import codec
-from proto.config.model import Fleet, Registry
+from healthplane.aggregator.calculated import calculated_levels
+from healthplane.aggregator.tick_memory import CheckMemory, LaneMemory, carry, from_lanes, to_lanes
+from healthplane.aggregator.tick_result import LastChangeRing, TickResult
+from healthplane.aggregator.votes import SlotMatrix, VoteCounter, lane_of, to_lane_order
+from healthplane.proto import codec
+from healthplane.proto.config.model import Fleet, Registry
 
 __all__ = ["SlotMatrix", "TickEngine", "TickResult", "calculated_levels", "exact_fraction"]
 
@@ -226,7 +225,7 @@ class TickEngine:
         old is the engine of the registry being replaced (it may have ticked
         or inherited in turn). source, when already built, is
         ``aggregator.remap.source_indices(old.registry.ids, self.registry.ids)``
-        (``Remap.source``). See :mod:`aggregator.tick_memory` for what moves.
+        (``Remap.source``). See :mod:`healthplane.aggregator.tick_memory` for what moves.
         """
         if self._prev is not None or self._carried is not None:
             raise RuntimeError("inherit() must come before the engine's first tick")

@@ -25,11 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from aggregator.remap import source_indices
-from aggregator.tick_result import LastChangeRing
-from aggregator.votes import to_check_order, to_lane_order
-from proto import codec
+from healthplane.aggregator.remap import source_indices
+from healthplane.aggregator.tick_result import LastChangeRing
+from healthplane.aggregator.votes import to_check_order, to_lane_order
+from healthplane.proto import codec
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def carry(memory: CheckMemory, new_ids: tuple[str, ...],
 
 @dataclass
 class LaneMemory:
-    """The same memory in lane order (see aggregator.votes), as the tick keeps it."""
+    """The same memory in lane order (see healthplane.aggregator.votes), as the tick keeps it."""
 
     status: np.ndarray
     last_known: np.ndarray | None
@@ -124,7 +123,7 @@ def from_lanes(ids: tuple[str, ...], lanes: LaneMemory, flip: np.ndarray,
                novote: np.ndarray) -> CheckMemory:
     """Back to registry order: copies, so the engine may go on ticking.
 
-    flip and novote are the engine's per-lane constants (see aggregator.tick):
+    flip and novote are the engine's per-lane constants (see healthplane.aggregator.tick):
     flip is 3 exactly on inverted checks that are not disabled.
     """
     n = len(ids)

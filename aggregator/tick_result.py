@@ -1,7 +1,7 @@
 """One tick's outcome, as the aggregator's readers see it.
 
 A :class:`TickResult` keeps the tick's per-check numbers in lane order (see
-:mod:`aggregator.votes`) and turns them into registry order only when asked:
+:mod:`healthplane.aggregator.votes`) and turns them into registry order only when asked:
 ``status``, ``healthy_votes``, ``reporting_votes`` and ``last_change_unix_ms``
 are built on first access and cached; ``votes``, ``status_of`` and
 ``last_change_of`` read a few checks by index without reordering anything.
@@ -16,8 +16,7 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
-
-from aggregator.votes import lane_of, to_check_order
+from healthplane.aggregator.votes import lane_of, to_check_order
 
 
 class LastChangeRing:

@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable
 
-from aggregator.clock import Clock
+from healthplane.aggregator.clock import Clock
 
 log = logging.getLogger("healthplane.aggregator.tick")
 

@@ -38,8 +38,7 @@ tick; only readers that need check order pay for it.
 from __future__ import annotations
 
 import numpy as np
-
-from proto import codec
+from healthplane.proto import codec
 
 # Masks that keep one field of each 2-, 4- and 8-bit lane.
 _M1 = np.uint64(0x5555_5555_5555_5555)

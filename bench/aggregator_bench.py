@@ -30,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aggregator.remap import build_remap  # noqa: E402
-from aggregator.tick import TickEngine  # noqa: E402
-from aggregator.votes import SlotMatrix  # noqa: E402
-from proto import codec  # noqa: E402
-from proto.config.model import Check, Fleet, Registry  # noqa: E402
+from healthplane.aggregator.remap import build_remap  # noqa: E402
+from healthplane.aggregator.tick import TickEngine  # noqa: E402
+from healthplane.aggregator.votes import SlotMatrix  # noqa: E402
+from healthplane.proto import codec  # noqa: E402
+from healthplane.proto.config.model import Check, Fleet, Registry  # noqa: E402
 
 SIZES = [(16, 100_000), (32, 1_000_000), (100, 1_000_000)]
 GOAL = 5e9

@@ -64,9 +64,8 @@ def sender(addr: str, version: str, check_count: int, members: list, mode: str,
     """Stream snapshots for members until the deadline; print one JSON line."""
     import grpc
     import numpy as np
-
-    from proto import codec
-    from proto.healthplane.v1 import healthplane_pb2 as pb
+    from healthplane.proto import codec
+    from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
     os.sched_setaffinity(0, {cpu})
     rng = np.random.default_rng(abs(hash(members[0][0])) % 2**32)

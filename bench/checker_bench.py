@@ -49,9 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
-
-from proto.healthplane.v1 import healthplane_pb2 as pb  # noqa: E402
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc  # noqa: E402
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb  # noqa: E402
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 TARGET_PORTS = 8          # nginx / blackhole ports the checks are spread over
@@ -366,7 +365,7 @@ def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duratio
            "--fleet", str(fleet), "--id", "bench-1", "--metrics", f"127.0.0.1:{metrics_port}",
            "--reload-period", "0"]
     if not Path(cmd[0]).exists():
-        cmd[0:1] = [sys.executable, "-m", "proto.cli"]
+        cmd[0:1] = [sys.executable, "-m", "healthplane"]
     log = open(work / "checker.log", "ab")
     sockets_at_start = tcp_sockets()
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT)
@@ -376,7 +375,7 @@ def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duratio
         deadline = time.monotonic() + 180
         while sum(probes_by_result(scrape(metrics_port)).values()) == 0:
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the checker started no probes (see checker.log)")
+                raise RuntimeError("the checker started no probes (see healthplane.checker.log)")
             time.sleep(0.2)
         time.sleep(warmup)
         m0, c0, t0 = scrape(metrics_port), cpu_seconds(proc.pid), time.monotonic()

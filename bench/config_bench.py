@@ -30,8 +30,8 @@ from pathlib import Path
 
 _CHILD = """
 import json, resource, sys, time
-from proto.config.checks import read_checks
-from proto.config.yamlload import read_text
+from healthplane.proto.config.checks import read_checks
+from healthplane.proto.config.yamlload import read_text
 path, fast = sys.argv[1], sys.argv[2] == "fast"
 start = time.process_time()
 source, text = read_text(path)

@@ -31,14 +31,14 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy.launcher import (  # noqa: E402
+from healthplane.deploy.launcher import (  # noqa: E402
     Fleet,
     TargetsOptions,
     free_ports,
     interrupt_on_sigterm,
 )
-from proto.healthplane.v1 import healthplane_pb2 as pb  # noqa: E402
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc  # noqa: E402
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb  # noqa: E402
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc  # noqa: E402
 
 PRIMARY, SECONDARY = "192.0.2.1", "192.0.2.2"
 STEADY_PORTS = 8

@@ -157,7 +157,7 @@ def measure(port: int, pid: int, args: argparse.Namespace,
 
 
 def dns_cmd(aggregators: list[str], zone: Path, extra: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "proto.cli", "dns", "--zone", str(zone),
+    cmd = [sys.executable, "-m", "healthplane", "dns", "--zone", str(zone),
            "--listen", "127.0.0.1:0", "--log-level", "info"]
     for a in aggregators:
         cmd += ["--aggregator", a]
@@ -241,7 +241,7 @@ def main() -> int:
         agg_port = free_port()
         checks, fleet, zone = write_fleet(Path(tmpdir), args.checks, agg_port)
         try:
-            agg, _ = start([sys.executable, "-m", "proto.cli", "aggregator", "--checks",
+            agg, _ = start([sys.executable, "-m", "healthplane", "aggregator", "--checks",
                             str(checks), "--fleet", str(fleet), "--listen",
                             f"127.0.0.1:{agg_port}"], r"listening on [^ ]+:(\d+)")
         except (RuntimeError, OSError) as exc:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from checker.probes import make_prober  # noqa: E402
-from proto.config.model import Check  # noqa: E402
+from healthplane.checker.probes import make_prober  # noqa: E402
+from healthplane.proto.config.model import Check  # noqa: E402
 
 
 def _cpu() -> float:

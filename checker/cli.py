@@ -19,8 +19,9 @@ import logging
 import signal
 import sys
 
-from checker import logs
-from proto.cli import run_event_loop
+from healthplane.checker import logs
+
+from healthplane.runtime.loop import run_event_loop
 
 PROG = "healthplane checker"
 log = logging.getLogger("healthplane.checker")
@@ -68,9 +69,9 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     logs.setup(args.verbose, args.log_format)
 
-    from checker.reload import FileConfig
-    from proto.config.addresses import parse_hostport
-    from proto.config.errors import ConfigError
+    from healthplane.checker.reload import FileConfig
+    from healthplane.proto.config.addresses import parse_hostport
+    from healthplane.proto.config.errors import ConfigError
 
     config = FileConfig(args.checks, args.fleet, args.checker_id)
     try:
@@ -110,10 +111,10 @@ def main(argv: list[str]) -> int:
 
 
 async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
-    from checker import metrics as metrics_mod
-    from checker.clock import MonotonicClock
-    from checker.reload import Reloader
-    from checker.runner import Checker
+    from healthplane.checker import metrics as metrics_mod
+    from healthplane.checker.clock import MonotonicClock
+    from healthplane.checker.reload import Reloader
+    from healthplane.checker.runner import Checker
 
     clock = MonotonicClock()
     metrics = metrics_mod.CheckerMetrics()

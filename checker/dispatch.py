@@ -1,7 +1,7 @@
 """Start each owned check's probe at its slot, and fold the results in.
 
 The hot path of a checker. One loop walks the schedule window by window
-(see :mod:`checker.schedule`), sleeps until the next slot, and starts every
+(see :mod:`healthplane.checker.schedule`), sleeps until the next slot, and starts every
 probe that is due. Per probe it creates one task around the prober's
 coroutine and appends two ints to a result buffer; everything else (verdicts,
 lateness, counters) is done in numpy batches.
@@ -31,12 +31,11 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-from checker.clock import Clock
-from checker.metrics import FAILED, OK, TIMEOUT
-from checker.probes.base import Prober
-from checker.schedule import Schedule
-from checker.thresholds import Verdicts
+from healthplane.checker.clock import Clock
+from healthplane.checker.metrics import FAILED, OK, TIMEOUT
+from healthplane.checker.probes.base import Prober
+from healthplane.checker.schedule import Schedule
+from healthplane.checker.thresholds import Verdicts
 
 log = logging.getLogger("healthplane.checker")
 

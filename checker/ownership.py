@@ -19,8 +19,7 @@ import struct
 from collections.abc import Sequence
 
 import numpy as np
-
-from proto.config.model import Fleet, Registry
+from healthplane.proto.config.model import Fleet, Registry
 
 _U64 = struct.Struct(">Q")
 

@@ -27,10 +27,10 @@ import multiprocessing
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 
-from checker.clock import Clock
-from checker.metrics import CheckerMetrics
-from proto.config.errors import ConfigError
-from proto.config.model import Fleet, Registry
+from healthplane.checker.clock import Clock
+from healthplane.checker.metrics import CheckerMetrics
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.model import Fleet, Registry
 
 log = logging.getLogger("healthplane.checker")
 
@@ -39,7 +39,7 @@ Loader = Callable[[], tuple[Registry, Fleet]]
 
 def taste(registry: Registry, fleet: Fleet, checker_id: str) -> None:
     """Build a whole (not running) checker from a config and one snapshot; raises if it cannot."""
-    from checker.runner import Checker
+    from healthplane.checker.runner import Checker
 
     Checker(registry, fleet, checker_id).report_once()
 
@@ -47,7 +47,7 @@ def taste(registry: Registry, fleet: Fleet, checker_id: str) -> None:
 def _load_and_taste(checks: str, fleet_path: str,
                     checker_id: str) -> tuple[Registry, Fleet] | list[str]:
     """In the child process: the config, or its error lines (ConfigError does not pickle whole)."""
-    from proto.config.loader import load_config
+    from healthplane.proto.config.loader import load_config
 
     try:
         registry, fleet, _ = load_config(checks, fleet_path)
@@ -78,7 +78,7 @@ class FileConfig:
 
     def load_here(self) -> tuple[Registry, Fleet]:
         """Load in this process (at startup, before anything runs)."""
-        from proto.config.loader import load_config
+        from healthplane.proto.config.loader import load_config
 
         registry, fleet, _ = load_config(self.checks, self.fleet)
         if fleet is None:  # pragma: no cover - a fleet path is always given

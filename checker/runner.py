@@ -3,11 +3,11 @@
 :class:`Checker` ties the parts together and owns their tasks:
 
 * a :class:`~checker.dispatch.Dispatcher` for the checks this checker owns
-  (:mod:`checker.ownership`), and a second, small one for the canaries;
+  (:mod:`healthplane.checker.ownership`), and a second, small one for the canaries;
 * a report loop on a fixed schedule (``report_interval``) that builds one
-  snapshot of the whole registry (:mod:`checker.snapshot`), applies
-  self-doubt (:mod:`checker.selfdoubt`) and offers it to every aggregator's
-  stream (:mod:`checker.streams`);
+  snapshot of the whole registry (:mod:`healthplane.checker.snapshot`), applies
+  self-doubt (:mod:`healthplane.checker.selfdoubt`) and offers it to every aggregator's
+  stream (:mod:`healthplane.checker.streams`);
 * :meth:`Checker.adopt` to switch to a new registry and fleet while running.
 
 Typical use::
@@ -28,27 +28,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from checker import snapshot
-from checker.clock import Clock, MonotonicClock
-from checker.dispatch import Dispatcher
-from checker.fdlimit import fit_probe_limit
-from checker.metrics import KIND_CODE, CheckerMetrics
-from checker.ownership import owned_mask
-from checker.probes.base import Prober, ProbeResult
-from checker.selfdoubt import DoubtPolicy, SelfDoubt
-from checker.streams import AggregatorStream
-from proto.codec import HEALTHY, UNHEALTHY
-from proto.config.addresses import parse_hostport
-from proto.config.model import Check, Fleet, Registry
+from healthplane.checker import snapshot
+from healthplane.checker.clock import Clock, MonotonicClock
+from healthplane.checker.dispatch import Dispatcher
+from healthplane.checker.fdlimit import fit_probe_limit
+from healthplane.checker.metrics import KIND_CODE, CheckerMetrics
+from healthplane.checker.ownership import owned_mask
+from healthplane.checker.probes.base import Prober, ProbeResult
+from healthplane.checker.selfdoubt import DoubtPolicy, SelfDoubt
+from healthplane.checker.streams import AggregatorStream
+from healthplane.proto.codec import HEALTHY, UNHEALTHY
+from healthplane.proto.config.addresses import parse_hostport
+from healthplane.proto.config.model import Check, Fleet, Registry
 
 log = logging.getLogger("healthplane.checker")
 
 MakeProber = Callable[..., Prober]   # make_prober(check, *, allow_private) -> Prober
 
 def default_make_prober(check: Check, *, allow_private: bool) -> Prober:
-    """The prober of check's type (see checker.probes)."""
-    from checker.probes import make_prober
+    """The prober of check's type (see healthplane.checker.probes)."""
+    from healthplane.checker.probes import make_prober
 
     return make_prober(check, allow_private=allow_private)
 
@@ -89,7 +88,7 @@ class Checker:
         timeout min(1 s, interval)) and how many results flip them.
     late_cap: a slot more than min(interval / 2, late_cap) late is skipped
         (default 0.5 s).
-    doubt: the self-doubt policy (see :mod:`checker.selfdoubt`).
+    doubt: the self-doubt policy (see :mod:`healthplane.checker.selfdoubt`).
     stream_backoff: (base, cap) seconds for reconnecting Report streams.
 
     Readable while running: ``registry``, ``fleet``, ``region``, ``rows``
@@ -145,7 +144,7 @@ class Checker:
 
     def _install(self, plan: _Plan, *, carry: bool) -> None:
         # Every probe in flight holds a socket: make sure the open-files
-        # limit covers the concurrency limit (see checker.fdlimit).
+        # limit covers the concurrency limit (see healthplane.checker.fdlimit).
         plan.dispatcher.limit = fit_probe_limit(plan.dispatcher.limit, plan.canaries.limit)
         if carry:
             plan.dispatcher.carry_from(self.dispatcher)

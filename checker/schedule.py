@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from checker.ownership import stable_hash64
+from healthplane.checker.ownership import stable_hash64
 
 _TWO64 = float(2**64)
 

@@ -40,8 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from proto.codec import UNHEALTHY
+from healthplane.proto.codec import UNHEALTHY
 
 
 @dataclass(frozen=True, slots=True)

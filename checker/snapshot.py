@@ -1,16 +1,15 @@
 """The checker's snapshot: every check of the registry, 2 bits each.
 
 Checks this checker does not probe are 00, as are checks it could not judge
-lately and, while it doubts itself, every check (see :mod:`checker.selfdoubt`).
+lately and, while it doubts itself, every check (see :mod:`healthplane.checker.selfdoubt`).
 The payload is the same size every time: ``ceil(check_count / 4)`` bytes.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from proto import codec
-from proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto import codec
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
 
 def report_states(check_count: int, rows: np.ndarray, states: np.ndarray,

@@ -16,11 +16,10 @@ import logging
 import random
 
 import grpc
-
-from checker.clock import Clock
-from checker.metrics import CheckerMetrics
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.checker.clock import Clock
+from healthplane.checker.metrics import CheckerMetrics
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 log = logging.getLogger("healthplane.checker")
 

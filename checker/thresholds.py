@@ -11,8 +11,7 @@ whatever their number.
 from __future__ import annotations
 
 import numpy as np
-
-from proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
+from healthplane.proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
 
 _RUN_CAP = 255  # runs only matter up to the threshold (<= 10); cap avoids overflow
 

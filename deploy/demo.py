@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 import yaml
-
-from deploy.launcher import (
+from healthplane.deploy.launcher import (
     Fleet,
     LaunchError,
     TargetsOptions,
@@ -33,8 +32,8 @@ from deploy.launcher import (
     interrupt_on_sigterm,
     port_is_free,
 )
-from deploy.liveview import LiveView, render_line, render_screen
-from proto.config.errors import ConfigError
+from healthplane.deploy.liveview import LiveView, render_line, render_screen
+from healthplane.proto.config.errors import ConfigError
 
 EXAMPLES = Path(__file__).parent / "examples"
 DEFAULT_DNS = "127.0.0.1:5353"

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.ports import (
+from healthplane.deploy.ports import (
     dns_answers,
     free_port,
     free_ports,
@@ -44,7 +44,7 @@ from deploy.ports import (
     port_is_free,
     tcp_open,
 )
-from deploy.processes import (
+from healthplane.deploy.processes import (
     RUN_DIR_ENV,
     Proc,
     interrupt_on_sigterm,
@@ -53,9 +53,9 @@ from deploy.processes import (
     spawn,
     stop_all,
 )
-from proto.config.addresses import parse_hostport
-from proto.config.loader import load_config
-from proto.config.model import Fleet as FleetConfig
+from healthplane.proto.config.addresses import parse_hostport
+from healthplane.proto.config.loader import load_config
+from healthplane.proto.config.model import Fleet as FleetConfig
 
 __all__ = [
     "RUN_DIR_ENV", "Fleet", "LaunchError", "Proc", "TargetsOptions", "free_port", "free_ports",
@@ -69,7 +69,7 @@ class LaunchError(RuntimeError):
 
 def healthplane_argv(command: str, *args: str) -> list[str]:
     """argv for a healthplane subcommand run by this interpreter (no PATH lookup)."""
-    return [sys.executable, "-m", "proto.cli", command, *args]
+    return [sys.executable, "-m", "healthplane", command, *args]
 
 
 @dataclass
@@ -280,7 +280,7 @@ class Fleet:
         for flag, ids in (("--flap", o.flap), ("--hang", o.hang), ("--skip", o.skip)):
             for tid in ids:
                 args += [flag, tid]
-        self.targets = self._spawn("targets", [sys.executable, "-m", "deploy.targets", *args])
+        self.targets = self._spawn("targets", [sys.executable, "-m", "healthplane.deploy.targets", *args])
         host, port = parse_hostport(self.targets_control)
         self._wait(self.targets, lambda: tcp_open(host, port), "control port open")
 

@@ -16,10 +16,9 @@ import dns.message
 import dns.query
 import dns.rcode
 import grpc
-
-from deploy.launcher import Fleet
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.deploy.launcher import Fleet
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 STATUS = {pb.STATUS_UNKNOWN: "unknown", pb.STATUS_HEALTHY: "healthy",
           pb.STATUS_UNHEALTHY: "UNHEALTHY"}

@@ -10,8 +10,7 @@ import dns.message
 import dns.query
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from proto.config.addresses import parse_hostport
+from healthplane.proto.config.addresses import parse_hostport
 
 
 def free_ports(count: int, host: str = "127.0.0.1", exclude: Collection[int] = ()) -> list[int]:

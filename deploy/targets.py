@@ -24,7 +24,7 @@ A small HTTP control API lets tests kill and revive targets on demand::
 
 A manual /down or /up pins the target: its flapping schedule stops.
 
-    python -m deploy.targets --checks checks.yaml --control 127.0.0.1:18080
+    python -m healthplane.deploy.targets --checks checks.yaml --control 127.0.0.1:18080
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ from aiohttp import web
 from grpc import aio as grpc_aio
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from proto.config.addresses import parse_hostport
+from healthplane.proto.config.addresses import parse_hostport
 
 HANG_CLOSE_AFTER = 60.0   # a hung connection is dropped eventually so idle sockets stay bounded
 
@@ -258,7 +257,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deploy.targets",
+    p = argparse.ArgumentParser(prog="python -m healthplane.deploy.targets",
                                 description="Serve demo/test probe targets for a checks.yaml.")
     p.add_argument("--checks", required=True, help="checks.yaml whose loopback checks to serve")
     p.add_argument("--control", default="127.0.0.1:18080", help="HOST:PORT of the control API")

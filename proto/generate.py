@@ -1,6 +1,6 @@
 """Regenerate the Python modules for healthplane.proto.
 
-Run ``python -m proto.generate`` after editing the .proto file. The generated
+Run ``python -m healthplane.proto.generate`` after editing the .proto file. The generated
 modules are committed so that a plain ``pip install`` needs no code generator;
 a test regenerates them into a temporary folder and fails when they differ.
 """
@@ -19,7 +19,7 @@ OUTPUTS = ("healthplane_pb2.py", "healthplane_pb2.pyi", "healthplane_pb2_grpc.py
 # import ..."); the installed package lives under "proto.", so the one import
 # the gRPC stubs make is rewritten to the installed path.
 _IMPORT_FROM = "from healthplane.v1 import healthplane_pb2"
-_IMPORT_TO = "from proto.healthplane.v1 import healthplane_pb2"
+_IMPORT_TO = "from healthplane.proto.healthplane.v1 import healthplane_pb2"
 
 
 def generate(out_dir: Path) -> dict[str, str]:

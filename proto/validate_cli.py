@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections import Counter
 
-from proto.config.errors import ConfigError
-from proto.config.loader import load_config
-from proto.config.model import CHECK_TYPES, Fleet, Registry, Zone
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.loader import load_config
+from healthplane.proto.config.model import CHECK_TYPES, Fleet, Registry, Zone
 
 
 def _plural(n: int, word: str) -> str:

@@ -38,9 +38,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-
-from proto import codec
-from proto.config.model import Record, RecordValue, Zone
+from healthplane.proto import codec
+from healthplane.proto.config.model import Record, RecordValue, Zone
 
 MULTIVALUE_MAX = 8
 SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 3600, 600, 604800

@@ -38,11 +38,11 @@ import sys
 
 import dns.exception
 import dns.name
+from healthplane.proto.config.addresses import parse_hostport
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.model import Zone
 
-from proto.cli import run_event_loop
-from proto.config.addresses import parse_hostport
-from proto.config.errors import ConfigError
-from proto.config.model import Zone
+from healthplane.runtime.loop import run_event_loop
 
 PROG = "healthplane dns"
 log = logging.getLogger("healthplane.dns")
@@ -104,7 +104,7 @@ def _usage_error(args: argparse.Namespace) -> str | None:
 
 
 def _load(args: argparse.Namespace) -> Zone:
-    from proto.config.loader import load_checks, load_zone
+    from healthplane.proto.config.loader import load_checks, load_zone
     # Only the ids matter here; probing policy is the checkers' business.
     registry = (load_checks(args.checks, allow_private_targets=True)
                 if args.checks else None)

@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from statistics import median
 
 import grpc
-
-from proto import codec
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.proto import codec
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 

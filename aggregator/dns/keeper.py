@@ -18,8 +18,8 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from proto import codec
-from proto.config.model import Zone
+from healthplane.proto import codec
+from healthplane.proto.config.model import Zone
 
 from .answers import AnswerTable, ChoiceCache, SerialClock, StatusFn, build_answers
 from .consumer import HealthConsumer, Snapshot

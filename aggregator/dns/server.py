@@ -5,7 +5,7 @@ bytes (or None to drop) using dnspython for parsing and rendering, and
 :meth:`DnsFront.start` serves it over UDP and TCP (RFC 1035 2-byte length
 framing and pipelining, RFC 7766 idle timeout, a bound on concurrent
 connections). The table
-is swapped whole by whoever rebuilds it (:mod:`aggregator.dns.keeper`); a
+is swapped whole by whoever rebuilds it (:mod:`healthplane.aggregator.dns.keeper`); a
 query never waits on anything but the CPU.
 
 Malformed input never raises out of here: shorter than a header, or a

@@ -3,14 +3,14 @@
 ``make_prober(check, allow_private=...)`` builds the prober for a check once
 (request bytes, parsed address, TLS context precomputed); the scheduler then
 awaits it once per slot. A prober tries exactly once, finishes within
-``check.timeout`` and never raises: see :mod:`checker.probes.base`.
+``check.timeout`` and never raises: see :mod:`healthplane.checker.probes.base`.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from proto.config.model import Check
+from healthplane.proto.config.model import Check
 
 from . import grpc, http, tcp
 from .base import Prober, ProbeResult

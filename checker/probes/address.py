@@ -29,7 +29,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from proto.config.addresses import forbidden_reason
+from healthplane.proto.config.addresses import forbidden_reason
 
 POSITIVE_TTL = 30.0   # seconds a successful resolution is reused
 NEGATIVE_TTL = 5.0    # seconds a failed resolution is reused

@@ -24,8 +24,7 @@ import asyncio
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from proto.config.model import Check
+from healthplane.proto.config.model import Check
 
 from .address import RESOLVER, Resolved, literal
 from .base import Prober, ProbeResult

@@ -20,8 +20,7 @@ import ssl
 from urllib.parse import quote
 
 import httptools
-
-from proto.config.model import Check
+from healthplane.proto.config.model import Check
 
 from . import stream
 from .base import Prober

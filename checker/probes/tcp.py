@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proto.config.model import Check
+from healthplane.proto.config.model import Check
 
 from . import stream
 from .base import Prober

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from proto.config.model import Check
-from proto.config.names import id_problem, ip_literal, is_domain_name, is_id
-from proto.config.scalars import as_bool, as_int, as_list, as_number, as_str
-from proto.config.yamlnodes import Errors, Node, line_of, quote
+from healthplane.proto.config.model import Check
+from healthplane.proto.config.names import id_problem, ip_literal, is_domain_name, is_id
+from healthplane.proto.config.scalars import as_bool, as_int, as_list, as_number, as_str
+from healthplane.proto.config.yamlnodes import Errors, Node, line_of, quote
 
 SEARCH_WINDOW = 5120  # bytes of the body a search string must appear in
 # Regions and children per check. Route 53 allows 256 children; a bound also

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from proto.config.addresses import forbidden_reason
-from proto.config.check_fields import Entry
-from proto.config.model import Fleet
-from proto.config.names import ip_literal, is_localhost
-from proto.config.yamlnodes import Errors, quote
+from healthplane.proto.config.addresses import forbidden_reason
+from healthplane.proto.config.check_fields import Entry
+from healthplane.proto.config.model import Fleet
+from healthplane.proto.config.names import ip_literal, is_localhost
+from healthplane.proto.config.yamlnodes import Errors, quote
 
 
 def check_cross_entry(entries: list[Entry], errors: Errors, fleet: Fleet | None,
@@ -101,7 +101,7 @@ def check_regions(entries: list[Entry], fleet: Fleet, errors: Errors) -> None:
 
 
 def check_private(entries: list[Entry], fleet: Fleet | None, errors: Errors) -> None:
-    """Refuse literal targets in forbidden ranges (see proto.config.addresses).
+    """Refuse literal targets in forbidden ranges (see healthplane.proto.config.addresses).
 
     Host names other than localhost are resolved by the probes, which apply
     the same policy to the addresses they get.

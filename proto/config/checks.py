@@ -13,15 +13,15 @@ import gc
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from proto.config import check_rules
-from proto.config.check_fields import READERS, Entry
-from proto.config.errors import ConfigError
-from proto.config.model import CHECK_TYPES, PROBE_TYPES, Check, Fleet, Registry
-from proto.config.names import id_problem, is_id
-from proto.config.scalars import as_list, as_mapping, as_str
-from proto.config.version import registry_version
-from proto.config.yamlload import compose_stream
-from proto.config.yamlnodes import (
+from healthplane.proto.config import check_rules
+from healthplane.proto.config.check_fields import READERS, Entry
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.model import CHECK_TYPES, PROBE_TYPES, Check, Fleet, Registry
+from healthplane.proto.config.names import id_problem, is_id
+from healthplane.proto.config.scalars import as_list, as_mapping, as_str
+from healthplane.proto.config.version import registry_version
+from healthplane.proto.config.yamlload import compose_stream
+from healthplane.proto.config.yamlnodes import (
     Errors,
     Fields,
     MappingNode,
@@ -73,7 +73,7 @@ def read_checks(text: str, source: str, fleet: Fleet | None,
     several times faster); anything else, or fast=False, composes nodes.
     """
     if fast:
-        from proto.config.checks_fast import read_checks_fast  # it imports this module
+        from healthplane.proto.config.checks_fast import read_checks_fast  # it imports this module
         try:
             registry = read_checks_fast(text, source, fleet, allow_private)
         except Exception:  # noqa: BLE001 - a fault there must not stop a load:

@@ -40,17 +40,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from healthplane.proto.config import check_rules
+from healthplane.proto.config.check_fields import READERS, Entry
+from healthplane.proto.config.checks import (
+    FIELDS_BY_TYPE,
+    gc_paused,
+    threshold_problem,
+    timing_problem,
+)
+from healthplane.proto.config.model import PROBE_TYPES, Check, Fleet, Registry
+from healthplane.proto.config.names import is_id
+from healthplane.proto.config.version import registry_version
+from healthplane.proto.config.yamlload import SafeNodeLoader
+from healthplane.proto.config.yamlnodes import STR, Errors
 from yaml.error import Mark
 from yaml.nodes import ScalarNode, SequenceNode
-
-from proto.config import check_rules
-from proto.config.check_fields import READERS, Entry
-from proto.config.checks import FIELDS_BY_TYPE, gc_paused, threshold_problem, timing_problem
-from proto.config.model import PROBE_TYPES, Check, Fleet, Registry
-from proto.config.names import is_id
-from proto.config.version import registry_version
-from proto.config.yamlload import SafeNodeLoader
-from proto.config.yamlnodes import STR, Errors
 
 __all__ = ["read_checks_fast"]
 

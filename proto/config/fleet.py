@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import get_args
 
-from proto.config.addresses import parse_hostport
-from proto.config.model import Fleet, UnknownAs
-from proto.config.names import id_problem, is_host, is_id
-from proto.config.scalars import as_bool, as_int, as_list, as_mapping, as_number, as_str
-from proto.config.yamlnodes import Errors, Fields, MappingNode, Node, fmt_num, line_of, quote
+from healthplane.proto.config.addresses import parse_hostport
+from healthplane.proto.config.model import Fleet, UnknownAs
+from healthplane.proto.config.names import id_problem, is_host, is_id
+from healthplane.proto.config.scalars import as_bool, as_int, as_list, as_mapping, as_number, as_str
+from healthplane.proto.config.yamlnodes import (
+    Errors,
+    Fields,
+    MappingNode,
+    Node,
+    fmt_num,
+    line_of,
+    quote,
+)
 
 UNKNOWN_AS: tuple[str, ...] = get_args(UnknownAs)
 FLEET_FIELDS = frozenset({

@@ -59,13 +59,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proto.config.checks import read_checks
-from proto.config.errors import ConfigError
-from proto.config.fleet import parse_fleet_root
-from proto.config.model import Fleet, Registry, Zone
-from proto.config.yamlload import compose, read_text
-from proto.config.yamlnodes import Errors
-from proto.config.zone import parse_zone_root
+from healthplane.proto.config.checks import read_checks
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.fleet import parse_fleet_root
+from healthplane.proto.config.model import Fleet, Registry, Zone
+from healthplane.proto.config.yamlload import compose, read_text
+from healthplane.proto.config.yamlnodes import Errors
+from healthplane.proto.config.zone import parse_zone_root
 
 PathLike = str | Path
 

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import math
 
+from healthplane.proto.config.yamlnodes import (
+    BOOL,
+    FLOAT,
+    INT,
+    STR,
+    Errors,
+    describe,
+    fmt_num,
+    quote,
+)
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-
-from proto.config.yamlnodes import BOOL, FLOAT, INT, STR, Errors, describe, fmt_num, quote
 
 _SCALARS = SafeConstructor()
 

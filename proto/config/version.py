@@ -17,7 +17,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any
 
-from proto.config.model import Check, Registry
+from healthplane.proto.config.model import Check, Registry
 
 # Bump when the canonical form changes meaning, so old and new never collide.
 CANONICAL_FORMAT = "healthplane.checks/1"

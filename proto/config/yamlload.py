@@ -24,14 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.yamlnodes import describe, line_of
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent, SequenceEndEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
-
-from proto.config.errors import ConfigError
-from proto.config.yamlnodes import describe, line_of
 
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser

@@ -10,10 +10,10 @@ from __future__ import annotations
 import ipaddress
 from typing import get_args
 
-from proto.config.model import Policy, Record, RecordType, RecordValue, Registry, Zone
-from proto.config.names import absolute_name, is_domain_name
-from proto.config.scalars import as_int, as_list, as_mapping, as_str
-from proto.config.yamlnodes import Errors, Fields, MappingNode, Node, line_of, quote
+from healthplane.proto.config.model import Policy, Record, RecordType, RecordValue, Registry, Zone
+from healthplane.proto.config.names import absolute_name, is_domain_name
+from healthplane.proto.config.scalars import as_int, as_list, as_mapping, as_str
+from healthplane.proto.config.yamlnodes import Errors, Fields, MappingNode, Node, line_of, quote
 
 TTL_MAX = 2**31 - 1            # RFC 2181 section 8
 MAX_WEIGHT = 255

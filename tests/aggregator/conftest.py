@@ -6,12 +6,11 @@ from collections.abc import Sequence
 
 import grpc
 import pytest
-
-from aggregator.kit import EngineKit, default_kit
-from proto import codec
-from proto.config.model import Check, Fleet, Registry
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.aggregator.kit import EngineKit, default_kit
+from healthplane.proto import codec
+from healthplane.proto.config.model import Check, Fleet, Registry
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 REGIONS = {"us-east": ("use1-a", "use1-b"), "eu-west": ("euw1-a",)}
 

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from aggregator.snapshot_file import read_snapshot_file
+from healthplane.aggregator.snapshot_file import read_snapshot_file
 
 CHECKS = """\
 checks:
@@ -36,7 +35,7 @@ allow_private_targets: true
 
 
 def healthplane(*args: str) -> list[str]:
-    return [sys.executable, "-m", "proto.cli", *args]
+    return [sys.executable, "-m", "healthplane", *args]
 
 
 def free_port() -> int:

@@ -8,12 +8,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from healthplane.aggregator.clock import FakeClock
+from healthplane.aggregator.server import run_aggregator
+from healthplane.proto import codec
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
-from aggregator.clock import FakeClock
-from aggregator.server import run_aggregator
-from proto import codec
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 REG = make_registry()
@@ -152,7 +152,7 @@ async def test_reflection_and_grpc_health_are_on(kit):
 
 
 async def test_big_query_has_per_check_figures_without_checker_detail(kit, monkeypatch):
-    import aggregator.health_service as hs
+    import healthplane.aggregator.health_service as hs
 
     monkeypatch.setattr(hs, "DETAIL_LIMIT", 2)
     async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,

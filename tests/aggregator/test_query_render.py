@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from aggregator.query_cli import render
-from proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.aggregator.query_cli import render
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
 
 def test_table_columns_times_and_checker_detail():

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from aggregator.clock import FakeClock
-from aggregator.reload import ConfigReloader
-from aggregator.server import run_aggregator
-from proto.config.errors import ConfigError
+from healthplane.aggregator.clock import FakeClock
+from healthplane.aggregator.reload import ConfigReloader
+from healthplane.aggregator.server import run_aggregator
+from healthplane.proto.config.errors import ConfigError
+
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 OLD = make_registry(("a", "b", "c"), version="old")
@@ -40,7 +41,7 @@ async def test_same_config_is_unchanged_and_new_one_adopted(kit):
         pub = agg.tick_now()
         assert pub.registry is NEW
         # c unhealthy, a unhealthy (carried over), d never seen: healthy.
-        from proto import codec
+        from healthplane.proto import codec
         assert codec.decode(pub.states, 3).tolist() == [2, 2, 1]
         # A checker still on the old registry is remapped, not dropped.
         summary = await report(agg.port, [snap("use1-b", "us-east", OLD, [1, 1, 1])])
@@ -98,7 +99,7 @@ async def test_periodic_and_triggered_reloads_run_on_the_clock(kit):
 
 
 async def test_periodic_reload_parses_nothing_while_the_files_are_unchanged(kit, tmp_path):
-    from aggregator.reload import FileSource
+    from healthplane.aggregator.reload import FileSource
 
     checks, fleet = tmp_path / "checks.yaml", tmp_path / "fleet.yaml"
     checks.write_text("one")
@@ -126,8 +127,8 @@ async def test_periodic_reload_parses_nothing_while_the_files_are_unchanged(kit,
 
 
 async def test_a_registry_too_big_for_the_transport_limit_is_refused(kit):
-    from aggregator.server import ReloadRefused
-    from aggregator.state import max_message_bytes
+    from healthplane.aggregator.server import ReloadRefused
+    from healthplane.aggregator.state import max_message_bytes
 
     async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
                               start_ticking=False) as agg:

@@ -11,12 +11,12 @@ import asyncio
 
 import grpc
 import pytest
+from healthplane.aggregator.clock import FakeClock
+from healthplane.aggregator.reload import ConfigReloader
+from healthplane.aggregator.server import Aggregator, run_aggregator
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
-from aggregator.clock import FakeClock
-from aggregator.reload import ConfigReloader
-from aggregator.server import Aggregator, run_aggregator
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 OLD = make_registry(("a", "b", "c"), version="old")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from healthplane.aggregator.tick import TickEngine, calculated_levels, exact_fraction
+from healthplane.proto import codec
 
-from aggregator.tick import TickEngine, calculated_levels, exact_fraction
-from proto import codec
 from tests.aggregator.tick_helpers import Rig, calculated, fleet, probe, registry
 
 H, U, N = codec.HEALTHY, codec.UNHEALTHY, codec.UNKNOWN

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from healthplane.aggregator.remap import build_remap
+from healthplane.aggregator.tick import TickEngine
+from healthplane.aggregator.votes import SlotMatrix
+from healthplane.proto import codec
 
-from aggregator.remap import build_remap
-from aggregator.tick import TickEngine
-from aggregator.votes import SlotMatrix
-from proto import codec
 from tests.aggregator.tick_helpers import Rig, calculated, fleet, probe, registry
 
 H, U, N = codec.HEALTHY, codec.UNHEALTHY, codec.UNKNOWN

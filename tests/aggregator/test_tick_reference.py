@@ -6,12 +6,12 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+from healthplane.aggregator.tick import TickEngine, calculated_levels
+from healthplane.proto import codec
+from healthplane.proto.config.model import Check, Registry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.tick import TickEngine, calculated_levels
-from proto import codec
-from proto.config.model import Check, Registry
 from tests.aggregator.tick_helpers import fleet, probe
 
 H, U = codec.HEALTHY, codec.UNHEALTHY

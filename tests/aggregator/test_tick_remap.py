@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from healthplane.aggregator.remap import build_remap
+from healthplane.proto import codec
 
-from aggregator.remap import build_remap
-from proto import codec
 from tests.aggregator.tick_helpers import probe, registry
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from aggregator.tick import TickEngine
-from aggregator.votes import (
+from healthplane.aggregator.tick import TickEngine
+from healthplane.aggregator.votes import (
     SlotMatrix,
     VoteCounter,
     lane_of,
     to_check_order,
     to_lane_order,
 )
-from proto import codec
+from healthplane.proto import codec
+
 from tests.aggregator.tick_helpers import fleet, registry
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from aggregator.clock import FakeClock
-from aggregator.tickloop import TickLoop
+from healthplane.aggregator.clock import FakeClock
+from healthplane.aggregator.tickloop import TickLoop
 
 
 async def _settle(clock: FakeClock) -> None:
@@ -72,8 +72,9 @@ async def test_a_failing_tick_is_counted_and_the_loop_goes_on():
 
 async def test_messages_do_not_trigger_ticks(kit):
     """Flooding the slots between ticks changes nothing about when ticks run."""
-    from aggregator.server import Aggregator
-    from proto import codec
+    from healthplane.aggregator.server import Aggregator
+    from healthplane.proto import codec
+
     from tests.aggregator.conftest import make_fleet, make_registry
 
     clock = FakeClock(start=0.0)

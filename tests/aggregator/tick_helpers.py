@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from aggregator.tick import TickEngine, TickResult
-from aggregator.votes import SlotMatrix
-from proto import codec
-from proto.config.model import Check, Fleet, Registry
+from healthplane.aggregator.tick import TickEngine, TickResult
+from healthplane.aggregator.votes import SlotMatrix
+from healthplane.proto import codec
+from healthplane.proto.config.model import Check, Fleet, Registry
 
 
 def probe(cid: str, **kw: object) -> Check:

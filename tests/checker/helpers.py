@@ -8,8 +8,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from checker.probes.base import ProbeResult
-from proto.config.model import Check, Fleet, Registry
+from healthplane.checker.probes.base import ProbeResult
+from healthplane.proto.config.model import Check, Fleet, Registry
 
 
 async def until(cond: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -6,9 +6,8 @@ import asyncio
 import time
 
 import grpc
-
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 
 class RecordingIngest(pb_grpc.IngestServicer):

@@ -40,7 +40,7 @@ checks:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "proto.cli", "checker", *args]
+    return [sys.executable, "-m", "healthplane", "checker", *args]
 
 
 def free_port() -> int:

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from healthplane.checker import fdlimit
+from healthplane.checker.dispatch import concurrency_limit
+from healthplane.checker.probes import make_prober
+from healthplane.checker.runner import Checker
+from healthplane.proto.config.model import Check
 
-from checker import fdlimit
-from checker.dispatch import concurrency_limit
-from checker.probes import make_prober
-from checker.runner import Checker
-from proto.config.model import Check
 from tests.checker.helpers import make_fleet, make_registry, tcp_checks
 
 pytestmark = pytest.mark.timeout(60)

@@ -6,12 +6,12 @@ import asyncio
 import re
 import urllib.request
 
+import healthplane.checker.metrics as metrics_mod
 import numpy as np
+from healthplane.checker.clock import FakeClock
+from healthplane.checker.metrics import CheckerMetrics, serve
+from healthplane.checker.runner import Checker
 
-import checker.metrics as metrics_mod
-from checker.clock import FakeClock
-from checker.metrics import CheckerMetrics, serve
-from checker.runner import Checker
 from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks
 
 

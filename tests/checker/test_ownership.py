@@ -7,16 +7,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from healthplane.checker.ownership import owned_mask, owners, scores, stable_hash64
+from healthplane.proto.config.model import Check
 
-from checker.ownership import owned_mask, owners, scores, stable_hash64
-from proto.config.model import Check
 from tests.checker.helpers import make_fleet, make_registry, tcp_checks
 
 CHECKERS = tuple(f"use1-{c}" for c in "abcdefgh")
 
 
 def test_hash_is_stable_across_processes():
-    code = "from checker.ownership import stable_hash64; print(stable_hash64('a', 'b'))"
+    code = "from healthplane.checker.ownership import stable_hash64; print(stable_hash64('a', 'b'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "123"},
                          cwd=Path(__file__).resolve().parents[2])

@@ -25,9 +25,8 @@ from typing import Any
 
 import pytest
 import uvloop
-
-from checker.probes import make_prober
-from proto.config.model import Check
+from healthplane.checker.probes import make_prober
+from healthplane.proto.config.model import Check
 
 pytestmark = pytest.mark.timeout(60)
 

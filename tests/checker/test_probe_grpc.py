@@ -8,9 +8,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from healthplane.checker.probes import make_prober
+from healthplane.proto.config.model import Check
 
-from checker.probes import make_prober
-from proto.config.model import Check
 from tests.checker.helpers import closed_port
 
 pytestmark = pytest.mark.timeout(30)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import uvloop
 from aiohttp import web
+from healthplane.checker.probes import PROBES, make_prober
+from healthplane.checker.probes.http import SEARCH_LIMIT, build_request
+from healthplane.proto.config.model import Check
 
-from checker.probes import PROBES, make_prober
-from checker.probes.http import SEARCH_LIMIT, build_request
-from proto.config.model import Check
 from tests.checker.helpers import closed_port, until
 
 pytestmark = pytest.mark.timeout(30)

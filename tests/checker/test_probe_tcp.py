@@ -7,9 +7,9 @@ import socket
 
 import pytest
 import uvloop
+from healthplane.checker.probes import make_prober
+from healthplane.proto.config.model import Check
 
-from checker.probes import make_prober
-from proto.config.model import Check
 from tests.checker.helpers import closed_port
 
 pytestmark = pytest.mark.timeout(30)
@@ -117,7 +117,7 @@ def test_on_uvloop() -> None:
 
 
 async def test_names_resolve_once_per_ttl_and_lookups_are_shared() -> None:
-    from checker.probes.address import POSITIVE_TTL, Resolver
+    from healthplane.checker.probes.address import POSITIVE_TTL, Resolver
 
     now = [0.0]
     resolver = Resolver(clock=lambda: now[0])

@@ -6,13 +6,13 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+from healthplane.checker.clock import FakeClock
+from healthplane.checker.metrics import CheckerMetrics
+from healthplane.checker.reload import Reloader
+from healthplane.checker.runner import Checker
+from healthplane.proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
+from healthplane.proto.config.loader import load_config
 
-from checker.clock import FakeClock
-from checker.metrics import CheckerMetrics
-from checker.reload import Reloader
-from checker.runner import Checker
-from proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
-from proto.config.loader import load_config
 from tests.checker.helpers import until
 
 FLEET = """\
@@ -163,9 +163,8 @@ async def test_unchanged_files_are_not_parsed_again(tmp_path):
 
 async def test_file_config_loads_and_tastes_in_a_child_process(tmp_path):
     import pytest
-
-    from checker.reload import FileConfig
-    from proto.config.errors import ConfigError
+    from healthplane.checker.reload import FileConfig
+    from healthplane.proto.config.errors import ConfigError
 
     checks, fleet_path = files(tmp_path, ["x", "y"])
     config = FileConfig(str(checks), str(fleet_path), "a")

@@ -6,11 +6,11 @@ import asyncio
 
 import numpy as np
 import pytest
+from healthplane.checker.clock import FakeClock
+from healthplane.checker.runner import Checker, UnknownChecker
+from healthplane.proto.codec import HEALTHY
+from healthplane.proto.config.model import Check
 
-from checker.clock import FakeClock
-from checker.runner import Checker, UnknownChecker
-from proto.codec import HEALTHY
-from proto.config.model import Check
 from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks
 
 

@@ -6,10 +6,10 @@ import asyncio
 
 import numpy as np
 import pytest
+from healthplane.checker.clock import FakeClock
+from healthplane.checker.dispatch import Dispatcher
+from healthplane.checker.schedule import Schedule, phase_fraction
 
-from checker.clock import FakeClock
-from checker.dispatch import Dispatcher
-from checker.schedule import Schedule, phase_fraction
 from tests.checker.helpers import Recorder, tcp_checks
 
 

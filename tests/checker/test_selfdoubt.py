@@ -6,12 +6,12 @@ import asyncio
 import socket
 
 import numpy as np
+from healthplane.checker.clock import FakeClock, MonotonicClock
+from healthplane.checker.metrics import CheckerMetrics
+from healthplane.checker.runner import Checker
+from healthplane.checker.selfdoubt import DoubtPolicy, SelfDoubt
+from healthplane.proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
 
-from checker.clock import FakeClock, MonotonicClock
-from checker.metrics import CheckerMetrics
-from checker.runner import Checker
-from checker.selfdoubt import DoubtPolicy, SelfDoubt
-from proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
 from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks, until
 
 CANARY = "127.0.0.1:1"

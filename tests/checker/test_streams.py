@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from healthplane.checker.clock import FakeClock, MonotonicClock
+from healthplane.checker.metrics import CheckerMetrics
+from healthplane.checker.runner import Checker
+from healthplane.checker.streams import backoff
+from healthplane.proto import codec
+from healthplane.proto.config.model import Check
 
-from checker.clock import FakeClock, MonotonicClock
-from checker.metrics import CheckerMetrics
-from checker.runner import Checker
-from checker.streams import backoff
-from proto import codec
-from proto.config.model import Check
 from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks
 from tests.checker.ingest_server import start_ingest
 
@@ -150,8 +150,8 @@ async def _down_then_back(port: int) -> None:
 
 
 async def test_slot_keeps_only_the_newest_unsent_snapshot():
-    from checker.streams import AggregatorStream
-    from proto.healthplane.v1 import healthplane_pb2 as pb
+    from healthplane.checker.streams import AggregatorStream
+    from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
     metrics = CheckerMetrics()
     stream = AggregatorStream("127.0.0.1:1", clock=MonotonicClock(), metrics=metrics)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from checker.thresholds import Verdicts
-from proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
+from healthplane.checker.thresholds import Verdicts
+from healthplane.proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
 
 
 def run(threshold: int, results: str) -> list[int]:

@@ -19,10 +19,9 @@ import dns.rdatatype
 import dns.resolver
 import grpc
 import pytest
-
-from deploy.launcher import Fleet, TargetsOptions, free_ports, leftover_pids
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.deploy.launcher import Fleet, TargetsOptions, free_ports, leftover_pids
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 INTERVAL = 1.0
 FAILURE_THRESHOLD = 2

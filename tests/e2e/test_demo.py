@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from deploy.demo import EXAMPLES
-from deploy.launcher import free_port, leftover_pids, port_is_free
+from healthplane.deploy.demo import EXAMPLES
+from healthplane.deploy.launcher import free_port, leftover_pids, port_is_free
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +41,7 @@ def _assert_nothing_left(run_dir: Path) -> None:
 
 
 def _demo_argv(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "proto.cli", "demo", "--run-dir", str(run_dir),
+    return [sys.executable, "-m", "healthplane", "demo", "--run-dir", str(run_dir),
             "--dns-listen", f"127.0.0.1:{free_port()}", *extra]
 
 

@@ -17,8 +17,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-
-from deploy.launcher import Fleet
+from healthplane.deploy.launcher import Fleet
 
 from .conftest import (
     API_PRIMARY,

@@ -6,9 +6,8 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from deploy.launcher import Fleet, LaunchError, free_ports, leftover_pids
-from proto.config.errors import ConfigError
+from healthplane.deploy.launcher import Fleet, LaunchError, free_ports, leftover_pids
+from healthplane.proto.config.errors import ConfigError
 
 pytestmark = pytest.mark.e2e
 

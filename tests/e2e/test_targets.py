@@ -9,9 +9,8 @@ import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from deploy.launcher import free_port, free_ports
-from deploy.targets import Targets, read_targets
+from healthplane.deploy.launcher import free_port, free_ports
+from healthplane.deploy.targets import Targets, read_targets
 
 
 @pytest.fixture

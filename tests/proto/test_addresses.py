@@ -1,8 +1,7 @@
 """The target address policy and HOST:PORT parsing."""
 
 import pytest
-
-from proto.config.addresses import forbidden_reason, is_ip_literal, parse_hostport
+from healthplane.proto.config.addresses import forbidden_reason, is_ip_literal, parse_hostport
 
 
 @pytest.mark.parametrize(

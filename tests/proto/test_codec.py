@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from healthplane.proto import codec
+from healthplane.proto.codec import HEALTHY as H
+from healthplane.proto.codec import UNHEALTHY as X
+from healthplane.proto.codec import UNKNOWN as U
+from healthplane.proto.codec import SnapshotError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from proto import codec
-from proto.codec import HEALTHY as H
-from proto.codec import UNHEALTHY as X
-from proto.codec import UNKNOWN as U
-from proto.codec import SnapshotError
 
 # (states, wire bytes). Byte 0 holds checks 0..3, check 0 in its top two bits;
 # padding bits are zero.

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 from bitarray import bitarray
+from healthplane.proto import codec
 from hypothesis import given
 from hypothesis import strategies as st
-
-from proto import codec
 
 
 def reference_encode(states: list[int]) -> bytes:

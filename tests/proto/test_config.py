@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 
 import pytest
-
-from proto.config.errors import ConfigError
-from proto.config.loader import (
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.loader import (
     load_checks,
     load_config,
     load_fleet,
@@ -24,7 +23,7 @@ from proto.config.loader import (
     parse_fleet,
     parse_zone,
 )
-from proto.config.model import Check, RecordValue
+from healthplane.proto.config.model import Check, RecordValue
 
 TESTDATA = Path(__file__).parent / "testdata"
 GOOD = TESTDATA / "good"
@@ -240,7 +239,7 @@ def test_unreadable_files_give_one_line(tmp_path, content, message):
 
 
 def test_an_endless_file_is_refused(monkeypatch):
-    from proto.config import yamlload
+    from healthplane.proto.config import yamlload
 
     monkeypatch.setattr(yamlload, "MAX_FILE_BYTES", 4 << 20)  # the real bound is 256 MiB
     with pytest.raises(ConfigError) as info:
@@ -316,11 +315,15 @@ def test_timeout_defaults_to_the_interval_when_shorter_than_4s():
 
 
 def test_deep_nesting_is_an_error_not_a_crash(tmp_path):
-    # libyaml's own composer recurses in C and kills the process on this.
+    # libyaml's own composer recurses in C and kills the process on this; which
+    # layer refuses it (ours, or a newer PyYAML's own depth limit) and in what
+    # words is theirs to choose: what matters is one line naming file and line.
     path = _write(tmp_path, "checks.yaml", "checks: " + "[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(ConfigError) as info:
         load_checks(path)
-    assert info.value.errors == [f"{path}:1: YAML syntax error: nesting deeper than 64 levels"]
+    [error] = info.value.errors
+    assert error.startswith(f"{path}:1: YAML syntax error: ")
+    assert "\n" not in error and "nesting" in error
 
 
 def test_lists_are_bounded():

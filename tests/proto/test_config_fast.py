@@ -12,16 +12,15 @@ import random
 from pathlib import Path
 
 import pytest
+from healthplane.proto.config.checks import KNOWN_FIELDS, read_checks
+from healthplane.proto.config.checks_fast import read_checks_fast
+from healthplane.proto.config.loader import load_fleet
+from healthplane.proto.config.model import Fleet, Registry
+from healthplane.proto.config.yamlload import SafeNodeLoader
+from healthplane.proto.config.yamlnodes import STR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yaml.nodes import ScalarNode
-
-from proto.config.checks import KNOWN_FIELDS, read_checks
-from proto.config.checks_fast import read_checks_fast
-from proto.config.loader import load_fleet
-from proto.config.model import Fleet, Registry
-from proto.config.yamlload import SafeNodeLoader
-from proto.config.yamlnodes import STR
 
 TESTDATA = Path(__file__).parent / "testdata"
 EXAMPLES = Path(__file__).parents[2] / "deploy" / "examples"

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.loader import parse_checks, parse_fleet, parse_zone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from proto.config.errors import ConfigError
-from proto.config.loader import parse_checks, parse_fleet, parse_zone
 
 GOOD = Path(__file__).parent / "testdata" / "good"
 TEXTS = {name: (GOOD / f"{name}.yaml").read_text() for name in ("checks", "fleet", "zone")}

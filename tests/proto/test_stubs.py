@@ -5,8 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-
-from proto import generate
+from healthplane.proto import generate
 
 
 @pytest.mark.skipif(importlib.util.find_spec("grpc_tools") is None,
@@ -17,12 +16,12 @@ def test_committed_stubs_match_the_proto(tmp_path):
     stale = [name for name, text in fresh.items()
              if (generate.PROTO_ROOT / "healthplane" / "v1" / name).read_text() != text]
     assert not stale, (f"{', '.join(stale)} out of date with {generate.PROTO_FILE}; "
-                       "run: python -m proto.generate")
+                       "run: python -m healthplane.proto.generate")
 
 
 def test_stubs_import_and_carry_the_contract():
-    from proto.healthplane.v1 import healthplane_pb2 as pb
-    from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+    from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+    from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
     snap = pb.CheckerSnapshot(checker_id="use1-a", check_count=5, states=b"\x40\x00")
     assert pb.CheckerSnapshot.FromString(snap.SerializeToString()) == snap

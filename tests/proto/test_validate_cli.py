@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from proto import validate_cli
+from healthplane.proto import validate_cli
 
 ROOT = Path(__file__).parents[2]
 TESTDATA = Path(__file__).parent / "testdata"
@@ -16,7 +15,7 @@ EXAMPLES = ROOT / "deploy" / "examples"
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proto.cli", "validate", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "healthplane", "validate", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 

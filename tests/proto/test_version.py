@@ -6,12 +6,11 @@ import hashlib
 import random
 
 import yaml
+from healthplane.proto.config.loader import parse_checks
+from healthplane.proto.config.model import Check
+from healthplane.proto.config.version import VERSION_HEX_CHARS, canonical_json, make_registry
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from proto.config.loader import parse_checks
-from proto.config.model import Check
-from proto.config.version import VERSION_HEX_CHARS, canonical_json, make_registry
 
 BASE = """\
 checks:

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.healthplane.v1 import healthplane_pb2 as healthplane_dot_v1_dot_healthplane__pb2
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as healthplane_dot_v1_dot_healthplane__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -19,10 +19,9 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
-
-from proto import codec
-from proto.healthplane.v1 import healthplane_pb2 as pb
-from proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+from healthplane.proto import codec
+from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 
 class FakeHealth(pb_grpc.HealthServicer):

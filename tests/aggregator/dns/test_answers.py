@@ -9,10 +9,9 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
-
-from aggregator.dns.answers import ChoiceCache, SerialClock, build_answers
-from proto import codec
-from proto.config.model import Record, RecordValue, Zone
+from healthplane.aggregator.dns.answers import ChoiceCache, SerialClock, build_answers
+from healthplane.proto import codec
+from healthplane.proto.config.model import Record, RecordValue, Zone
 
 H, U, X = codec.HEALTHY, codec.UNHEALTHY, codec.UNKNOWN
 

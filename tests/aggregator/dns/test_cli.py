@@ -14,8 +14,8 @@ from pathlib import Path
 import dns.asyncquery
 import dns.message
 import dns.rcode
+from healthplane.proto import codec
 
-from proto import codec
 from tests.aggregator.dns.fakes import FakeHealth
 
 ZONE_YAML = """\
@@ -31,7 +31,7 @@ records:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proto.cli", "dns", *args],
+    return subprocess.run([sys.executable, "-m", "healthplane", "dns", *args],
                           capture_output=True, text=True, timeout=30)
 
 
@@ -72,7 +72,7 @@ async def test_serves_follows_health_and_fails_open(tmp_path: Path) -> None:
     fake = FakeHealth(["api-primary", "api-secondary"])
     await fake.start()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proto.cli", "dns", "--zone", str(zone),
+        sys.executable, "-m", "healthplane", "dns", "--zone", str(zone),
         "--aggregator", "127.0.0.1:1", "--aggregator", fake.address,
         "--listen", "127.0.0.1:0", "--stale-after", "1", "--tick", "0.1",
         "--metrics", "127.0.0.1:0",

@@ -7,9 +7,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from healthplane.aggregator.dns.consumer import HealthConsumer, Snapshot, backoff
+from healthplane.proto import codec
 
-from aggregator.dns.consumer import HealthConsumer, Snapshot, backoff
-from proto import codec
 from tests.aggregator.dns.fakes import FakeHealth, reserved_port
 
 H, U, X = codec.HEALTHY, codec.UNHEALTHY, codec.UNKNOWN

@@ -7,11 +7,11 @@ import contextlib
 
 import dns.name
 import dns.rdatatype
+from healthplane.aggregator.dns.answers import AnswerTable
+from healthplane.aggregator.dns.keeper import AnswerKeeper
+from healthplane.proto import codec
+from healthplane.proto.config.model import Record, RecordValue, Zone
 
-from aggregator.dns.answers import AnswerTable
-from aggregator.dns.keeper import AnswerKeeper
-from proto import codec
-from proto.config.model import Record, RecordValue, Zone
 from tests.aggregator.dns.fakes import FakeHealth
 from tests.aggregator.dns.test_consumer import fast_consumer, until
 

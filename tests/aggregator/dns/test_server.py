@@ -16,11 +16,11 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 import pytest
+from healthplane.aggregator.dns.answers import build_answers
+from healthplane.aggregator.dns.server import DnsFront
+from healthplane.proto import codec
+from healthplane.proto.config.model import Record, RecordValue, Zone
 
-from aggregator.dns.answers import build_answers
-from aggregator.dns.server import DnsFront
-from proto import codec
-from proto.config.model import Record, RecordValue, Zone
 from tests.aggregator.dns.test_consumer import until
 
 LONG = ".".join(["l" * 60] * 3) + ".example.test."      # 196 bytes of name

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dns.message
 import dns.rcode
+from healthplane.aggregator.dns.answers import build_answers
+from healthplane.aggregator.dns.server import DnsFront
+from healthplane.proto import codec
+from healthplane.proto.config.model import Record, RecordValue, Zone
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from aggregator.dns.answers import build_answers
-from aggregator.dns.server import DnsFront
-from proto import codec
-from proto.config.model import Record, RecordValue, Zone
 
 ZONE = Zone(zone="example.test.", ttl=30, records=(
     Record(name="www.example.test.", type="A", policy="multivalue",

@@ -8,44 +8,33 @@ the checker never imports the aggregator. A subcommand module exposes
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import sys
-from collections.abc import Coroutine
-from typing import Any
+
+from healthplane import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "checker": ("checker.cli", "run one checker of a fleet"),
-    "aggregator": ("aggregator.cli", "run one aggregator (Ingest and Health gRPC services)"),
-    "dns": ("aggregator.dns.cli", "serve a health-aware DNS zone from aggregator snapshots"),
-    "validate": ("proto.validate_cli", "check checks.yaml, fleet.yaml and zone.yaml"),
-    "query": ("aggregator.query_cli", "show the health of checks from an aggregator"),
-    "demo": ("deploy.demo", "run a whole fleet on loopback with a live view"),
+    "checker": ("healthplane.checker.cli", "run one checker of a fleet"),
+    "aggregator": ("healthplane.aggregator.cli",
+                   "run one aggregator (Ingest and Health gRPC services)"),
+    "dns": ("healthplane.aggregator.dns.cli",
+            "serve a health-aware DNS zone from aggregator snapshots"),
+    "validate": ("healthplane.proto.validate_cli", "check checks.yaml, fleet.yaml and zone.yaml"),
+    "query": ("healthplane.aggregator.query_cli", "show the health of checks from an aggregator"),
+    "demo": ("healthplane.deploy.demo", "run a whole fleet on loopback with a live view"),
 }
 
 
 def _usage() -> str:
-    lines = ["usage: healthplane COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: healthplane COMMAND [ARGS...]", "       healthplane --version",
+             "", "commands:"]
     width = max(len(name) for name in COMMANDS)
     for name, (_, summary) in COMMANDS.items():
         lines.append(f"  {name:<{width}}  {summary}")
+    lines.append(f"  {'version':<{width}}  print the version")
     lines.append("")
     lines.append("Run 'healthplane COMMAND --help' for the options of one command.")
     return "\n".join(lines)
-
-
-def run_event_loop(coro: Coroutine[Any, Any, int]) -> int:
-    """Run a command's main coroutine on uvloop when installed, else asyncio.
-
-    uvloop is optional: every component works on the standard loop, only
-    with more CPU per connection.
-    """
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0 if args else 2
     name, rest = args[0], args[1:]
+    if name in ("--version", "-V", "version"):
+        print(f"healthplane {__version__}")
+        return 0
     if name not in COMMANDS:
         print(f"healthplane: unknown command {name!r}", file=sys.stderr)
         print(_usage(), file=sys.stderr)
