@@ -280,7 +280,8 @@ class Fleet:
         for flag, ids in (("--flap", o.flap), ("--hang", o.hang), ("--skip", o.skip)):
             for tid in ids:
                 args += [flag, tid]
-        self.targets = self._spawn("targets", [sys.executable, "-m", "healthplane.deploy.targets", *args])
+        self.targets = self._spawn(
+            "targets", [sys.executable, "-m", "healthplane.deploy.targets", *args])
         host, port = parse_hostport(self.targets_control)
         self._wait(self.targets, lambda: tcp_open(host, port), "control port open")
 
