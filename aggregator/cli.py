@@ -8,6 +8,7 @@ Options:
     --reload-interval SECS   re-read the config files this often (default 60;
                              0: only on SIGHUP)
     --log-level LEVEL        debug | info | warning | error (default info)
+    --log-format FORMAT      logfmt | json (default logfmt)
 
 ``--listen 127.0.0.1:0`` picks a free port; the bound address is logged as
 ``listening on HOST:PORT``. SIGHUP reloads the configuration; SIGTERM and
@@ -25,10 +26,11 @@ import os
 import signal
 import sys
 
-from healthplane.proto.config.addresses import parse_hostport
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Fleet, Registry
 
+from healthplane.runtime.listen import format_hostport, parse_listen
+from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
 
 PROG = "healthplane aggregator"
@@ -47,15 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
     p.add_argument("--reload-interval", type=float, default=60.0, metavar="SECONDS",
                    help="re-read the config files this often; 0 only on SIGHUP (default 60)")
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"])
+    add_log_flags(p, default="info")
     return p
 
 
 def _check_address(flag: str, text: str) -> str | None:
-    probe = text[:-1] + "1" if text.endswith(":0") else text
     try:
-        parse_hostport(probe)
+        parse_listen(text)
     except ValueError as exc:
         return f"{PROG}: {flag}: {exc}"
     return None
@@ -69,9 +69,10 @@ def _load(checks: str, fleet: str) -> tuple[Registry, Fleet]:
 
 
 async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet) -> int:
-    from healthplane.aggregator.clock import SystemClock
     from healthplane.aggregator.reload import ConfigReloader
     from healthplane.aggregator.server import Aggregator
+
+    from healthplane.runtime.clock import SystemClock
 
     clock = SystemClock()
     agg = Aggregator(registry, fleet, clock=clock, snapshot_file=args.snapshot_file)
@@ -90,12 +91,13 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet) -> 
         await agg.stop(0)
         return 1
     reload_task = asyncio.create_task(reloader.run(), name="config-reload")
-    host = args.listen.rsplit(":", 1)[0]
-    log.info("listening on %s:%d (%d checks, %d checkers, registry version %s)",
-             host, port, registry.check_count, len(fleet.checker_ids), registry.version)
+    address = format_hostport(parse_listen(args.listen)[0], port)
+    log.info("listening on %s", address,
+             extra={"address": address, "checks": registry.check_count,
+                    "checkers": len(fleet.checker_ids), "registry": registry.version})
     if agg.metrics.port is not None:
-        log.info("metrics on http://%s:%d/metrics",
-                 args.metrics.rsplit(":", 1)[0], agg.metrics.port)
+        maddress = format_hostport(parse_listen(args.metrics)[0], agg.metrics.port)
+        log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
     try:
         await stop.wait()
     finally:
@@ -109,8 +111,7 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet) -> 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_from_args(args)
     for flag, value in (("--listen", args.listen), ("--metrics", args.metrics)):
         if value is not None and (err := _check_address(flag, value)):
             print(err, file=sys.stderr)

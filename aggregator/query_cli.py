@@ -16,8 +16,10 @@ import time
 
 from healthplane.aggregator.client import AggregatorClient, AggregatorError
 from healthplane.aggregator.health_service import DETAIL_LIMIT
-from healthplane.proto.config.addresses import parse_hostport
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+
+from healthplane.runtime.listen import parse_hostport
+from healthplane.runtime.logs import add_log_flags, setup_from_args
 
 PROG = "healthplane query"
 _STATUS = {pb.STATUS_UNKNOWN: "unknown", pb.STATUS_HEALTHY: "healthy",
@@ -35,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also show every checker's vote and snapshot age per check")
     p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
                    help="give up after this long (default 3)")
+    add_log_flags(p, default="warning")
     return p
 
 
@@ -88,6 +91,7 @@ def render(resp: pb.QueryResponse, checkers: bool, now: float | None = None) -> 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    setup_from_args(args)
     try:
         parse_hostport(args.aggregator)
     except ValueError as exc:

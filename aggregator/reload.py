@@ -27,11 +27,12 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
-from healthplane.aggregator.clock import Clock, FakeClock
 from healthplane.aggregator.server import Aggregator, ReloadRefused
 from healthplane.aggregator.state import AggregatorState
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Fleet, Registry
+
+from healthplane.runtime.clock import Clock, FakeClock
 
 log = logging.getLogger("healthplane.aggregator.reload")
 

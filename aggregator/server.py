@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from healthplane.aggregator.clock import Clock, SystemClock
 from healthplane.aggregator.health_service import HealthService
 from healthplane.aggregator.ingest import IngestService
 from healthplane.aggregator.kit import EngineKit, default_kit
@@ -37,10 +36,12 @@ from healthplane.aggregator.state import (
 )
 from healthplane.aggregator.tickloop import TickLoop
 from healthplane.aggregator.watchers import LatestHub
-from healthplane.proto.config.addresses import parse_hostport
 from healthplane.proto.config.model import Fleet, Registry
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+
+from healthplane.runtime.clock import Clock, SystemClock
+from healthplane.runtime.listen import parse_listen
 
 log = logging.getLogger("healthplane.aggregator")
 
@@ -131,7 +132,7 @@ class Aggregator:
     async def start(self, listen: str, *, metrics_listen: str | None = None,
                     start_ticking: bool = True) -> int:
         """Bind, serve and start ticking; returns the bound gRPC port."""
-        host, port = _split_listen(listen)
+        host, port = parse_listen(listen)
         _check_bindable(listen, host, port)
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", self.transport_limit),
@@ -153,7 +154,7 @@ class Aggregator:
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if metrics_listen is not None:
-            mhost, mport = _split_listen(metrics_listen)
+            mhost, mport = parse_listen(metrics_listen)
             try:
                 self.metrics.serve(mhost, mport)
             except OSError as exc:
@@ -180,14 +181,6 @@ class Aggregator:
         if self.snapshot_writer is not None:
             await self.snapshot_writer.stop()
         self.metrics.close()
-
-
-def _split_listen(listen: str) -> tuple[str, int]:
-    """HOST:PORT where PORT may be 0 (pick a free port)."""
-    if listen.rstrip().endswith(":0"):
-        host, _ = parse_hostport(listen.rstrip()[:-1] + "1")
-        return host, 0
-    return parse_hostport(listen)
 
 
 def _check_bindable(listen: str, host: str, port: int) -> None:

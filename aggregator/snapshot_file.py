@@ -38,6 +38,8 @@ import msgpack
 from healthplane.aggregator.state import Published
 from healthplane.proto.config.model import Registry
 
+from healthplane.runtime.slot import LatestSlot
+
 log = logging.getLogger("healthplane.aggregator.snapshot_file")
 
 
@@ -102,38 +104,28 @@ class SnapshotFileWriter:
         self.written = 0
         self.failed = 0
         self.skipped = 0
-        self._pending: Published | None = None
-        self._wake = asyncio.Event()
+        self._slot: LatestSlot[Published] = LatestSlot()
         self._ids = _IdsCache()
         self._task: asyncio.Task[None] | None = None
         self._last_error = ""
         self._busy = False
-        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="snapshot-file")
 
     def submit(self, pub: Published) -> None:
-        if self._pending is not None:
+        if self._slot.put(pub):
             self.skipped += 1
-        self._pending = pub
-        self._wake.set()
 
     async def _run(self) -> None:
         # One write at a time, in tick order: a later tick can never be
         # overwritten on disk by an earlier one finishing late.
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            pub, self._pending = self._pending, None
-            if pub is not None:
-                self._busy = True
-                try:
-                    await self._write(pub)
-                finally:
-                    self._busy = False
-            if self._stopping and self._pending is None:
-                return
+        while (pub := await self._slot.take()) is not None:
+            self._busy = True
+            try:
+                await self._write(pub)
+            finally:
+                self._busy = False
 
     async def _write(self, pub: Published) -> None:
         try:
@@ -151,12 +143,11 @@ class SnapshotFileWriter:
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until the latest submitted tick is on disk (or failed), up to timeout."""
         if self._task is None:
-            pub, self._pending = self._pending, None
-            if pub is not None:
+            if (pub := self._slot.take_nowait()) is not None:
                 await self._write(pub)
             return
         deadline = asyncio.get_running_loop().time() + timeout
-        while (self._pending is not None or self._busy) and not self._task.done():
+        while (self._slot.full or self._busy) and not self._task.done():
             if asyncio.get_running_loop().time() > deadline:
                 return
             await asyncio.sleep(0.002)
@@ -166,8 +157,7 @@ class SnapshotFileWriter:
         if self._task is None:
             await self.flush()
             return
-        self._stopping = True
-        self._wake.set()
+        self._slot.close()          # the pending tick is still written
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None

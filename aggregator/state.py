@@ -14,10 +14,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from healthplane.aggregator.clock import Clock
 from healthplane.aggregator.kit import EngineKit, Remap, TickResultLike
 from healthplane.proto import codec
 from healthplane.proto.config.model import Fleet, Registry
+
+from healthplane.runtime.clock import Clock
 
 log = logging.getLogger("healthplane.aggregator")
 

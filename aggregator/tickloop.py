@@ -4,7 +4,8 @@ Tick k runs at ``start + k * interval``, never ``now + interval``, so a slow
 tick does not push every later one back (no drift). When the loop falls
 more than a whole interval behind (a stalled host, a long GC), the missed
 slots are counted and skipped rather than run back to back. Nothing but the
-clock drives it: snapshots arriving never trigger a tick.
+clock drives it: snapshots arriving never trigger a tick. The schedule is
+the shared :class:`~healthplane.runtime.grid.GridLoop`.
 
 The work of a tick is the callback ``on_tick(sequence)``, separate from the
 loop that waits, so tests call it directly with prepared slots.
@@ -13,10 +14,10 @@ loop that waits, so tests call it directly with prepared slots.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 
-from healthplane.aggregator.clock import Clock
+from healthplane.runtime.clock import Clock
+from healthplane.runtime.grid import GridLoop
 
 log = logging.getLogger("healthplane.aggregator.tick")
 
@@ -32,29 +33,33 @@ class TickLoop:
         self.interval = interval
         self.clock = clock
         self.sequence = first_sequence - 1  # last sequence run
-        self.missed = 0                     # schedule slots skipped because we were late
         self.failed = 0                     # ticks whose callback raised
+        self._grid = GridLoop(self._tick, interval, clock, on_missed=self._behind)
+
+    @property
+    def missed(self) -> int:
+        """Schedule slots skipped because the loop was late."""
+        return self._grid.missed
+
+    @missed.setter
+    def missed(self, value: int) -> None:
+        self._grid.missed = value
 
     async def run(self) -> None:
         """Tick forever (cancel to stop). The first tick runs at once."""
-        start = self.clock.now()
-        k = 0
-        while True:
-            due = start + k * self.interval
-            await self.clock.sleep_until(due)
-            late = self.clock.now() - due
-            if late >= self.interval:
-                skip = math.floor(late / self.interval)
-                self.missed += skip
-                k += skip
-                log.warning("tick loop %.3fs behind schedule; skipped %d tick(s)", late, skip)
-            self.sequence += 1
-            try:
-                self.on_tick(self.sequence)
-            except Exception:
-                # A tick that fails must not stop the data plane: the next
-                # one starts from the slots again. Logged with its traceback
-                # because it is a bug, not bad input.
-                self.failed += 1
-                log.exception("tick %d failed", self.sequence)
-            k += 1
+        await self._grid.run()
+
+    def _behind(self, skipped: int, late: float) -> None:
+        log.warning("tick loop behind schedule; skipped ticks",
+                    extra={"late_s": round(late, 3), "skipped": skipped})
+
+    def _tick(self) -> None:
+        self.sequence += 1
+        try:
+            self.on_tick(self.sequence)
+        except Exception:
+            # A tick that fails must not stop the data plane: the next
+            # one starts from the slots again. Logged with its traceback
+            # because it is a bug, not bad input.
+            self.failed += 1
+            log.exception("tick failed", extra={"sequence": self.sequence})

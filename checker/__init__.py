@@ -12,5 +12,5 @@ Modules, in the order data flows through them:
 * :mod:`healthplane.checker.reload` - adopting new config files safely
 * :mod:`healthplane.checker.runner` - :class:`~checker.runner.Checker`, tying it together
 * :mod:`healthplane.checker.cli` - ``healthplane checker``;
-  :mod:`healthplane.checker.metrics`, :mod:`healthplane.checker.logs`
+  :mod:`healthplane.checker.metrics`
 """

@@ -2,7 +2,8 @@
 
     healthplane checker --checks checks.yaml --fleet fleet.yaml --id CHECKER_ID
                         [--metrics HOST:PORT] [--reload-period SECONDS]
-                        [--canary-interval SECONDS] [--log-format logfmt|json] [-v]
+                        [--canary-interval SECONDS] [--log-level LEVEL]
+                        [--log-format logfmt|json] [-v]
 
 Exits 0 after SIGTERM or SIGINT, 1 on a bad file or an unknown checker id,
 2 on bad arguments; errors are one line each, never a traceback. SIGHUP
@@ -19,8 +20,7 @@ import logging
 import signal
 import sys
 
-from healthplane.checker import logs
-
+from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
 
 PROG = "healthplane checker"
@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-read both files this often (default 30; 0: only on SIGHUP)")
     p.add_argument("--canary-interval", type=_positive, default=1.0, metavar="SECONDS",
                    help="seconds between canary probes (default 1)")
-    p.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
-    p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="more logs: -v state changes and reloads, -vv debug")
+    # Quiet by default: warnings and errors. -v (info) adds state changes
+    # and reloads, -vv (debug) everything.
+    add_log_flags(p, default="warning", verbose_alias=True)
     return p
 
 
@@ -67,11 +67,12 @@ def main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    logs.setup(args.verbose, args.log_format)
+    setup_from_args(args)
 
     from healthplane.checker.reload import FileConfig
-    from healthplane.proto.config.addresses import parse_hostport
     from healthplane.proto.config.errors import ConfigError
+
+    from healthplane.runtime.listen import parse_hostport
 
     config = FileConfig(args.checks, args.fleet, args.checker_id)
     try:
@@ -112,11 +113,12 @@ def main(argv: list[str]) -> int:
 
 async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     from healthplane.checker import metrics as metrics_mod
-    from healthplane.checker.clock import MonotonicClock
     from healthplane.checker.reload import Reloader
     from healthplane.checker.runner import Checker
 
-    clock = MonotonicClock()
+    from healthplane.runtime.clock import SystemClock
+
+    clock = SystemClock()
     metrics = metrics_mod.CheckerMetrics()
     http_server = None
     if metrics_addr is not None:
@@ -139,9 +141,9 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, checker.stop)
     loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
-    log.info("checker=%s region=%s started checks=%d owned=%d aggregators=%d",
-             args.checker_id, checker.region, registry.check_count,
-             checker.rows.size, len(fleet.aggregators))
+    log.info("started", extra={"checker": args.checker_id, "region": checker.region,
+                               "checks": registry.check_count, "owned": checker.rows.size,
+                               "aggregators": len(fleet.aggregators)})
     # Everything built so far lives as long as the process. Freezing it keeps
     # it out of the cyclic GC's full collections, which otherwise walk every
     # prober and check and stall the loop (~200 ms at 50,000 checks).
@@ -159,5 +161,5 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
             http_server.shutdown()
     if checker.failed is not None:
         raise checker.failed
-    log.info("checker=%s stopped", args.checker_id)
+    log.info("stopped", extra={"checker": args.checker_id})
     return 0

@@ -31,11 +31,12 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from healthplane.checker.clock import Clock
 from healthplane.checker.metrics import FAILED, OK, TIMEOUT
 from healthplane.checker.probes.base import Prober
 from healthplane.checker.schedule import Schedule
 from healthplane.checker.thresholds import Verdicts
+
+from healthplane.runtime.clock import Clock
 
 log = logging.getLogger("healthplane.checker")
 

@@ -27,10 +27,11 @@ import multiprocessing
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 
-from healthplane.checker.clock import Clock
 from healthplane.checker.metrics import CheckerMetrics
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Fleet, Registry
+
+from healthplane.runtime.clock import Clock
 
 log = logging.getLogger("healthplane.checker")
 

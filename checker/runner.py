@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from healthplane.checker import snapshot
-from healthplane.checker.clock import Clock, MonotonicClock
 from healthplane.checker.dispatch import Dispatcher
 from healthplane.checker.fdlimit import fit_probe_limit
 from healthplane.checker.metrics import KIND_CODE, CheckerMetrics
@@ -40,6 +38,9 @@ from healthplane.checker.streams import AggregatorStream
 from healthplane.proto.codec import HEALTHY, UNHEALTHY
 from healthplane.proto.config.addresses import parse_hostport
 from healthplane.proto.config.model import Check, Fleet, Registry
+
+from healthplane.runtime.clock import Clock, SystemClock
+from healthplane.runtime.grid import GridLoop
 
 log = logging.getLogger("healthplane.checker")
 
@@ -103,7 +104,7 @@ class Checker:
                  late_cap: float = 0.5, doubt: DoubtPolicy | None = None,
                  stream_backoff: tuple[float, float] = (0.2, 10.0)) -> None:
         self.checker_id = checker_id
-        self.clock = clock or MonotonicClock()
+        self.clock = clock or SystemClock()
         self.make_prober = make_prober or default_make_prober
         self.metrics = metrics or CheckerMetrics()
         self.rng = rng or random.Random()
@@ -115,7 +116,12 @@ class Checker:
         self.sequence = 0
         self.last_states: np.ndarray = np.zeros(0, dtype=np.uint8)
         self._streams: dict[str, tuple[AggregatorStream, asyncio.Task[None] | None]] = {}
-        self._stopped = asyncio.Event()
+        # Reports on a fixed grid. A report more than half an interval late
+        # is skipped, so two reports are never closer than half an interval
+        # (a stall ends with at most one late report, never a burst).
+        interval = fleet.report_interval
+        self.report_loop = GridLoop(lambda: self.report_once(), interval, self.clock,
+                                 late_limit=interval / 2)
         self.failed: BaseException | None = None   # set when a loop died of a bug
         self._running = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -156,6 +162,8 @@ class Checker:
         self.dispatcher, self.canaries = plan.dispatcher, plan.canaries
         self.doubt.rebase(0, 0)
         self._missed_seen = 0
+        interval = plan.fleet.report_interval
+        self.report_loop.period, self.report_loop.late_limit = interval, interval / 2
         self.metrics.checks_owned.set(plan.rows.size)
         self.metrics.concurrency_limit.set(plan.dispatcher.limit)
         log.info("checker=%s region=%s owns=%d of=%d registry=%s limit=%d",
@@ -277,7 +285,7 @@ class Checker:
         self._start_dispatchers()
         self._sync_streams()
         try:
-            await self._report_loop()
+            await self.report_loop.run()
         finally:
             self._running = False
             self.dispatcher.stop()
@@ -291,32 +299,7 @@ class Checker:
             self._streams.clear()
 
     def stop(self) -> None:
-        self._stopped.set()
-
-    async def _report_loop(self) -> None:
-        start = self.clock.now()
-        interval = self.fleet.report_interval
-        k = 0
-        while not self._stopped.is_set():
-            if self.fleet.report_interval != interval:
-                start, interval, k = self.clock.now(), self.fleet.report_interval, 0
-            await self._sleep_or_stop(start + k * interval)
-            if self._stopped.is_set():
-                return
-            self.report_once()
-            # Fixed schedule: the next report is the next grid slot at least
-            # half an interval away; reports missed in a stall are skipped,
-            # never sent in a burst.
-            k = max(k + 1, math.ceil((self.clock.now() + interval / 2 - start) / interval))
-
-    async def _sleep_or_stop(self, t: float) -> None:
-        sleeper = asyncio.ensure_future(self.clock.sleep_until(t))
-        stopper = asyncio.ensure_future(self._stopped.wait())
-        try:
-            await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            stopper.cancel()
+        self.report_loop.stop()
 
     def report_once(self) -> snapshot.pb.CheckerSnapshot:
         """Build this report window's snapshot and offer it to every stream."""
@@ -341,7 +324,7 @@ class Checker:
         self.sequence += 1
         msg = snapshot.build(checker_id=self.checker_id, region=self.region,
                              registry_version=self.registry.version, sequence=self.sequence,
-                             sent_unix_ms=int(self.clock.wall() * 1000), states=states)
+                             sent_unix_ms=self.clock.wall_ms(), states=states)
         m.snapshot_bytes.set(len(msg.states))
         for stream, _ in self._streams.values():
             stream.offer(msg)

@@ -6,7 +6,8 @@ a stream task takes it out and writes it. A snapshot not yet sent when the
 next one arrives is replaced (and counted), so a slow or dead aggregator
 holds at most one snapshot of memory and never delays the probes or the
 other aggregators. Broken streams are reopened, on a fresh channel, after
-:func:`backoff` (capped exponential, full jitter).
+:func:`~healthplane.runtime.backoff.backoff` (capped exponential, full
+jitter).
 """
 
 from __future__ import annotations
@@ -16,33 +17,19 @@ import logging
 import random
 
 import grpc
-from healthplane.checker.clock import Clock
 from healthplane.checker.metrics import CheckerMetrics
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
-log = logging.getLogger("healthplane.checker")
+from healthplane.runtime.backoff import backoff
+from healthplane.runtime.clock import Clock
+from healthplane.runtime.slot import LatestSlot
 
-# The shortest delay backoff() returns: a zero delay would let every checker
-# of a fleet hammer a restarting aggregator at the same instant.
-MIN_BACKOFF = 0.01
+log = logging.getLogger("healthplane.checker")
 
 # Its own subchannel, so a fresh channel does not inherit the reconnect
 # backoff of one that just failed to the same address.
 _CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
-
-
-def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Delay before reconnect attempt `attempt` (0, 1, 2, ...): full jitter.
-
-    Uniform in (0, min(cap, base * 2**attempt)], then clamped to at least
-    MIN_BACKOFF (or the cap, if that is smaller). Never zero, never above cap.
-    """
-    if base <= 0 or cap <= 0:
-        raise ValueError("base and cap must be > 0")
-    upper = min(cap, base * 2.0 ** min(max(attempt, 0), 64))
-    # 1 - random() lies in (0, 1]: full jitter that cannot hit zero.
-    return max(upper * (1.0 - rng.random()), min(MIN_BACKOFF, upper))
 
 
 class AggregatorStream:
@@ -57,9 +44,7 @@ class AggregatorStream:
         self.base = base
         self.cap = cap
         self.write_timeout = write_timeout
-        self._slot: pb.CheckerSnapshot | None = None
-        self._ready = asyncio.Event()
-        self._closed = False
+        self._slot: LatestSlot[pb.CheckerSnapshot] = LatestSlot()
         self._sent = metrics.snapshots_sent.labels(address)
         self._replaced = metrics.snapshots_replaced.labels(address)
         self._reconnects = metrics.stream_reconnects.labels(address)
@@ -70,28 +55,23 @@ class AggregatorStream:
 
     def offer(self, snapshot: pb.CheckerSnapshot) -> None:
         """Put the newest snapshot in the slot, replacing an unsent one."""
-        if self._slot is not None:
+        if self._slot.put(snapshot):
             self._replaced.inc()
-        self._slot = snapshot
-        self._ready.set()
 
     def close(self) -> None:
-        self._closed = True
-        self._ready.set()
+        self._slot.close()
 
     async def _take(self) -> pb.CheckerSnapshot | None:
-        while self._slot is None and not self._closed:
-            self._ready.clear()
-            await self._ready.wait()
-        snapshot, self._slot = self._slot, None
-        return None if self._closed else snapshot
+        """The next snapshot to write; None once closed (a pending one is dropped)."""
+        snapshot = await self._slot.take()
+        return None if self._slot.closed else snapshot
 
     async def run(self) -> None:
         """Keep a stream open and writing until close()."""
         attempt = 0
         channel: grpc.aio.Channel | None = None
         try:
-            while not self._closed:
+            while not self._slot.closed:
                 if channel is None:
                     # A fresh channel after every break: on one that keeps
                     # failing, gRPC's own reconnect backoff (growing towards
@@ -139,8 +119,8 @@ class AggregatorStream:
                 finally:
                     self._connected.set(0)
                     call.cancel()
-                if snapshot is not None and self._slot is None:
-                    self._slot = snapshot   # not sent: keep it as the latest
+                if snapshot is not None:
+                    self._slot.put_back(snapshot)   # not sent: keep it as the latest
                 broken, channel = channel, None
                 await broken.close(grace=None)
                 delay = backoff(attempt, self.base, self.cap, self.rng)

@@ -35,6 +35,8 @@ from healthplane.deploy.launcher import (
 from healthplane.deploy.liveview import LiveView, render_line, render_screen
 from healthplane.proto.config.errors import ConfigError
 
+from healthplane.runtime.logs import add_log_flags, setup_from_args
+
 EXAMPLES = Path(__file__).parent / "examples"
 DEFAULT_DNS = "127.0.0.1:5353"
 DEMO_FLAP = ("web-3", "api-primary")
@@ -50,6 +52,7 @@ class Plan:
     targets: TargetsOptions | None
     dns_listen: str
     notes: list[str] = field(default_factory=list)
+    log_args: list[str] = field(default_factory=list)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=float, default=60.0,
                    help="flapping period of the demo targets (default 60)")
     p.add_argument("--run-dir", help="where logs and pids go (default: a new temp dir)")
+    # Also handed on to every process of the fleet (their logs are in --run-dir).
+    add_log_flags(p, default="info")
     return p
 
 
@@ -104,7 +109,10 @@ def _plan(args: argparse.Namespace, run_dir: Path) -> Plan:
         if not port_is_free(host, int(port)):
             dns_listen = f"{host}:0"
             notes.append(f"{DEFAULT_DNS} was taken; the DNS front uses a free port")
-    return Plan(checks, fleet, zone, targets, dns_listen, notes)
+    log_args = ["--log-format", args.log_format]
+    if args.log_level is not None:
+        log_args += ["--log-level", args.log_level]
+    return Plan(checks, fleet, zone, targets, dns_listen, notes, log_args)
 
 
 def _free_aggregator_ports(fleet: Path, run_dir: Path) -> tuple[Path, list[str]]:
@@ -157,7 +165,7 @@ def run(plan: Plan, run_dir: Path, duration: float | None, out: TextIO) -> int:
     died: list[str] = []
     with Fleet(plan.checks, plan.fleet, plan.zone, run_dir=run_dir,
                dns_listen=plan.dns_listen if plan.zone else None,
-               targets=plan.targets) as fleet:
+               targets=plan.targets, log_args=plan.log_args) as fleet:
         header = _hints(fleet, plan)
         if tty:
             out.write("\x1b[2J")
@@ -191,6 +199,7 @@ def run(plan: Plan, run_dir: Path, duration: float | None, out: TextIO) -> int:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    setup_from_args(args)
     if args.duration is not None and args.duration <= 0:
         print("healthplane demo: --duration must be > 0", file=sys.stderr)
         return 2

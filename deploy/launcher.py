@@ -40,7 +40,6 @@ from healthplane.deploy.ports import (
     free_port,
     free_ports,
     grpc_serving,
-    hostport_any,
     port_is_free,
     tcp_open,
 )
@@ -56,6 +55,8 @@ from healthplane.deploy.processes import (
 from healthplane.proto.config.addresses import parse_hostport
 from healthplane.proto.config.loader import load_config
 from healthplane.proto.config.model import Fleet as FleetConfig
+
+from healthplane.runtime.listen import parse_listen
 
 __all__ = [
     "RUN_DIR_ENV", "Fleet", "LaunchError", "Proc", "TargetsOptions", "free_port", "free_ports",
@@ -100,9 +101,12 @@ class Fleet:
         checker_metrics: bool = True,
         ready_timeout: float = 60.0,
         grace: float = 5.0,
+        log_args: Sequence[str] = (),
     ) -> None:
         """dns_listen: HOST:PORT for the DNS front (port 0: a free one; None: no DNS
         front, or none when zone is None). targets: also run deploy.targets.
+        log_args: logging flags (--log-level, --log-format) for every
+        healthplane process started.
 
         Raises ConfigError (one line per problem) before starting anything when
         the files do not load."""
@@ -128,7 +132,7 @@ class Fleet:
             self._taken.add(parse_hostport(address)[1])
         self.dns_address: tuple[str, int] | None = None
         if self.zone is not None and dns_listen is not None:
-            host, port = hostport_any(dns_listen)
+            host, port = parse_listen(dns_listen)
             self.dns_address = (host, port or self._free_port(host))
         self.targets_options = targets
         self.targets_control: str | None = None
@@ -137,6 +141,7 @@ class Fleet:
             self._taken.add(parse_hostport(self.targets_control)[1])
         self.checker_metrics = checker_metrics
         self.ready_timeout, self.grace = ready_timeout, grace
+        self.log_args = list(log_args)
         self.checkers: dict[str, Proc] = {}
         self.checker_metrics_ports: dict[str, int] = {}
         self.aggregators: list[Proc] = []
@@ -217,7 +222,8 @@ class Fleet:
             port = self.checker_metrics_ports.get(checker_id) or self._free_port()
             self.checker_metrics_ports[checker_id] = port
             args += ["--metrics", f"127.0.0.1:{port}"]
-        proc = self._spawn(f"checker-{checker_id}", healthplane_argv("checker", *args))
+        proc = self._spawn(f"checker-{checker_id}",
+                           healthplane_argv("checker", *args, *self.log_args))
         self.checkers[checker_id] = proc
         if wait:
             self._wait_checker(checker_id)
@@ -227,7 +233,8 @@ class Fleet:
         address = self.aggregator_addresses[index]
         args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path),
                 "--listen", address]
-        proc = self._spawn(f"aggregator-{index}", healthplane_argv("aggregator", *args))
+        proc = self._spawn(f"aggregator-{index}",
+                           healthplane_argv("aggregator", *args, *self.log_args))
         if index < len(self.aggregators):
             self.aggregators[index] = proc
         else:
@@ -293,7 +300,7 @@ class Fleet:
                 "--tick", str(self.tick)]
         for a in self.aggregator_addresses:
             args += ["--aggregator", a]
-        self.dns = self._spawn("dns", healthplane_argv("dns", *args))
+        self.dns = self._spawn("dns", healthplane_argv("dns", *args, *self.log_args))
         assert self.zone_config is not None
         apex = self.zone_config.zone
         self._wait(self.dns, lambda: dns_answers(host, port, apex), "answering DNS")

@@ -10,7 +10,6 @@ import dns.message
 import dns.query
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from healthplane.proto.config.addresses import parse_hostport
 
 
 def free_ports(count: int, host: str = "127.0.0.1", exclude: Collection[int] = ()) -> list[int]:
@@ -60,14 +59,6 @@ def port_is_free(host: str, port: int) -> bool:
             except OSError:
                 return False
     return True
-
-
-def hostport_any(text: str) -> tuple[str, int]:
-    """Like parse_hostport, but port 0 (meaning: pick a free one) is allowed."""
-    host, sep, port = text.rpartition(":")
-    if sep and port == "0":
-        return parse_hostport(f"{host}:1")[0], 0
-    return parse_hostport(text)
 
 
 def tcp_open(host: str, port: int) -> bool:

@@ -44,6 +44,9 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from healthplane.proto.config.addresses import parse_hostport
 
+from healthplane.runtime.clock import SystemClock
+from healthplane.runtime.grid import GridLoop
+
 HANG_CLOSE_AFTER = 60.0   # a hung connection is dropped eventually so idle sockets stay bounded
 
 
@@ -154,18 +157,18 @@ class Targets:
         self.by_id[tid].flap_task = asyncio.create_task(self._flap(tid, down_s, period, offset))
 
     async def _flap(self, tid: str, down_s: float, period: float, offset: float) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time() + offset
-        k = 0
-        while True:
-            # Fixed schedule from the start time, so the pattern never drifts.
-            await asyncio.sleep(max(0.0, start + k * period - loop.time()))
+        clock = SystemClock()
+
+        async def down_then_up() -> None:
             if not self.by_id[tid].pinned:
                 await self.set_up(tid, False)
-            await asyncio.sleep(max(0.0, start + k * period + down_s - loop.time()))
+            await clock.sleep_until(grid.due(grid.slot) + down_s)
             if not self.by_id[tid].pinned:
                 await self.set_up(tid, True)
-            k += 1
+
+        # A fixed grid from the start time, so the pattern never drifts.
+        grid = GridLoop(down_then_up, period, clock)
+        await grid.run(start=clock.now() + offset)
 
     async def _listen(self, port: int) -> None:
         kind = self.by_port[port][0].kind

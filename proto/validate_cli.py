@@ -14,6 +14,8 @@ from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.loader import load_config
 from healthplane.proto.config.model import CHECK_TYPES, Fleet, Registry, Zone
 
+from healthplane.runtime.logs import add_log_flags, setup_from_args
+
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
@@ -45,11 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-errors", metavar="N", type=int, default=1000,
                         help="print at most N errors, then a count of the rest "
                              "(default 1000; 0 prints all)")
+    add_log_flags(parser, default="warning")
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    setup_from_args(args)
     try:
         registry, fleet, zone = load_config(args.checks, args.fleet, args.zone)
     except ConfigError as exc:

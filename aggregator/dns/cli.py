@@ -19,6 +19,7 @@ Options:
     --tcp-idle-timeout SECS  close an idle DNS-over-TCP connection (default 10)
     --max-tcp-connections N  concurrent DNS-over-TCP connections (default 128)
     --log-level LEVEL        debug | info | warning | error (default info)
+    --log-format FORMAT      logfmt | json (default logfmt)
 
 ``--listen 127.0.0.1:0`` picks a free port; the bound address is logged as
 ``listening on HOST:PORT (udp+tcp)``. The server answers from the first
@@ -38,10 +39,11 @@ import sys
 
 import dns.exception
 import dns.name
-from healthplane.proto.config.addresses import parse_hostport
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Zone
 
+from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
+from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
 
 PROG = "healthplane dns"
@@ -72,17 +74,17 @@ def _parser() -> argparse.ArgumentParser:
                    "(default 10)")
     p.add_argument("--max-tcp-connections", type=int, default=128, metavar="N",
                    help="concurrent TCP connections; more are closed at once (default 128)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_flags(p, default="info")
     return p
 
 
 def _usage_error(args: argparse.Namespace) -> str | None:
     for flag, values in (("--listen", [args.listen]), ("--aggregator", args.aggregator),
                          ("--metrics", [args.metrics] if args.metrics else [])):
+        parse = parse_hostport if flag == "--aggregator" else parse_listen
         for text in values:
-            probe = text[:-1] + "1" if flag != "--aggregator" and text.endswith(":0") else text
             try:
-                parse_hostport(probe)
+                parse(text)
             except ValueError as exc:
                 return f"{flag}: {exc}"
     if args.tick is not None and not 0 < args.tick <= 3600:
@@ -128,10 +130,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     front = DnsFront(keeper.table, max_udp=args.max_udp_payload,
                      tcp_idle_timeout=args.tcp_idle_timeout,
                      max_tcp_connections=args.max_tcp_connections)
-    host, port = parse_hostport(args.listen[:-1] + "1" if args.listen.endswith(":0")
-                                else args.listen)
-    if args.listen.endswith(":0"):
-        port = 0
+    host, port = parse_listen(args.listen)
     try:
         bound = await front.start(host, port)
     except OSError as exc:
@@ -140,21 +139,20 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     httpd = None
     if args.metrics:
         from .metrics import serve_metrics
-        mhost, mport = parse_hostport(args.metrics[:-1] + "1" if args.metrics.endswith(":0")
-                                      else args.metrics)
+        mhost, mport = parse_listen(args.metrics)
         try:
-            httpd, mbound = serve_metrics(mhost, 0 if args.metrics.endswith(":0") else mport,
-                                          front, consumer, keeper)
+            httpd, mbound = serve_metrics(mhost, mport, front, consumer, keeper)
         except OSError as exc:
             print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
                   file=sys.stderr)
             await front.stop()
             return 1
-        mshown = f"[{mhost}]" if ":" in mhost else mhost
-        log.info("metrics on http://%s:%d/metrics", mshown, mbound)
-    shown = f"[{host}]" if ":" in host else host
-    log.info("listening on %s:%d (udp+tcp) for zone %s (%d records), aggregators %s",
-             shown, bound, zone.zone, len(zone.records), ", ".join(args.aggregator))
+        maddress = format_hostport(mhost, mbound)
+        log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
+    address = format_hostport(host, bound)
+    log.info("listening on %s (udp+tcp)", address,
+             extra={"address": address, "zone": zone.zone, "records": len(zone.records),
+                    "aggregators": ",".join(args.aggregator)})
     await consumer.start()
     keeper_task = asyncio.create_task(keeper.run(), name="answer-keeper")
     stop = asyncio.Event()
@@ -178,8 +176,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_from_args(args)
     if err := _usage_error(args):
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -35,6 +34,10 @@ import grpc
 from healthplane.proto import codec
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+
+from healthplane.runtime.backoff import backoff
+from healthplane.runtime.clock import Clock, SystemClock
+from healthplane.runtime.slot import LatestSlot
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +54,6 @@ _CHANNEL_OPTIONS = (
     # reconnect backoff of the channel that just failed to the same address.
     ("grpc.use_local_subchannel_pool", 1),
 )
-
-
-def backoff(attempt: int, base: float, cap: float, rng: Callable[[], float]) -> float:
-    """Full-jitter backoff: uniform in (0, min(cap, base * 2**attempt)], never zero.
-
-    The floor of 1 ms keeps a run of unlucky draws from turning into a tight
-    reconnect loop against a dead peer.
-    """
-    ceiling = min(cap, base * (2.0 ** min(attempt, 62)))
-    return max(0.001, rng() * ceiling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +97,8 @@ class HealthConsumer:
     Use as ``async with HealthConsumer([...]) as consumer:`` or call
     :meth:`start` / :meth:`stop`. ``tick`` fixes the aggregator tick period;
     when None it is learned from consecutive snapshots (``default_tick``
-    until two have arrived). ``clock`` and ``rng`` are injectable for tests.
+    until two have arrived). ``clock`` (a :class:`~healthplane.runtime.clock.Clock`)
+    and ``rng`` (for the reconnect jitter) are injectable for tests.
     """
 
     def __init__(
@@ -117,8 +111,8 @@ class HealthConsumer:
         connect_timeout: float = 2.0,
         backoff_base: float = 0.2,
         backoff_cap: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if not aggregators:
             raise ValueError("at least one aggregator address is needed")
@@ -129,15 +123,15 @@ class HealthConsumer:
         self._connect_timeout = connect_timeout
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        self._clock = clock
-        self._rng = rng
+        self.clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()
         self._snapshot: Snapshot | None = None
         self._ids: dict[str, Mapping[str, int]] = {}   # registry version -> index
         self._want_ids = True
         self._periods: list[float] = []
         self._current: str | None = None
         self._listeners: list[Callable[[Snapshot], None]] = []
-        self._changed = asyncio.Event()
+        self._readers: set[LatestSlot[Snapshot]] = set()
         self._task: asyncio.Task[None] | None = None
         self.switches = 0           # times the consumer moved to another aggregator
         self.malformed = 0          # snapshots dropped as malformed
@@ -158,7 +152,7 @@ class HealthConsumer:
     def age(self) -> float | None:
         """Seconds since the freshest snapshot arrived, or None before any."""
         snap = self._snapshot
-        return None if snap is None else max(0.0, self._clock() - snap.received)
+        return None if snap is None else max(0.0, self.clock.now() - snap.received)
 
     @property
     def current(self) -> str | None:
@@ -179,16 +173,15 @@ class HealthConsumer:
 
     async def updates(self) -> AsyncIterator[Snapshot]:
         """Yield the freshest snapshot each time it changes; a slow reader skips, never queues."""
-        seen: Snapshot | None = None
-        while True:
-            snap = self._snapshot
-            if snap is not None and snap is not seen:
-                seen = snap
+        slot: LatestSlot[Snapshot] = LatestSlot()
+        if self._snapshot is not None:
+            slot.put(self._snapshot)
+        self._readers.add(slot)
+        try:
+            while (snap := await slot.take()) is not None:
                 yield snap
-                continue
-            self._changed.clear()
-            if self._snapshot is seen:
-                await self._changed.wait()
+        finally:
+            self._readers.discard(slot)
 
     async def wait_for_snapshot(self, timeout: float | None = None) -> Snapshot:
         """Wait until a snapshot is available (TimeoutError after timeout seconds)."""
@@ -237,9 +230,7 @@ class HealthConsumer:
             i = last if reopen else self._pick(last)
             reopen = False
             src = self._sources[i]
-            wait = src.not_before - self._clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await self.clock.sleep_until(src.not_before)
             if last >= 0 and i != last:
                 self.switches += 1
             last = i
@@ -261,7 +252,7 @@ class HealthConsumer:
             await self._close_channel(src)
             delay = backoff(src.fails, self._backoff_base, self._backoff_cap, self._rng)
             src.fails += 1
-            src.not_before = self._clock() + delay
+            src.not_before = self.clock.now() + delay
             # Loud once per outage, quiet while retrying a peer that stays down.
             log.log(logging.WARNING if src.fails == 1 else logging.DEBUG,
                     "aggregator %s: %s; retry in %.2fs", src.address, reason, delay)
@@ -274,13 +265,13 @@ class HealthConsumer:
         call = stub.Watch(pb.WatchRequest(include_check_ids=with_ids))
         try:
             # The first message may take a connect plus a tick; later ones a tick each.
-            deadline = (self._clock() + self._connect_timeout
+            deadline = (self.clock.now() + self._connect_timeout
                         + self._stall_periods * self.tick_period)
             last_seq = -1
             while True:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
                 # cancellation that races with a message, and stop() would hang.
-                async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                async with asyncio.timeout(max(0.0, deadline - self.clock.now())):
                     msg = await call.read()
                 if msg is grpc.aio.EOF:
                     return
@@ -298,7 +289,7 @@ class HealthConsumer:
                     log.info("following aggregator %s (tick %d)", src.address, msg.sequence)
                 src.fails = 0
                 self._current = src.address
-                deadline = self._clock() + self._stall_periods * self.tick_period
+                deadline = self.clock.now() + self._stall_periods * self.tick_period
                 if with_ids and not self._want_ids:
                     raise _Reopen()   # ids known: stop paying for them every tick
         finally:
@@ -343,7 +334,7 @@ class HealthConsumer:
             log.warning("aggregator %s: malformed snapshot %d: %s", src.address, msg.sequence, exc)
             return None
         self._want_ids = False
-        now = self._clock()
+        now = self.clock.now()
         prev = self._snapshot
         if self._fixed_tick is None and prev is not None and prev.source == src.address \
                 and last_seq >= 0 and msg.sequence > prev.sequence:
@@ -357,7 +348,8 @@ class HealthConsumer:
             states=states, index=index, received=now)
         self._snapshot = snap
         self.accepted += 1
-        self._changed.set()
+        for reader in self._readers:
+            reader.put(snap)
         for cb in list(self._listeners):
             try:
                 cb(snap)

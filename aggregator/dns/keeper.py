@@ -14,12 +14,14 @@ health forever. Before the first snapshot everything is unknown anyway.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
 from healthplane.proto import codec
 from healthplane.proto.config.model import Zone
+
+from healthplane.runtime.clock import Clock
+from healthplane.runtime.grid import GridLoop
 
 from .answers import AnswerTable, ChoiceCache, SerialClock, StatusFn, build_answers
 from .consumer import HealthConsumer, Snapshot
@@ -36,11 +38,13 @@ class AnswerKeeper:
 
     def __init__(self, zone: Zone, consumer: HealthConsumer,
                  on_table: Callable[[AnswerTable], None], *,
-                 stale_after: float = 30.0, nameservers: Sequence[str] = ()) -> None:
+                 stale_after: float = 30.0, nameservers: Sequence[str] = (),
+                 clock: Clock | None = None) -> None:
         self.zone = zone
         self.consumer = consumer
         self.on_table = on_table
         self.stale_after = stale_after
+        self.clock: Clock = clock or consumer.clock
         self.nameservers = tuple(nameservers)
         self.serials = SerialClock()
         self.cache = ChoiceCache()
@@ -68,6 +72,10 @@ class AnswerKeeper:
         age = self.consumer.age()
         return self.stale_after > 0 and age is not None and age > self.stale_after
 
+    def _check_stale(self) -> None:
+        if self.is_stale() != self.failing_open:
+            self.rebuild()
+
     def rebuild(self, snapshot: Snapshot | None = None) -> AnswerTable:
         """Build from ``snapshot`` (default: the consumer's freshest) and publish."""
         snap = snapshot or self.consumer.snapshot
@@ -94,12 +102,12 @@ class AnswerKeeper:
     async def run(self) -> None:
         """Rebuild on every snapshot, and when the stale rule flips; until cancelled."""
         self._unsubscribe = self.consumer.add_listener(self.rebuild)
+        # Checked on a fixed grid, a quarter of stale_after apart (at most
+        # 1 s), so failing open is late by at most that much.
+        period = min(1.0, self.stale_after / 4) if self.stale_after > 0 else 1.0
+        grid = GridLoop(self._check_stale, period, self.clock, run_at_start=False)
         try:
-            period = min(1.0, self.stale_after / 4) if self.stale_after > 0 else 1.0
-            while True:
-                await asyncio.sleep(period)
-                if self.is_stale() != self.failing_open:
-                    self.rebuild()
+            await grid.run()
         finally:
             if self._unsubscribe is not None:
                 self._unsubscribe()

@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 
+# One HOST:PORT parser for config fields and flags alike.
+from healthplane.runtime.listen import parse_hostport
+
+__all__ = ["forbidden_reason", "is_ip_literal", "parse_hostport"]
+
 _V4_FORBIDDEN: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
     (ipaddress.IPv4Network(net), why)
     for net, why in (
@@ -81,22 +86,3 @@ def is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def parse_hostport(text: str) -> tuple[str, int]:
-    """Split "HOST:PORT" or "[V6]:PORT" into (host, port); ValueError if malformed."""
-    text = text.strip()
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or text[end + 1:end + 2] != ":":
-            raise ValueError(f"{text!r} is not HOST:PORT")
-        host, port_text = text[1:end], text[end + 2:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or ":" in host:
-            raise ValueError(f"{text!r} is not HOST:PORT (write IPv6 as [ADDR]:PORT)")
-    if not host:
-        raise ValueError(f"{text!r} has no host")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"{text!r}: port must be 1..65535")
-    return host, int(port_text)

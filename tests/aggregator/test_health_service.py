@@ -8,12 +8,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from healthplane.aggregator.clock import FakeClock
 from healthplane.aggregator.server import run_aggregator
 from healthplane.proto import codec
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
+from healthplane.runtime.clock import FakeClock
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 REG = make_registry()
@@ -50,13 +50,13 @@ async def test_query_per_check_and_per_checker_detail(kit):
                               start_ticking=False) as agg, _channel(agg.port) as ch:
         stub = pb_grpc.HealthStub(ch)
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 1, 0, 0, 0])])
-        clock.advance(1.0)
+        await clock.advance(1.0)
         await report(agg.port, [snap("euw1-a", "eu-west", REG, [2, 1, 0, 0, 0])])
         agg.tick_now()
         first_ms = clock.wall_ms()
-        clock.advance(0.5)
+        await clock.advance(0.5)
         # euw1-a now says web-2 is unhealthy; use1-a goes stale.
-        clock.advance(2.0)
+        await clock.advance(2.0)
         await report(agg.port, [snap("euw1-a", "eu-west", REG, [2, 2, 0, 0, 0])])
         agg.tick_now()
         second_ms = clock.wall_ms()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from healthplane.aggregator.clock import FakeClock
 from healthplane.aggregator.server import run_aggregator
 from healthplane.aggregator.state import max_message_bytes, transport_limit
 from healthplane.proto import codec
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
+from healthplane.runtime.clock import FakeClock
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 REG = make_registry()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 
-from healthplane.aggregator.clock import FakeClock
 from healthplane.aggregator.server import run_aggregator
 from prometheus_client.parser import text_string_to_metric_families
 
+from healthplane.runtime.clock import FakeClock
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 REG = make_registry()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from healthplane.aggregator.clock import FakeClock
 from healthplane.aggregator.reload import ConfigReloader
 from healthplane.aggregator.server import run_aggregator
 from healthplane.proto.config.errors import ConfigError
 
+from healthplane.runtime.clock import FakeClock
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 OLD = make_registry(("a", "b", "c"), version="old")
@@ -89,7 +89,7 @@ async def test_periodic_and_triggered_reloads_run_on_the_clock(kit):
             if calls:
                 break
         assert len(calls) == 1
-        clock.advance(10.0)
+        await clock.advance(10.0)
         for _ in range(100):
             await asyncio.sleep(0.001)
             if len(calls) == 2:

@@ -11,12 +11,12 @@ import asyncio
 
 import grpc
 import pytest
-from healthplane.aggregator.clock import FakeClock
 from healthplane.aggregator.reload import ConfigReloader
 from healthplane.aggregator.server import Aggregator, run_aggregator
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
+from healthplane.runtime.clock import FakeClock
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 OLD = make_registry(("a", "b", "c"), version="old")
@@ -37,7 +37,7 @@ async def until(cond, what: str) -> None:
 
 async def next_tick(agg: Aggregator, clock: FakeClock) -> int:
     seq = agg.state.sequence
-    clock.advance(FLEET.tick)
+    await clock.advance(FLEET.tick)
     await until(lambda: agg.state.sequence > seq, "the next tick")
     return agg.state.sequence
 
@@ -117,7 +117,7 @@ async def test_a_check_coming_back_after_adoption_is_a_change_at_that_tick(kit):
         await report(agg.port, [snap("use1-a", "us-east", OLD, [1, 2, 1])])
         agg.tick_now()
         assert agg.adopt(NEW, FLEET)
-        clock.advance(1.0)
+        await clock.advance(1.0)
         # The checker reloaded too: b healthy, the new d unhealthy.
         await report(agg.port, [snap("use1-a", "us-east", NEW, [2, 1, 1])])
         pub = agg.tick_now()

@@ -6,11 +6,11 @@ import os
 import threading
 
 import msgpack
-from healthplane.aggregator.clock import FakeClock
 from healthplane.aggregator.server import run_aggregator
 from healthplane.aggregator.snapshot_file import read_snapshot_file, write_atomically
 from healthplane.proto import codec
 
+from healthplane.runtime.clock import FakeClock
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 REG = make_registry()

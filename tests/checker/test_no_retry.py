@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from healthplane.checker.clock import FakeClock
 from healthplane.checker.metrics import FAILED, KIND_CODE, TIMEOUT, CheckerMetrics
 from healthplane.checker.runner import Checker
 from healthplane.proto.codec import UNHEALTHY
 from healthplane.proto.config.model import Check
 
+from healthplane.runtime.clock import FakeClock
 from tests.checker.helpers import make_fleet, make_registry, until
 
 INTERVAL = 5.0      # virtual seconds between slots

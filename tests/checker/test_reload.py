@@ -6,13 +6,13 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
-from healthplane.checker.clock import FakeClock
 from healthplane.checker.metrics import CheckerMetrics
 from healthplane.checker.reload import Reloader
 from healthplane.checker.runner import Checker
 from healthplane.proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
 from healthplane.proto.config.loader import load_config
 
+from healthplane.runtime.clock import FakeClock
 from tests.checker.helpers import until
 
 FLEET = """\
@@ -57,7 +57,7 @@ async def test_bad_file_keeps_old_registry_good_file_adopted_with_state(tmp_path
     reloader = Reloader(load, lambda: (checker.registry, checker.fleet), checker.adopt_async,
                         period=30.0, clock=clock, metrics=metrics)
     task = asyncio.create_task(checker.run())
-    await clock.run_for(3.0, 0.05)
+    await clock.advance(3.0)
     assert checker.last_states.tolist() == [HEALTHY, UNHEALTHY, HEALTHY]
 
     assert await reloader.reload_once() == "unchanged"
@@ -66,7 +66,7 @@ async def test_bad_file_keeps_old_registry_good_file_adopted_with_state(tmp_path
     assert await reloader.reload_once() == "failed"
     assert checker.registry is registry
     assert any("checks.yaml" in r.getMessage() for r in caplog.records)
-    await clock.run_for(2.0, 0.05)
+    await clock.advance(2.0)
     assert checker.last_states.tolist() == [HEALTHY, UNHEALTHY, HEALTHY]
 
     checks.write_text(checks_yaml(["w", "y", "x"]))   # z gone, w new, order changed
@@ -75,7 +75,7 @@ async def test_bad_file_keeps_old_registry_good_file_adopted_with_state(tmp_path
     msg = checker.report_once()                        # carried over before any new probe
     assert checker.last_states.tolist() == [UNKNOWN, UNHEALTHY, HEALTHY]
     assert msg.check_count == 3
-    await clock.run_for(3.0, 0.05)
+    await clock.advance(3.0)
     assert checker.last_states.tolist() == [HEALTHY, UNHEALTHY, HEALTHY]
 
     fleet_path.write_text(FLEET.replace("[a]", "[b]"))  # this checker removed: refused

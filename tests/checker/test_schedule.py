@@ -6,11 +6,20 @@ import asyncio
 
 import numpy as np
 import pytest
-from healthplane.checker.clock import FakeClock
 from healthplane.checker.dispatch import Dispatcher
 from healthplane.checker.schedule import Schedule, phase_fraction
 
+from healthplane.runtime.clock import FakeClock
 from tests.checker.helpers import Recorder, tcp_checks
+
+
+def slots_between(phase: float, interval: float, t0: float, t1: float, *,
+                  closed: bool = True) -> int:
+    """How many of phase + k * interval lie in [t0, t1] (closed) or (t0, t1)."""
+    ks = np.arange(np.floor((t0 - phase) / interval) - 1, np.ceil((t1 - phase) / interval) + 2)
+    times = phase + ks * interval
+    inside = (times >= t0) & (times <= t1) if closed else (times > t0) & (times < t1)
+    return int(np.count_nonzero(inside))
 
 
 def make_dispatcher(clock, checks, recorder, **kw) -> Dispatcher:
@@ -59,19 +68,19 @@ async def test_each_check_exactly_once_per_interval():
     d = make_dispatcher(clock, checks, rec)
     start = clock.now()
     task = asyncio.create_task(d.run())
-    await clock.run_for(100.0, 0.05)
+    await clock.advance(100.0)
     d.stop()
     await clock.advance(1.0)
     await task
     for c in checks:
         starts = np.array(rec.starts[c.id])
-        n_expected = 100.0 / c.interval
-        assert n_expected - 1 <= starts.size <= n_expected + 1, c.id
+        phase = phase_fraction(c.id, "use1-a") * c.interval
+        # Every slot in [start, start + 100] ran, the last one included.
+        assert starts.size == slots_between(phase, c.interval, start, start + 100.0), c.id
         gaps = np.diff(starts)
         # Start times sit on phase + k * interval: gaps are the interval
         # (up to the wake-up resolution), never shorter, never doubled.
         assert np.all(np.abs(gaps - c.interval) <= 0.01), (c.id, gaps)
-        phase = phase_fraction(c.id, "use1-a") * c.interval
         offsets = (starts - phase) / c.interval
         assert np.all(np.abs(offsets - np.round(offsets)) * c.interval <= 0.01)
     assert d.missed == 0
@@ -86,7 +95,7 @@ async def test_load_is_flat_across_the_interval():
     d = make_dispatcher(clock, checks, rec)
     t0 = clock.now()
     task = asyncio.create_task(d.run())
-    await clock.run_for(20.0, 0.1)
+    await clock.advance(20.0)
     d.stop()
     await clock.advance(1.0)
     await task
@@ -102,17 +111,19 @@ async def test_stalled_slots_are_skipped_and_counted_not_bunched():
     rec = Recorder(clock)
     d = make_dispatcher(clock, checks, rec)
     task = asyncio.create_task(d.run())
-    await clock.run_for(10.0, 0.05)
-    before = d.launched
+    await clock.advance(10.0)
     assert d.missed == 0
     stall_start = clock.now()
     clock.jump(7.0)                 # the process hung for 7 s
-    await clock.run_for(10.0, 0.05)
+    await clock.advance(10.0)
     d.stop()
     await clock.advance(1.0)
     await task
-    # About 7 s of slots (100 per second) missed, give or take the late bound.
-    assert 600 <= d.missed <= 800, d.missed
+    # Every slot of the stall more than the late bound (0.5 s) before its
+    # end is missed; those of its last half second run late, once each.
+    phases = [phase_fraction(c.id, "use1-a") * c.interval for c in checks]
+    assert d.missed == sum(slots_between(p, 2.0, stall_start, stall_start + 6.5,
+                                         closed=False) for p in phases)
     for c in checks:
         starts = np.array(rec.starts[c.id])
         phase = phase_fraction(c.id, "use1-a") * c.interval
@@ -123,7 +134,9 @@ async def test_stalled_slots_are_skipped_and_counted_not_bunched():
         assert np.unique(slot).size == slot.size, "a slot ran twice"
         assert np.all(late <= 0.5 + 1e-6), late
         assert np.count_nonzero(starts > stall_start) >= 4
-    assert d.launched + d.missed >= before + 100 * 17 - 200
+    # Every slot of the run was either started or counted missed.
+    assert d.launched + d.missed == sum(slots_between(p, 2.0, stall_start - 10.0,
+                                                      stall_start + 17.0) for p in phases)
 
 
 async def test_concurrency_bound_holds_and_timeouts_count_as_failures():

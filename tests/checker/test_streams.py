@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import socket
 from collections.abc import Iterator
 
 import numpy as np
-import pytest
-from healthplane.checker.clock import FakeClock, MonotonicClock
 from healthplane.checker.metrics import CheckerMetrics
 from healthplane.checker.runner import Checker
-from healthplane.checker.streams import backoff
 from healthplane.proto import codec
 from healthplane.proto.config.model import Check
 
+from healthplane.runtime.clock import FakeClock, SystemClock
 from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks
 from tests.checker.ingest_server import start_ingest
 
@@ -34,29 +31,6 @@ def reserved_port() -> Iterator[int]:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(("127.0.0.1", 0))
         yield holder.getsockname()[1]
-
-
-def test_backoff_full_jitter_capped_never_zero():
-    class Zero(random.Random):
-        def random(self) -> float:
-            return 0.0
-
-    class AlmostOne(random.Random):
-        def random(self) -> float:
-            return 1.0 - 2**-53
-
-    rng = random.Random(7)
-    for attempt in range(40):
-        upper = min(5.0, 0.1 * 2**attempt)
-        values = [backoff(attempt, 0.1, 5.0, rng) for _ in range(200)]
-        assert all(0 < v <= upper for v in values)
-        assert backoff(attempt, 0.1, 5.0, Zero()) == upper          # top of the range
-        assert backoff(attempt, 0.1, 5.0, AlmostOne()) > 0          # never zero
-    # Full jitter: spread over the whole range, not bunched near the top.
-    late = [backoff(10, 0.1, 5.0, rng) for _ in range(2000)]
-    assert min(late) < 0.5 and max(late) > 4.5
-    with pytest.raises(ValueError):
-        backoff(0, 0, 1, rng)
 
 
 async def test_snapshots_arrive_at_interval_with_exact_layout():
@@ -113,7 +87,7 @@ async def test_aggregator_down_then_back_gets_snapshots_again():
 
 
 async def _down_then_back(port: int) -> None:
-    clock = MonotonicClock()
+    clock = SystemClock()
     registry = make_registry(tcp_checks(4, interval=1.0, timeout=0.5))
     live_server, live, live_port = await start_ingest()
     fleet = make_fleet({"r1": ("a",)}, report_interval=0.1,
@@ -154,7 +128,7 @@ async def test_slot_keeps_only_the_newest_unsent_snapshot():
     from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
     metrics = CheckerMetrics()
-    stream = AggregatorStream("127.0.0.1:1", clock=MonotonicClock(), metrics=metrics)
+    stream = AggregatorStream("127.0.0.1:1", clock=SystemClock(), metrics=metrics)
     for seq in range(1, 6):
         stream.offer(pb.CheckerSnapshot(sequence=seq))
     assert (await stream._take()).sequence == 5

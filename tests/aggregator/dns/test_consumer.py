@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from healthplane.aggregator.dns.consumer import HealthConsumer, Snapshot, backoff
+from healthplane.aggregator.dns.consumer import HealthConsumer, Snapshot
 from healthplane.proto import codec
 
 from tests.aggregator.dns.fakes import FakeHealth, reserved_port
@@ -42,14 +42,6 @@ def fast_consumer(*addresses: str, **kw: object) -> HealthConsumer:
                                    connect_timeout=0.5)
     opts.update(kw)
     return HealthConsumer(list(addresses), **opts)  # type: ignore[arg-type]
-
-
-def test_backoff_is_full_jitter_capped_and_never_zero() -> None:
-    assert backoff(0, 0.2, 10, lambda: 0.0) == 0.001
-    assert backoff(0, 0.2, 10, lambda: 1.0) == pytest.approx(0.2)
-    assert backoff(3, 0.2, 10, lambda: 0.5) == pytest.approx(0.8)
-    assert backoff(30, 0.2, 10, lambda: 1.0) == 10
-    assert backoff(10_000, 0.2, 10, lambda: 0.999) <= 10
 
 
 async def test_everything_unknown_before_first_snapshot() -> None:
