@@ -132,10 +132,10 @@ class SnapshotFileWriter:
             await asyncio.to_thread(write_atomically, self.path, encode_snapshot(pub, self._ids))
         except OSError as exc:
             self.failed += 1
-            msg = f"cannot write snapshot file {self.path}: {exc.strerror or exc}"
-            if msg != self._last_error:  # once per distinct error, not once per tick
-                log.error("%s", msg)
-                self._last_error = msg
+            error = str(exc.strerror or exc)
+            if error != self._last_error:  # once per distinct error, not once per tick
+                log.error("cannot write snapshot file", extra={"path": self.path, "error": error})
+                self._last_error = error
         else:
             self.written += 1
             self._last_error = ""

@@ -166,9 +166,10 @@ class Checker:
         self.report_loop.period, self.report_loop.late_limit = interval, interval / 2
         self.metrics.checks_owned.set(plan.rows.size)
         self.metrics.concurrency_limit.set(plan.dispatcher.limit)
-        log.info("checker=%s region=%s owns=%d of=%d registry=%s limit=%d",
-                 self.checker_id, plan.region, plan.rows.size, plan.registry.check_count,
-                 plan.registry.version, plan.dispatcher.limit)
+        log.info("plan adopted", extra={
+            "checker": self.checker_id, "region": plan.region, "owns": plan.rows.size,
+            "of": plan.registry.check_count, "registry": plan.registry.version,
+            "limit": plan.dispatcher.limit})
         if self._running:
             self._start_dispatchers()
             self._sync_streams()
@@ -177,7 +178,7 @@ class Checker:
         try:
             return self.make_prober(check, allow_private=allow_private)
         except Exception as exc:  # one bad check must not stop the others
-            log.warning("check=%s cannot be probed: %s", check.id, exc)
+            log.warning("check cannot be probed", extra={"check": check.id, "error": str(exc)})
             return _broken_prober("config error")
 
     def _canary_checks(self, fleet: Fleet) -> tuple[list[Check], list[Prober]]:
@@ -251,9 +252,9 @@ class Checker:
         if task.cancelled() or task.exception() is None:
             return
         exc = task.exception()
-        log.error("checker=%s internal error, stopping: %s: %s", self.checker_id,
-                  type(exc).__name__, exc, exc_info=exc if log.isEnabledFor(logging.DEBUG)
-                  else None)
+        log.error("internal error, stopping",
+                  extra={"checker": self.checker_id, "error": f"{type(exc).__name__}: {exc}"},
+                  exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
         self.failed = exc
         self.stop()
 
@@ -310,8 +311,9 @@ class Checker:
         doubting = self.doubt.evaluate(d.launched, d.missed, self.canaries.verdicts.state)
         if doubting != was:
             level = logging.WARNING if doubting else logging.INFO
-            log.log(level, "checker=%s self_doubt=%s reasons=%s", self.checker_id,
-                    int(doubting), ",".join(self.doubt.reasons()) or "none")
+            log.log(level, "self-doubt " + ("on" if doubting else "off"), extra={
+                "checker": self.checker_id, "self_doubt": int(doubting),
+                "reasons": ",".join(self.doubt.reasons()) or "none"})
         m.self_doubt.set(int(doubting))
         for reason in ("canaries", "schedule"):
             m.self_doubt_reason.labels(reason).set(int(reason in self.doubt.reasons()))
@@ -338,7 +340,9 @@ class Checker:
         changed = np.flatnonzero(prev != states)
         names = {0: "unknown", HEALTHY: "healthy", UNHEALTHY: "unhealthy"}
         for i in changed[:100].tolist():
-            log.info("check=%s state=%s was=%s", self.registry.checks[i].id,
-                     names[int(states[i])], names[int(prev[i])])
+            log.info("state changed", extra={"check": self.registry.checks[i].id,
+                                             "state": names[int(states[i])],
+                                             "was": names[int(prev[i])]})
         if changed.size > 100:
-            log.info("checks_changed=%d (first 100 logged)", changed.size)
+            log.info("many states changed, first 100 logged",
+                     extra={"checks_changed": changed.size})

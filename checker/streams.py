@@ -103,7 +103,7 @@ class AggregatorStream:
                         self._sent.inc()
                         if written == 1:
                             self._connected.set(1)
-                            log.info("aggregator=%s stream=open", self.address)
+                            log.info("stream open", extra={"aggregator": self.address})
                         elif written == 2:
                             # Two writes through: the stream works; start
                             # backoff afresh next time it breaks.
@@ -114,8 +114,8 @@ class AggregatorStream:
                     # Say it once per outage, not once per retry.
                     level = logging.INFO if written or attempt == 0 else logging.DEBUG
                     if log.isEnabledFor(level):
-                        log.log(level, "aggregator=%s stream=broken error=%s", self.address,
-                                await _why(exc, call))
+                        log.log(level, "stream broken", extra={
+                            "aggregator": self.address, "error": await _why(exc, call)})
                 finally:
                     self._connected.set(0)
                     call.cancel()

@@ -255,7 +255,9 @@ class HealthConsumer:
             src.not_before = self.clock.now() + delay
             # Loud once per outage, quiet while retrying a peer that stays down.
             log.log(logging.WARNING if src.fails == 1 else logging.DEBUG,
-                    "aggregator %s: %s; retry in %.2fs", src.address, reason, delay)
+                    "aggregator %s lost; retrying", src.address,
+                    extra={"aggregator": src.address, "reason": reason,
+                           "retry_s": round(delay, 3)})
 
     async def _watch(self, src: _Source) -> None:
         if src.channel is None:
@@ -286,7 +288,8 @@ class HealthConsumer:
                     continue      # malformed: counted, and the deadline stands
                 last_seq = msg.sequence
                 if self._current != src.address:
-                    log.info("following aggregator %s (tick %d)", src.address, msg.sequence)
+                    log.info("following aggregator %s (tick %d)", src.address, msg.sequence,
+                             extra={"aggregator": src.address, "tick": msg.sequence})
                 src.fails = 0
                 self._current = src.address
                 deadline = self.clock.now() + self._stall_periods * self.tick_period
@@ -309,8 +312,9 @@ class HealthConsumer:
         if msg.check_ids:
             if len(msg.check_ids) != msg.check_count:
                 self.malformed += 1
-                log.warning("aggregator %s: %d check ids for check_count %d; dropped",
-                            src.address, len(msg.check_ids), msg.check_count)
+                log.warning("snapshot dropped: check ids do not match check_count",
+                            extra={"aggregator": src.address, "check_ids": len(msg.check_ids),
+                                   "check_count": msg.check_count})
                 return None
             if version not in self._ids:
                 # Keep the current and the new version only: a registry change
@@ -331,7 +335,8 @@ class HealthConsumer:
             states = codec.decode(msg.states, msg.check_count).tobytes()
         except codec.SnapshotError as exc:
             self.malformed += 1
-            log.warning("aggregator %s: malformed snapshot %d: %s", src.address, msg.sequence, exc)
+            log.warning("malformed snapshot dropped", extra={
+                "aggregator": src.address, "tick": msg.sequence, "error": str(exc)})
             return None
         self._want_ids = False
         now = self.clock.now()
