@@ -16,9 +16,9 @@ exits after that many seconds.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -35,6 +35,8 @@ from healthplane.deploy.launcher import (
 from healthplane.deploy.liveview import LiveView, render_line, render_screen
 from healthplane.proto.config.errors import ConfigError
 
+from healthplane.runtime.clock import SystemClock
+from healthplane.runtime.grid import GridLoop
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -160,6 +162,28 @@ def _record_names(fleet: Fleet) -> list[str]:
     return sorted(names, key=lambda n: (not n.startswith("www."), not n.startswith("api.")))
 
 
+async def _show(view: LiveView, header: list[str], duration: float | None,
+                out: TextIO) -> list[str]:
+    """One frame a second on a fixed grid from the start, until duration; the dead."""
+    tty = out.isatty()
+    clock = SystemClock()
+    start = clock.now()
+    died: list[str] = []
+
+    def frame() -> None:
+        shown = view.frame(elapsed=clock.now() - start)
+        died[:] = shown.dead
+        out.write(render_screen(shown, view, header + [""]) if tty
+                  else render_line(shown) + "\n")
+        out.flush()
+
+    grid = GridLoop(frame, 1.0, clock)
+    if duration is not None:
+        asyncio.get_running_loop().call_later(duration, grid.stop)
+    await grid.run(start=start)
+    return died
+
+
 def run(plan: Plan, run_dir: Path, duration: float | None, out: TextIO) -> int:
     tty = out.isatty()
     died: list[str] = []
@@ -172,21 +196,8 @@ def run(plan: Plan, run_dir: Path, duration: float | None, out: TextIO) -> int:
         else:
             out.write("\n".join(header) + "\n")
         view = LiveView(fleet)
-        start = time.monotonic()
-        k = 0
         try:
-            while duration is None or time.monotonic() - start < duration:
-                k += 1
-                frame = view.frame(elapsed=time.monotonic() - start)
-                died = frame.dead
-                out.write(render_screen(frame, view, header + [""]) if tty
-                          else render_line(frame) + "\n")
-                out.flush()
-                # A fixed one-second schedule from the start, so the view never drifts.
-                pause = start + k - time.monotonic()
-                if duration is not None:
-                    pause = min(pause, start + duration - time.monotonic())
-                time.sleep(max(0.0, pause))
+            died = asyncio.run(_show(view, header, duration, out))
         finally:
             view.close()
     print(f"healthplane demo: stopped {len(fleet.pids())} processes; logs in {run_dir}",
