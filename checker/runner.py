@@ -94,7 +94,9 @@ class Checker:
 
     Readable while running: ``registry``, ``fleet``, ``region``, ``rows``
     (registry indices probed here), ``dispatcher``, ``doubt``, ``sequence``,
-    ``last_states`` (the states of the latest snapshot), ``streams``.
+    ``last_states`` (the states of the latest snapshot), ``streams``,
+    ``report_loop`` (the report schedule, a
+    :class:`~healthplane.runtime.grid.GridLoop`: ``missed`` counts skipped reports).
     """
 
     def __init__(self, registry: Registry, fleet: Fleet, checker_id: str, *,
