@@ -49,7 +49,8 @@ def ensure_open_files(needed: int) -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
         except (ValueError, OSError) as exc:
-            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, target, exc)
+            log.warning("cannot raise the open-files limit",
+                        extra={"soft": soft, "wanted": target, "error": str(exc)})
     return soft
 
 
@@ -64,7 +65,7 @@ def fit_probe_limit(limit: int, other_probes: int = 0) -> int:
     if room >= limit:
         return limit
     fitted = max(1, room)
-    log.warning("open-files limit %d leaves room for %d probes in flight, not %d: lowering the "
-                "concurrency limit (raise `ulimit -Hn`, or LimitNOFILE under systemd)",
-                soft, fitted, limit)
+    log.warning("the open-files limit is too low: lowering the concurrency limit "
+                "(raise `ulimit -Hn`, or LimitNOFILE under systemd)",
+                extra={"open_files": soft, "limit": fitted, "wanted": limit})
     return fitted

@@ -83,17 +83,17 @@ class AnswerKeeper:
         if stale != self.failing_open:
             self.failing_open = stale
             if stale:
-                log.warning("health snapshot older than %gs: failing open, every value served",
-                            self.stale_after)
+                log.warning("health snapshot too old: failing open, every value served",
+                            extra={"stale_after_s": self.stale_after})
             else:
                 log.warning("fresh health snapshot again: answers follow health")
         if snap is not None and snap.registry_version != self._version_seen:
             self._version_seen = snap.registry_version
             missing = sorted(self._zone_checks - snap.index.keys())
             if missing:
-                log.warning("zone checks not in registry %s, answered as healthy: %s",
-                            snap.registry_version, ", ".join(missing[:10])
-                            + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+                log.warning("zone checks not in the registry, answered as healthy", extra={
+                    "registry": snap.registry_version, "missing": len(missing),
+                    "checks": ",".join(missing[:10])})
         status = _unknown if stale or snap is None else snap.status
         self.table = self._build(status)
         self.on_table(self.table)
