@@ -5,8 +5,8 @@ Options:
     --snapshot-file PATH     also write each tick's snapshot to PATH (msgpack,
                              replaced atomically; see healthplane.aggregator.snapshot_file)
     --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
-    --reload-interval SECS   re-read the config files this often (default 60;
-                             0: only on SIGHUP)
+    --reload-period SECS     re-read the config files this often (default 60;
+                             0: only on SIGHUP; --reload-interval is an alias)
     --log-level LEVEL        debug | info | warning | error (default info)
     --log-format FORMAT      logfmt | json (default logfmt)
 
@@ -25,12 +25,17 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Fleet, Registry
 
 from healthplane.runtime.listen import format_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
+
+if TYPE_CHECKING:
+    from healthplane.aggregator.reload import FileSource
+
 from healthplane.runtime.loop import run_event_loop
 
 PROG = "healthplane aggregator"
@@ -47,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-file", metavar="PATH",
                    help="write each tick's health snapshot to PATH (msgpack, atomic)")
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
-    p.add_argument("--reload-interval", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--reload-period", "--reload-interval", type=float, default=60.0,
+                   metavar="SECONDS", dest="reload_period",
                    help="re-read the config files this often; 0 only on SIGHUP (default 60)")
     add_log_flags(p, default="info")
     return p
@@ -68,16 +74,20 @@ def _load(checks: str, fleet: str) -> tuple[Registry, Fleet]:
     return registry, fl
 
 
-async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet) -> int:
-    from healthplane.aggregator.reload import ConfigReloader
+async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
+                 source: FileSource, digest: bytes | None) -> int:
+    from healthplane.aggregator.reload import adopt_into
     from healthplane.aggregator.server import Aggregator
 
     from healthplane.runtime.clock import SystemClock
+    from healthplane.runtime.reload import Reloader
 
     clock = SystemClock()
     agg = Aggregator(registry, fleet, clock=clock, snapshot_file=args.snapshot_file)
-    reloader = ConfigReloader.for_files(agg, args.checks, args.fleet,
-                                        args.reload_interval, clock)
+    reloader = Reloader("config", source.load, lambda new: adopt_into(agg, new), clock=clock,
+                        period=args.reload_period,
+                        count=lambda result: agg.reloads.update([result]),
+                        fingerprint=source.fingerprint, running=digest, logger=log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Handlers first: whoever sees the server up may send SIGHUP at once.
@@ -102,6 +112,7 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet) -> 
         await stop.wait()
     finally:
         log.info("stopping")
+        reloader.stop()
         reload_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reload_task
@@ -121,13 +132,22 @@ def main(argv: list[str]) -> int:
         if not os.path.isdir(folder):
             print(f"{PROG}: --snapshot-file: directory {folder} does not exist", file=sys.stderr)
             return 2
-    if args.reload_interval < 0:
-        print(f"{PROG}: --reload-interval must be >= 0", file=sys.stderr)
+    if args.reload_period < 0:
+        print(f"{PROG}: --reload-period must be >= 0", file=sys.stderr)
         return 2
+    from healthplane.aggregator.reload import FileSource
+
+    from healthplane.runtime.files import UnreadableFile
+
+    source = FileSource(args.checks, args.fleet)
+    try:
+        digest: bytes | None = source.fingerprint()   # before loading: a change meanwhile is seen
+    except UnreadableFile:
+        digest = None                  # the loader names the unreadable file
     try:
         registry, fleet = _load(args.checks, args.fleet)
     except ConfigError as exc:
         for line in exc.errors:
             print(f"{PROG}: {line}", file=sys.stderr)
         return 1
-    return run_event_loop(_serve(args, registry, fleet))
+    return run_event_loop(_serve(args, registry, fleet, source, digest))

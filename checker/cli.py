@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="this checker's id, as listed under regions in fleet.yaml")
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics")
-    p.add_argument("--reload-period", type=_positive, default=30.0, metavar="SECONDS",
+    p.add_argument("--reload-period", "--reload-interval", type=_positive, default=30.0,
+                   metavar="SECONDS", dest="reload_period",
                    help="re-read both files this often (default 30; 0: only on SIGHUP)")
     p.add_argument("--canary-interval", type=_positive, default=1.0, metavar="SECONDS",
                    help="seconds between canary probes (default 1)")
@@ -72,12 +73,13 @@ def main(argv: list[str]) -> int:
     from healthplane.checker.reload import FileConfig
     from healthplane.proto.config.errors import ConfigError
 
+    from healthplane.runtime.files import UnreadableFile
     from healthplane.runtime.listen import parse_hostport
 
     config = FileConfig(args.checks, args.fleet, args.checker_id)
     try:
-        digest = config.fingerprint()
-    except OSError:
+        digest = config.fingerprint()   # before loading: a change meanwhile is seen
+    except UnreadableFile:
         digest = None                  # the loader names the unreadable file
     try:
         registry, fleet = config.load_here()
@@ -113,10 +115,11 @@ def main(argv: list[str]) -> int:
 
 async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     from healthplane.checker import metrics as metrics_mod
-    from healthplane.checker.reload import Reloader
+    from healthplane.checker.reload import adopt_into
     from healthplane.checker.runner import Checker
 
     from healthplane.runtime.clock import SystemClock
+    from healthplane.runtime.reload import Reloader
 
     clock = SystemClock()
     metrics = metrics_mod.CheckerMetrics()
@@ -129,14 +132,16 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     checker = Checker(registry, fleet, args.checker_id, clock=clock, metrics=metrics,
                       canary_interval=args.canary_interval)
 
-    async def adopt(registry, fleet) -> None:
-        await checker.adopt_async(registry, fleet)
+    async def adopt(new) -> bool:
+        if not await adopt_into(checker, new):
+            return False
         gc.freeze()    # the new config's objects live long too (see below)
+        return True
 
     # Changed files are loaded and tasted in a child process (FileConfig.load).
-    reloader = Reloader(config.load, lambda: (checker.registry, checker.fleet), adopt,
-                        period=args.reload_period or float("inf"), clock=clock, metrics=metrics,
-                        fingerprint=config.fingerprint, running_digest=digest)
+    reloader = Reloader("config", config.load, adopt, clock=clock, period=args.reload_period,
+                        count=lambda result: metrics.config_reloads.labels(result).inc(),
+                        fingerprint=config.fingerprint, running=digest, logger=log)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, checker.stop)

@@ -13,7 +13,7 @@ def check_cross_entry(entries: list[Entry], errors: Errors, fleet: Fleet | None,
                       allow_private: bool | None) -> None:
     """Every rule that spans entries or files, in the order messages are reported.
 
-    Both the exact and the fast loader call this, so the two can never run
+    Both the YAML and the JSON reader call this, so the two can never run
     different rules.
     """
     first_line = check_duplicates(entries, errors)

@@ -64,22 +64,11 @@ class EntryReader:
 
 
 def read_checks(text: str, source: str, fleet: Fleet | None,
-                allow_private: bool | None, *,
-                fast: bool = True) -> tuple[Registry | None, list[str]]:
+                allow_private: bool | None) -> tuple[Registry | None, list[str]]:
     """Compose and read checks.yaml text: (registry or None, error lines).
 
     A YAML syntax error gives that one line; otherwise every problem found.
-    A valid file in the plain style is read by checks_fast (same result,
-    several times faster); anything else, or fast=False, composes nodes.
     """
-    if fast:
-        from healthplane.proto.config.checks_fast import read_checks_fast  # it imports this module
-        try:
-            registry = read_checks_fast(text, source, fleet, allow_private)
-        except Exception:  # noqa: BLE001 - a fault there must not stop a load:
-            registry = None  # the exact path below decides (tests call it unguarded)
-        if registry is not None:
-            return registry, []
     errors = Errors(source)
     reader = EntryReader(errors)
     with gc_paused():
@@ -96,7 +85,7 @@ def gc_paused() -> Iterator[None]:
 
     Reading makes millions of short-lived objects and few cycles, and every
     full collection would rescan the checks already built: pausing saves a
-    sixth of the exact path's time and a fifth of the fast path's.
+    sixth of the YAML path's time.
     """
     enabled = gc.isenabled()
     gc.disable()

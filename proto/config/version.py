@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from operator import attrgetter
 from typing import Any
@@ -56,10 +57,9 @@ def registry_version(checks: Iterable[Check]) -> str:
     checks = tuple(checks)
     # In slices, so a large registry is never one huge document in memory.
     for start in range(0, len(checks), _SLICE):
-        part = _ENCODE([_sorted_canonical(c) for c in checks[start:start + _SLICE]])
         if start:
             digest.update(b",")
-        digest.update(part[1:-1].encode("utf-8"))
+        digest.update(_encode_slice(checks[start:start + _SLICE]).encode("utf-8"))
     digest.update(_TAIL)
     return digest.hexdigest()[:VERSION_HEX_CHARS]
 
@@ -83,17 +83,37 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
                            sort_keys=False, check_circular=False).encode
 
 
-def _sorted_canonical(check: Check) -> dict[str, Any]:
-    """canonical_check(check), with its keys in sorted order."""
-    values = list(_GET_SORTED(check))
-    for i in _FLOAT_AT:
-        if type(values[i]) is not float:
-            values[i] = float(values[i])
-    for i in _SET_AT:
-        value = values[i]
-        if type(value) is not tuple or len(value) > 1:  # () and (x,) encode as sorted
-            values[i] = sorted(value)
-    return dict(zip(_SORTED_NAMES, values, strict=True))
+# One JSON object per check, its values filled in column by column: each
+# column is read and encoded by C loops (map), which is several times faster
+# than building and encoding a dict per check.
+_TEMPLATE = "{" + ",".join(json.dumps(name) + ":%s" for name in _SORTED_NAMES) + "}"
+_GETTERS = tuple(attrgetter(name) for name in _SORTED_NAMES)
+_ENCODE_STR = json.encoder.encode_basestring  # what the encoder uses without ensure_ascii
+_BOOLS = {True: "true", False: "false"}
+_SIMPLE: dict[type, Callable[[Any], str]] = {
+    str: _ENCODE_STR, int: int.__repr__, bool: _BOOLS.__getitem__,
+    type(None): lambda _: "null",
+}
+
+
+def _encode_slice(checks: tuple[Check, ...]) -> str:
+    """The canonical objects of checks, comma-separated, as _ENCODE spells them."""
+    columns = [_encode_column(i, list(map(get, checks))) for i, get in enumerate(_GETTERS)]
+    return ",".join(map(_TEMPLATE.__mod__, zip(*columns, strict=True)))
+
+
+def _encode_column(at: int, values: list[Any]) -> list[str]:
+    if at in _FLOAT_AT:
+        values = [v if type(v) is float else float(v) for v in values]
+        if not all(map(math.isfinite, values)):
+            return list(map(_ENCODE, values))   # raises as the encoder does
+        return list(map(float.__repr__, values))
+    if at in _SET_AT:
+        return [_ENCODE(sorted(v)) if v else "[]" for v in values]
+    types = set(map(type, values))
+    if len(types) == 1 and (encode := _SIMPLE.get(types.pop())) is not None:
+        return list(map(encode, values))
+    return [_SIMPLE.get(type(v), _ENCODE)(v) for v in values]
 
 
 def make_registry(checks: Iterable[Check], source: str = "") -> Registry:

@@ -1,6 +1,7 @@
 """Reading config files and composing their YAML: safe, bounded, fast enough.
 
-read_text() reads a file as UTF-8 with one-line errors; compose() and
+read_text() reads a file as UTF-8 with one-line errors and the bounds of
+healthplane.runtime.files (regular files only, never blocking, size capped); compose() and
 compose_stream() turn text into a node tree with one-line errors for YAML
 syntax, empty files and a top level that is not a mapping.
 
@@ -32,6 +33,8 @@ from yaml.events import AliasEvent, SequenceEndEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
+from healthplane.runtime.files import MAX_CONFIG_BYTES, UnreadableFile, read_bounded
+
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
@@ -52,8 +55,7 @@ else:  # pragma: no cover - PyYAML built without libyaml
             Parser.__init__(self)
 
 MAX_DEPTH = 64  # configs need about 5; anything near this is not a config
-# A million checks is about 100 MiB of YAML; /dev/zero is endless.
-MAX_FILE_BYTES = 256 << 20
+MAX_FILE_BYTES = MAX_CONFIG_BYTES
 
 # Called with (index, node, shared) for each item of a streamed list; shared
 # is true when an alias may bring the same node back later in the list.
@@ -160,27 +162,30 @@ def compose_streaming(text: str, key: str,
         loader.dispose()
 
 
-def read_text(path: str | Path) -> tuple[str, str]:
-    """Read a config file as UTF-8: (name for messages, text). One-line ConfigError."""
+def read_bytes(path: str | Path) -> tuple[str, bytearray]:
+    """A config file's bytes, read with bounds (see healthplane.runtime.files):
+    (name for messages, bytes). One-line ConfigError."""
     source = str(path)
     try:
-        with Path(path).open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except IsADirectoryError:
-        raise ConfigError([f"{source}: cannot read: is a directory"]) from None
-    except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        raise ConfigError([f"{source}: cannot read: {reason}"]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError([f"{source}: larger than {MAX_FILE_BYTES >> 20} MiB; "
-                           "is it the right file?"])
+        return source, read_bounded(path, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+def decode_text(data: bytes | bytearray, source: str) -> str:
+    """UTF-8 text (a leading BOM dropped), or a one-line ConfigError."""
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             [f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"]
         ) from None
-    return source, text
+
+
+def read_text(path: str | Path) -> tuple[str, str]:
+    """Read a config file as UTF-8: (name for messages, text). One-line ConfigError."""
+    source, data = read_bytes(path)
+    return source, decode_text(data, source)
 
 
 def compose(text: str, source: str) -> MappingNode:

@@ -2,9 +2,9 @@
 
 The loaders never turn a file into plain Python objects first: they walk the
 composed node tree, so every problem can be reported as
-``FILE:LINE: FIELD.PATH: what is wrong``. (checks_fast reads valid, plainly
-written registries without a tree, and hands any file with a problem back to
-this path for its messages.) Only the safe schema's tags are
+``FILE:LINE: FIELD.PATH: what is wrong``. (checks_json reads valid JSON
+registries without a tree, and hands any file with a problem to this path
+for its messages.) Only the safe schema's tags are
 understood; an explicit tag such as ``!!python/object`` is simply an error,
 so nothing in a config file can construct arbitrary objects. Typed getters
 are in scalars.py, reading and composing files in yamlload.py.

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-from healthplane.aggregator.reload import ConfigReloader
+from healthplane.aggregator.reload import adopt_into
 from healthplane.aggregator.server import run_aggregator
 from healthplane.proto.config.errors import ConfigError
 
 from healthplane.runtime.clock import FakeClock
+from healthplane.runtime.reload import Reloader
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
+
+
+def config_reloader(agg, load, period: float, clock, **kw) -> Reloader:
+    """The reloader the command line builds, with load and fingerprint given."""
+    return Reloader("config", load, lambda new: adopt_into(agg, new), clock=clock,
+                    period=period, count=lambda result: agg.reloads.update([result]), **kw)
+
 
 OLD = make_registry(("a", "b", "c"), version="old")
 NEW = make_registry(("c", "a", "d"), version="new")
@@ -22,7 +30,7 @@ async def test_bad_config_is_counted_and_the_running_one_stays(kit):
 
     async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
                               start_ticking=False) as agg:
-        reloader = ConfigReloader(agg, broken, 0, agg.clock)
+        reloader = config_reloader(agg, broken, 0, agg.clock)
         assert await reloader.reload_once() == "failed"
         assert agg.state.registry is OLD and agg.reloads["failed"] == 1
 
@@ -31,7 +39,7 @@ async def test_same_config_is_unchanged_and_new_one_adopted(kit):
     current = [(OLD, FLEET)]
     async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
                               start_ticking=False) as agg:
-        reloader = ConfigReloader(agg, lambda: current[0], 0, agg.clock)
+        reloader = config_reloader(agg, lambda: current[0], 0, agg.clock)
         assert await reloader.reload_once() == "unchanged"
         # A checker's vote from before the reload is carried over by id.
         await report(agg.port, [snap("use1-a", "us-east", OLD, [2, 1, 2])])
@@ -57,7 +65,7 @@ async def test_fleet_change_keeps_slots_of_remaining_checkers_and_tick_sequence(
             await asyncio.sleep(0)
         seq_before = agg.state.sequence
         assert seq_before >= 1
-        reloader = ConfigReloader(agg, lambda: (OLD, smaller), 0, agg.clock)
+        reloader = config_reloader(agg, lambda: (OLD, smaller), 0, agg.clock)
         assert await reloader.reload_once() == "adopted"
         assert agg.state.checker_ids == ("use1-a",)
         assert agg.tick_loop.interval == 0.5
@@ -79,7 +87,7 @@ async def test_periodic_and_triggered_reloads_run_on_the_clock(kit):
         return OLD, FLEET
 
     async with run_aggregator(OLD, FLEET, clock=clock, kit=kit, start_ticking=False) as agg:
-        reloader = ConfigReloader(agg, load, 10.0, clock)
+        reloader = config_reloader(agg, load, 10.0, clock)
         task = asyncio.create_task(reloader.run())
         await asyncio.sleep(0.01)
         assert calls == []
@@ -113,16 +121,17 @@ async def test_periodic_reload_parses_nothing_while_the_files_are_unchanged(kit,
 
     async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
                               start_ticking=False) as agg:
-        reloader = ConfigReloader(agg, load, 10.0, agg.clock, fingerprint=src.fingerprint)
-        assert await reloader.reload_once("periodic") == "unchanged"
+        reloader = config_reloader(agg, load, 10.0, agg.clock, fingerprint=src.fingerprint,
+                                   running=src.fingerprint())
+        assert await reloader.reload_once() == "unchanged"
         assert loads == []
         checks.write_text("one, edited")
-        assert await reloader.reload_once("periodic") == "unchanged"  # same config inside
+        assert await reloader.reload_once() == "unchanged"  # same config inside
         assert loads == [1]
-        assert await reloader.reload_once("periodic") == "unchanged"
+        assert await reloader.reload_once() == "unchanged"
         assert loads == [1]
         # An operator's SIGHUP always reads the files.
-        assert await reloader.reload_once("signal") == "unchanged"
+        assert await reloader.reload_once(force=True) == "unchanged"
         assert loads == [1, 1]
 
 
@@ -135,7 +144,7 @@ async def test_a_registry_too_big_for_the_transport_limit_is_refused(kit):
         n = 4 * agg.transport_limit  # far more checks than the limit has room for
         assert max_message_bytes(n) > agg.transport_limit
         huge = make_registry(tuple(f"c{i}" for i in range(n)), version="huge")
-        reloader = ConfigReloader(agg, lambda: (huge, FLEET), 0, agg.clock, taste=False)
+        reloader = config_reloader(agg, lambda: (huge, FLEET), 0, agg.clock)
         assert await reloader.reload_once() == "failed"
         assert agg.state.registry is OLD
         try:

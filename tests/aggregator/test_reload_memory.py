@@ -11,13 +11,13 @@ import asyncio
 
 import grpc
 import pytest
-from healthplane.aggregator.reload import ConfigReloader
 from healthplane.aggregator.server import Aggregator, run_aggregator
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 from healthplane.runtime.clock import FakeClock
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
+from tests.aggregator.test_reload import config_reloader
 
 OLD = make_registry(("a", "b", "c"), version="old")
 NEW = make_registry(("d", "a", "b"), version="new")      # d added in front, c removed
@@ -68,7 +68,7 @@ async def test_status_and_last_change_survive_adoption_and_sequence_grows(kit):
             pb.STATUS_UNHEALTHY, 0, went_down)
         seq_before = (await stub.Get(pb.GetRequest())).sequence
 
-        reloader = ConfigReloader(agg, lambda: config[0], PERIOD, clock)
+        reloader = config_reloader(agg, lambda: config[0], PERIOD, clock)
         task = asyncio.create_task(reloader.run())
         try:
             # The SIGHUP path: a check added in front moves b from index 1 to 2.

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 from healthplane.checker.metrics import CheckerMetrics
-from healthplane.checker.reload import Reloader
+from healthplane.checker.reload import adopt_into
 from healthplane.checker.runner import Checker
 from healthplane.proto.codec import HEALTHY, UNHEALTHY, UNKNOWN
 from healthplane.proto.config.loader import load_config
 
 from healthplane.runtime.clock import FakeClock
+from healthplane.runtime.reload import Reloader
 from tests.checker.helpers import until
 
 FLEET = """\
@@ -31,6 +32,10 @@ def checks_yaml(ids: list[str]) -> str:
         out += [f"  - id: {i}", "    type: tcp", "    host: 127.0.0.1", "    port: 9",
                 "    interval: 1", "    timeout: 0.5", "    failure_threshold: 1"]
     return "\n".join(out) + "\n"
+
+
+def counting(metrics: CheckerMetrics):
+    return lambda result: metrics.config_reloads.labels(result).inc()
 
 
 def files(tmp_path: Path, ids: list[str]) -> tuple[Path, Path]:
@@ -54,8 +59,8 @@ async def test_bad_file_keeps_old_registry_good_file_adopted_with_state(tmp_path
     metrics = CheckerMetrics()
     rec = Recorder(clock, ok={"x": True, "y": False, "z": True, "w": True})
     checker = Checker(registry, fleet, "a", clock=clock, make_prober=rec, metrics=metrics)
-    reloader = Reloader(load, lambda: (checker.registry, checker.fleet), checker.adopt_async,
-                        period=30.0, clock=clock, metrics=metrics)
+    reloader = Reloader("config", load, lambda new: adopt_into(checker, new),
+                        period=30.0, clock=clock, count=counting(metrics))
     task = asyncio.create_task(checker.run())
     await clock.advance(3.0)
     assert checker.last_states.tolist() == [HEALTHY, UNHEALTHY, HEALTHY]
@@ -102,8 +107,8 @@ async def test_periodic_and_triggered_reload(tmp_path):
     registry, fleet = load()
     calls.clear()
     metrics = CheckerMetrics()
-    reloader = Reloader(load, lambda: (registry, fleet), lambda r, f: None, period=30.0,
-                        clock=clock, metrics=metrics)
+    reloader = Reloader("config", load, lambda new: False, period=30.0,
+                        clock=clock, count=counting(metrics))
 
     def finished() -> int:
         return int(sum(metrics.config_reloads.labels(r)._value.get()
@@ -142,12 +147,14 @@ async def test_unchanged_files_are_not_parsed_again(tmp_path):
     registry, fleet = load()
     current = [(registry, fleet)]
 
-    def adopt(r, f):
-        current[0] = (r, f)
+    def adopt(new):
+        if new[0].version == current[0][0].version and new[1] == current[0][1]:
+            return False
+        current[0] = new
+        return True
 
-    reloader = Reloader(load, lambda: current[0], adopt, period=30.0, clock=FakeClock(),
-                        metrics=CheckerMetrics(), fingerprint=fingerprint,
-                        running_digest=fingerprint())
+    reloader = Reloader("config", load, adopt, period=30.0, clock=FakeClock(),
+                        fingerprint=fingerprint, running=fingerprint())
     loads.clear()
     assert await reloader.reload_once() == "unchanged"
     assert loads == []                                   # same bytes: not parsed
