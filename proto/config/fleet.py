@@ -19,6 +19,15 @@ from healthplane.proto.config.yamlnodes import (
 )
 
 UNKNOWN_AS: tuple[str, ...] = get_args(UnknownAs)
+
+# Floors and ceilings of the fleet's cadence, in seconds. Below the floor a
+# tick or a report cycle starves its process's event loop (a checker's
+# snapshot and an aggregator's tick of a large registry take milliseconds);
+# above the ceiling health changes too slowly to act on.
+CADENCE_MIN = 0.05
+CADENCE_MAX = 60.0
+# A vote older than this is never fresh enough to act on.
+STALE_AFTER_MAX = 600.0
 FLEET_FIELDS = frozenset({
     "regions", "checkers_per_region", "aggregators", "report_interval", "tick",
     "stale_after", "healthy_fraction", "unknown_as", "canaries", "allow_private_targets",
@@ -51,18 +60,11 @@ def parse_fleet_root(root: MappingNode, errors: Errors) -> Fleet | None:
     node = f.get("checkers_per_region")
     if node is not None and (value := as_int(node, "checkers_per_region", errors, 1)) is not None:
         values["checkers_per_region"] = value
-    number("report_interval", 1.0, lo=0, lo_open=True)
-    number("tick", 1.0, lo=0, lo_open=True)
-    number("stale_after", 3.0, lo=0, lo_open=True)
+    number("report_interval", 1.0, lo=CADENCE_MIN, hi=CADENCE_MAX)
+    number("tick", 1.0, lo=CADENCE_MIN, hi=CADENCE_MAX)
+    number("stale_after", 3.0, lo=2 * CADENCE_MIN, hi=STALE_AFTER_MAX)
     number("healthy_fraction", 0.18, lo=0, hi=1, hi_open=True)
-
-    # A snapshot must outlive the gap to the next one, or every checker's
-    # vote would lapse between reports and the fleet would flap to unknown.
-    stale, report = values.get("stale_after"), values.get("report_interval")
-    node = f.get("stale_after")
-    if node is not None and stale is not None and report is not None and stale <= report:
-        errors.add(node, "stale_after",
-                   f"must be greater than report_interval ({fmt_num(report)})")
+    _check_stale_after(f, values, errors)
 
     node = f.get("unknown_as")
     if node is not None and (text := as_str(node, "unknown_as", errors)) is not None:
@@ -82,6 +84,43 @@ def parse_fleet_root(root: MappingNode, errors: Errors) -> Fleet | None:
         return None
     values.setdefault("canaries", values["aggregators"])
     return Fleet(source=errors.source, **values)  # type: ignore[arg-type]
+
+
+def stale_after_problem(stale: float | None, report: float | None,
+                        tick: float | None) -> str | None:
+    """What is wrong with stale_after beside the other timings, if anything.
+
+    A snapshot must outlive two reports, or one late snapshot (a reconnect,
+    a slow network) would lapse a checker's vote and the fleet would flap
+    to unknown; and a whole tick, or a vote could lapse between two ticks
+    without ever being counted.
+    """
+    if stale is None:
+        return None
+    if report is not None and stale < 2 * report:
+        return f"must be >= 2 x report_interval ({fmt_num(2 * report)})"
+    if tick is not None and stale < tick:
+        return f"must be >= tick ({fmt_num(tick)})"
+    return None
+
+
+def _check_stale_after(f: Fields, values: dict[str, object], errors: Errors) -> None:
+    stale, report, tick = (values.get(k) for k in ("stale_after", "report_interval", "tick"))
+    node = f.get("stale_after")
+    if node is not None:
+        problem = stale_after_problem(stale, report, tick)  # type: ignore[arg-type]
+        if problem is not None:
+            errors.add(node, "stale_after", problem)
+        return
+    # The default stale_after must fit the timings written.
+    default = fmt_num(3.0)
+    report_node, tick_node = f.get("report_interval"), f.get("tick")
+    if report_node is not None and report is not None and 2 * report > 3.0:  # type: ignore[operator]
+        errors.add(report_node, "report_interval",
+                   f"must be <= stale_after / 2 (stale_after is {default} unless set)")
+    if tick_node is not None and tick is not None and tick > 3.0:  # type: ignore[operator]
+        errors.add(tick_node, "tick",
+                   f"must be <= stale_after (stale_after is {default} unless set)")
 
 
 def _regions(node: Node, errors: Errors) -> dict[str, tuple[str, ...]] | None:

@@ -166,7 +166,7 @@ def test_sighup_reloads_a_valid_config_and_refuses_a_bad_one(aggregator, config)
     assert r.returncode == 0, r.stderr
     (config / "checks.yaml").write_text("checks:\n  - {id: broken, type: tcp}\n")
     proc.p.send_signal(signal.SIGHUP)
-    proc.wait_for(r"reload \(signal\) rejected: .*checks\.yaml")
+    proc.wait_for(r"reload rejected.*checks\.yaml")
     assert query("--aggregator", target, "new-1").returncode == 0
 
 

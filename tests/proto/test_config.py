@@ -238,13 +238,21 @@ def test_unreadable_files_give_one_line(tmp_path, content, message):
     assert line.startswith(f"{path}") and message in line and "\n" not in line
 
 
-def test_an_endless_file_is_refused(monkeypatch):
-    from healthplane.proto.config import yamlload
-
-    monkeypatch.setattr(yamlload, "MAX_FILE_BYTES", 4 << 20)  # the real bound is 256 MiB
+def test_an_endless_file_is_refused():
     with pytest.raises(ConfigError) as info:
         load_checks("/dev/zero")
-    assert info.value.errors == ["/dev/zero: larger than 4 MiB; is it the right file?"]
+    assert info.value.errors == ["/dev/zero: cannot read: is a character device, "
+                                 "not a regular file"]
+
+
+@pytest.mark.parametrize("name", ["checks.yaml", "checks.json"])
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path, name):
+    path = tmp_path / name
+    with path.open("wb") as f:
+        f.truncate(1536 << 20)       # sparse: 1.5 GB that cost no disk
+    with pytest.raises(ConfigError) as info:
+        load_checks(path)
+    assert info.value.errors == [f"{path}: larger than 256 MiB; is it the right file?"]
 
 
 def test_a_directory_is_not_a_file(tmp_path):

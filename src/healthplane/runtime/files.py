@@ -51,7 +51,8 @@ def _not_regular(mode: int) -> str:
 
 
 def _too_large(limit: int) -> str:
-    return f"larger than {limit >> 20} MiB; is it the right file?"
+    size = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"
+    return f"larger than {size}; is it the right file?"
 
 
 def _open(path: str | Path, limit: int) -> tuple[int, os.stat_result]:
