@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from itertools import chain, repeat
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from operator import attrgetter
@@ -86,7 +87,10 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
 # One JSON object per check, its values filled in column by column: each
 # column is read and encoded by C loops (map), which is several times faster
 # than building and encoding a dict per check.
-_TEMPLATE = "{" + ",".join(json.dumps(name) + ":%s" for name in _SORTED_NAMES) + "}"
+# Before each value its key: ',{"children":' opens an object (the first
+# comma is cut), ',"disabled":' continues it.
+_KEYS = tuple(("{" if i == 0 else "") + json.dumps(name) + ":"
+              for i, name in enumerate(_SORTED_NAMES))
 _GETTERS = tuple(attrgetter(name) for name in _SORTED_NAMES)
 _ENCODE_STR = json.encoder.encode_basestring  # what the encoder uses without ensure_ascii
 _BOOLS = {True: "true", False: "false"}
@@ -98,8 +102,13 @@ _SIMPLE: dict[type, Callable[[Any], str]] = {
 
 def _encode_slice(checks: tuple[Check, ...]) -> str:
     """The canonical objects of checks, comma-separated, as _ENCODE spells them."""
-    columns = [_encode_column(i, list(map(get, checks))) for i, get in enumerate(_GETTERS)]
-    return ",".join(map(_TEMPLATE.__mod__, zip(*columns, strict=True)))
+    pieces: list[Iterable[str]] = []
+    for i, get in enumerate(_GETTERS):
+        pieces.append(repeat("," + _KEYS[i]))
+        pieces.append(_encode_column(i, list(map(get, checks))))
+    pieces.append(repeat("}"))
+    # Key, value, key, value, ... "}" for each check in turn, joined in C.
+    return "".join(chain.from_iterable(zip(*pieces)))[1:]
 
 
 def _encode_column(at: int, values: list[Any]) -> list[str]:
