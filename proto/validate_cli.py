@@ -1,7 +1,9 @@
 """``healthplane validate checks.yaml [--fleet F] [--zone Z]``.
 
 Exit 0 with a one-line summary when every file given is valid, else every
-problem on stderr, one per line, and exit 1. Usage errors exit 2.
+problem on stderr, one per line, and exit 1. Usage errors exit 2. Files are
+read as the components read them (regular files only, bounded, never
+blocking), so a FIFO or a device is one line here too, not a hang.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="healthplane validate",
         description="Check checks.yaml, and optionally fleet.yaml and zone.yaml, "
                     "including the rules between them.")
-    parser.add_argument("checks", help="the check registry (checks.yaml)")
+    parser.add_argument("checks", help="the check registry (checks.yaml, or checks.json)")
     parser.add_argument("--fleet", metavar="FLEET_YAML",
                         help="fleet.yaml: also check regions and the private-target policy")
     parser.add_argument("--zone", metavar="ZONE_YAML",

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from itertools import chain, repeat
 from collections.abc import Callable, Iterable
 from dataclasses import fields
+from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any
 
@@ -108,7 +108,7 @@ def _encode_slice(checks: tuple[Check, ...]) -> str:
         pieces.append(_encode_column(i, list(map(get, checks))))
     pieces.append(repeat("}"))
     # Key, value, key, value, ... "}" for each check in turn, joined in C.
-    return "".join(chain.from_iterable(zip(*pieces)))[1:]
+    return "".join(chain.from_iterable(zip(*pieces, strict=False)))[1:]  # repeat() is endless
 
 
 def _encode_column(at: int, values: list[Any]) -> list[str]:

@@ -116,3 +116,20 @@ def test_a_flood_of_errors_is_cut_short(tmp_path, capsys):
     assert lines[-1] == "... and 20 more errors (--max-errors 0 shows all)"
     assert validate_cli.main([str(path), "--max-errors", "0"]) == 1
     assert len(capsys.readouterr().err.splitlines()) == 30
+
+
+def test_a_json_registry_validates_to_the_same_version(tmp_path):
+    import json
+
+    import yaml
+
+    as_json = tmp_path / "checks.json"
+    as_json.write_text(json.dumps(yaml.safe_load((EXAMPLES / "checks.yaml").read_text())))
+    from_yaml = run(EXAMPLES / "checks.yaml", "--fleet", EXAMPLES / "fleet.yaml")
+    from_json = run(as_json, "--fleet", EXAMPLES / "fleet.yaml")
+    assert from_json.returncode == 0, from_json.stderr
+    assert from_json.stdout == from_yaml.stdout
+    as_json.write_text(as_json.read_text().replace('"port": 18081', '"port": 0', 1))
+    bad = run(as_json, "--fleet", EXAMPLES / "fleet.yaml")
+    assert bad.returncode == 1
+    assert bad.stderr.splitlines() == [f"{as_json}:1: checks[0].port: must be 1..65535 (got 0)"]

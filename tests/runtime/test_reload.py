@@ -179,7 +179,7 @@ async def test_run_reloads_on_trigger_and_on_its_period_and_stops():
     await asyncio.wait_for(task, 5)
 
 
-async def test_a_fingerprint_error_is_not_an_os_error_leak():
+async def test_any_unreadable_watched_file_fails_the_attempt():
     def fingerprint() -> bytes:
         raise UnreadableFile("zone.yaml", "cannot read: permission denied")
 
