@@ -184,3 +184,16 @@ def test_a_running_aggregator_refuses_them_and_keeps_serving(aggregator, files, 
         while health(port).registry_version == version and time.monotonic() < deadline:
             time.sleep(0.05)
         assert health(port).registry_version != version
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+@pytest.mark.parametrize("component", ["checker", "aggregator"])
+def test_a_start_refuses_them_with_one_line(files, kind, component):
+    checks, fleet = files
+    put(checks, kind)
+    extra = ["--id", "use1-a"] if component == "checker" else ["--listen", "127.0.0.1:0"]
+    done = subprocess.run(healthplane(component, "--checks", str(checks), "--fleet", str(fleet),
+                                      *extra), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"healthplane {component}: {checks}: {HOSTILE[kind][1]}"]
