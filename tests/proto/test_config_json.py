@@ -146,3 +146,20 @@ def test_a_json_file_that_is_not_utf8_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_checks(path)
     assert info.value.errors == [f"{path}: not UTF-8 text (byte 0xff at offset 20)"]
+
+
+def test_mixed_value_types_and_absent_fields_take_the_json_path(monkeypatch):
+    # interval as 10 and 2.5 (two types), absent on the calculated check: a
+    # valid file must be read without the YAML pass.
+    from healthplane.proto.config import checks_json
+
+    entries = [{"id": "a", "type": "tcp", "host": "192.0.2.1", "port": 80, "interval": 10},
+               {"id": "b", "type": "tcp", "host": "192.0.2.1", "port": 80, "interval": 2.5},
+               {"id": "c", "type": "tcp", "host": "192.0.2.1", "port": 80},
+               {"id": "all", "type": "calculated", "children": ["a", "b"]}]
+    monkeypatch.setattr(checks_json, "read_checks", None)   # no YAML pass may run
+    registry, errors = read_checks_json(lambda: json.dumps({"checks": entries}).encode(),
+                                        "checks.json", None, True)
+    assert errors == [] and registry is not None
+    assert [(c.interval, c.timeout) for c in registry.checks] == [
+        (10.0, 4.0), (2.5, 2.5), (30.0, 4.0), (30.0, 4.0)]
