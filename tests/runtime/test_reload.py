@@ -10,18 +10,11 @@ import time
 import pytest
 from healthplane.proto.config.errors import ConfigError
 
+from healthplane.runtime.clock import SystemClock
 from healthplane.runtime.files import Fingerprint, UnreadableFile
 from healthplane.runtime.reload import Reloader, run_in_child, taste_cadence
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class RealClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def sleep_until(self, t: float) -> None:
-        await asyncio.sleep(max(0.0, t - time.monotonic()))
 
 
 # -- run_in_child (functions the spawned child imports) ----------------------
@@ -85,7 +78,7 @@ def test_taste_cadence_runs_a_few_real_cycles_and_refuses_work_slower_than_the_c
 
 def make(load, adopt=lambda new: True, **kw) -> tuple[Reloader, list[str]]:
     counted: list[str] = []
-    return Reloader("config", load, adopt, clock=RealClock(), period=0, count=counted.append,
+    return Reloader("config", load, adopt, clock=SystemClock(), period=0, count=counted.append,
                     **kw), counted
 
 
@@ -167,7 +160,7 @@ async def test_a_load_that_never_returns_times_out(tmp_path):
 async def test_run_reloads_on_trigger_and_on_its_period_and_stops():
     loads = []
     reloader = Reloader("zone", lambda: loads.append(time.monotonic()), lambda new: True,
-                        clock=RealClock(), period=0.3)
+                        clock=SystemClock(), period=0.3)
     task = asyncio.create_task(reloader.run())
     reloader.trigger()
     for _ in range(200):
