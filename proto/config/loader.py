@@ -38,8 +38,9 @@ Choices the contract leaves open, made strict where a mistake is likely:
   means always healthy, and a threshold above the number of children is an
   error (such a check could never be healthy);
 * ``regions: []`` is an error (omit the field to mean every region);
-* fleet: ``stale_after`` must be greater than ``report_interval``, or every
-  vote would lapse between two reports; ``canaries: []`` turns canaries off;
+* fleet: ``tick`` and ``report_interval`` are 0.05..60 s and ``stale_after``
+  0.1..600 s, at least twice ``report_interval`` and at least ``tick`` (see
+  fleet.stale_after_problem); ``canaries: []`` turns canaries off;
   canaries and aggregators are the operator's own addresses and are not
   subject to the private-target rule;
 * zone: names are absolute with or without the final dot and kept lower
@@ -55,7 +56,7 @@ regular files only, never blocking, at most 256 MiB.
 
 The pieces: yamlload (read, compose, nesting bound), yamlnodes (Errors,
 Fields, messages), scalars (typed getters), checks / check_fields /
-check_rules, checks_json (the registry as JSON), fleet, fleet_timing,
+check_rules, checks_json (the registry as JSON), fleet,
 zone, names (id and host syntax), version (registry identity).
 """
 
