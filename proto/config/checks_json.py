@@ -37,7 +37,7 @@ from healthplane.proto.config.checks import (
 )
 from healthplane.proto.config.model import PROBE_TYPES, Check, Fleet, Registry
 from healthplane.proto.config.names import ID_RE
-from healthplane.proto.config.version import registry_version
+from healthplane.proto.config.version import VersionHash
 from healthplane.proto.config.yamlload import SafeNodeLoader, decode_text
 from healthplane.proto.config.yamlnodes import BOOL, FLOAT, INT, NULL, STR, Errors
 from yaml.error import Mark
@@ -53,6 +53,7 @@ _NO_LISTS: dict[str, list] = {}
 _ID_TYPE = frozenset({"id", "type"})
 _ID_MATCH = ID_RE.fullmatch
 _MEMO_LIMIT = 1 << 16            # distinct values remembered per load
+_HASH_SLICE = 2048               # checks hashed at a time while reading
 _REQUIRED = {kind: frozenset({"id", "type"} | ({"host", "port"} if kind in PROBE_TYPES
                                               else {"children"}))
              for kind in FIELDS_BY_TYPE}
@@ -123,18 +124,26 @@ def _fast(data: bytes | bytearray, source: str, fleet: Fleet | None,
     if type(items) is not list:
         raise _ExactPass
     reader = _EntryReader()
+    version = VersionHash()
+    done = 0
     for i in range(len(items)):
         item = items[i]
         items[i] = None      # each entry's values are freed as soon as it is read
         reader.add(item)
+        if i - done == _HASH_SLICE:
+            # Hashed while the new checks are still in the caches; a file
+            # with a problem wastes this, but then the YAML pass costs more.
+            version.add([e.check for e in reader.entries[done:i]])  # type: ignore[misc]
+            done = i
     del items
     entries = reader.entries
+    version.add([e.check for e in entries[done:]])  # type: ignore[misc]
     errors = Errors(source)
     check_rules.check_cross_entry(entries, errors, fleet, allow_private)
     if errors:
         raise _ExactPass
     checks = tuple(e.check for e in entries if e.check is not None)
-    return Registry(checks=checks, version=registry_version(checks), source=source)
+    return Registry(checks=checks, version=version.hexdigest(), source=source)
 
 
 def _node(value: object) -> Node:

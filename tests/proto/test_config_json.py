@@ -163,3 +163,16 @@ def test_mixed_value_types_and_absent_fields_take_the_json_path(monkeypatch):
     assert errors == [] and registry is not None
     assert [(c.interval, c.timeout) for c in registry.checks] == [
         (10.0, 4.0), (2.5, 2.5), (30.0, 4.0), (30.0, 4.0)]
+
+
+def test_a_registry_hashed_while_it_is_read_has_the_version_of_its_checks():
+    from healthplane.proto.config.version import registry_version
+
+    entries = [{"id": f"c{i}", "type": "tcp", "host": "192.0.2.1", "port": 1 + i % 999}
+               for i in range(5000)]                 # several slices, the last one partial
+    registry, errors = read_checks_json(lambda: json.dumps({"checks": entries}).encode(),
+                                        "checks.json", None, True)
+    assert errors == [] and registry is not None
+    assert registry.version == registry_version(registry.checks)
+    assert registry.version == read_checks(json.dumps({"checks": entries}), "checks.json",
+                                           None, True)[0].version  # type: ignore[union-attr]
