@@ -176,3 +176,18 @@ def test_a_registry_hashed_while_it_is_read_has_the_version_of_its_checks():
     assert registry.version == registry_version(registry.checks)
     assert registry.version == read_checks(json.dumps({"checks": entries}), "checks.json",
                                            None, True)[0].version  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("text", [
+    # An object under an x- key that looks like a check is not one.
+    '{"x-template": {"id": "t", "type": "tcp", "host": "192.0.2.1", "port": 80},\n'
+    ' "checks": [{"id": "a", "type": "tcp", "host": "192.0.2.1", "port": 80}]}',
+    '{"checks": [{"id": "a", "type": "tcp", "host": "192.0.2.1", "port": 80}],\n'
+    ' "x-template": {"id": "t", "type": "tcp", "host": "192.0.2.1", "port": 80}}',
+    # A check with neither id nor type, and a check nested in a field.
+    '{"checks": [{"host": "192.0.2.1", "port": 80}]}',
+    '{"checks": [{"id": "a", "type": "tcp", "port": 80,\n'
+    '             "host": {"id": "b", "type": "tcp", "host": "192.0.2.1", "port": 80}}]}',
+])
+def test_objects_that_are_not_entries_of_the_list(text):
+    _both(text, None, True)
