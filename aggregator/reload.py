@@ -40,8 +40,9 @@ def adopt_into(agg: Aggregator, new: Config) -> bool:
     old = agg.state.registry
     if not agg.adopt(registry, fleet):
         return False
-    log.info("reload: adopted registry version %s (%d checks, %d checkers; was %s)",
-             registry.version, registry.check_count, len(fleet.checker_ids), old.version)
+    log.info("registry adopted", extra={"registry": registry.version,
+                                        "checks": registry.check_count,
+                                        "checkers": len(fleet.checker_ids), "was": old.version})
     return True
 
 

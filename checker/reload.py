@@ -37,8 +37,8 @@ async def adopt_into(checker: Checker, new: Config) -> bool:
     if registry.version == old.version and fleet == checker.fleet:
         return False
     await checker.adopt_async(registry, fleet)
-    log.info("reload adopted registry=%s checks=%d (was registry=%s)",
-             registry.version, registry.check_count, old.version)
+    log.info("registry adopted", extra={"registry": registry.version,
+                                        "checks": registry.check_count, "was": old.version})
     return True
 
 

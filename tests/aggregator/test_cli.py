@@ -156,7 +156,7 @@ def test_sighup_reloads_a_valid_config_and_refuses_a_bad_one(aggregator, config)
     (config / "checks.yaml").write_text(CHECKS + "  - {id: new-1, type: tcp, host: 127.0.0.1,"
                                         " port: 4, interval: 5}\n")
     proc.p.send_signal(signal.SIGHUP)
-    proc.wait_for(r"adopted registry version")
+    proc.wait_for(r"registry adopted")
     deadline = time.monotonic() + 10
     while True:
         r = query("--aggregator", target, "new-1")

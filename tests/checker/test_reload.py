@@ -70,7 +70,7 @@ async def test_bad_file_keeps_old_registry_good_file_adopted_with_state(tmp_path
     checks.write_text(checks_yaml(["x", "y"]) + "  - id: bad\n    type: tcp\n    port: 99999\n")
     assert await reloader.reload_once() == "failed"
     assert checker.registry is registry
-    assert any("checks.yaml" in r.getMessage() for r in caplog.records)
+    assert any("checks.yaml" in getattr(r, "problem", "") for r in caplog.records)
     await clock.advance(2.0)
     assert checker.last_states.tolist() == [HEALTHY, UNHEALTHY, HEALTHY]
 

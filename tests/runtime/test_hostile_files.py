@@ -142,7 +142,7 @@ def test_a_running_checker_refuses_them_and_keeps_running(checker, files, which)
     path.write_text(CHECKS + "  - {id: web-9, type: tcp, host: 127.0.0.1, port: 9}\n"
                     if which == "checks" else fleet_text().replace("0.5", "0.4"))
     checker.p.send_signal(signal.SIGHUP)
-    checker.wait_for("config reload adopted", timeout=60)
+    checker.wait_for("reload adopted", timeout=60)
 
 
 @pytest.fixture
@@ -178,7 +178,7 @@ def test_a_running_aggregator_refuses_them_and_keeps_serving(aggregator, files, 
     path.write_text(CHECKS + "  - {id: web-9, type: tcp, host: 127.0.0.1, port: 9}\n"
                     if which == "checks" else fleet_text().replace("tick: 0.2", "tick: 0.25"))
     proc.p.send_signal(signal.SIGHUP)
-    proc.wait_for("adopted registry version", timeout=60)
+    proc.wait_for("registry adopted", timeout=60)
     if which == "checks":                 # published from the next tick on
         deadline = time.monotonic() + 10
         while health(port).registry_version == version and time.monotonic() < deadline:

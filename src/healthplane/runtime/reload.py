@@ -189,7 +189,8 @@ class Reloader(Generic[C]):
 
     def _reject(self, problems: list[str]) -> Result:
         for line in problems:
-            self.log.error("%s reload rejected, kept the running one: %s", self.what, line)
+            self.log.error("reload rejected, kept the running config",
+                           extra={"what": self.what, "problem": line})
         return "failed"
 
     async def _digest(self) -> bytes:
@@ -238,7 +239,7 @@ class Reloader(Generic[C]):
             return self._reject([str(exc) or type(exc).__name__])
         if taken is False:
             return "unchanged"
-        self.log.info("%s reload adopted", self.what)
+        self.log.info("reload adopted", extra={"what": self.what})
         return "adopted"
 
     async def run(self) -> None:
