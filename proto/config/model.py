@@ -12,7 +12,7 @@ from typing import Literal
 
 CheckType = Literal["http", "https", "tcp", "grpc", "calculated"]
 UnknownAs = Literal["healthy", "unhealthy", "last_known"]
-RecordType = Literal["A", "AAAA"]
+RecordType = Literal["A", "AAAA", "CNAME"]
 Policy = Literal["simple", "failover", "weighted", "multivalue"]
 
 PROBE_TYPES: tuple[str, ...] = ("http", "https", "tcp", "grpc")
@@ -112,8 +112,45 @@ class Record:
 
 
 @dataclass(frozen=True, slots=True)
+class Soa:
+    """The apex SOA's fixed fields (the serial is the DNS front's to choose)."""
+
+    mname: str | None = None         # None: the first name server
+    rname: str | None = None         # None: hostmaster.<zone>
+    refresh: int = 3600
+    retry: int = 600
+    expire: int = 604800
+    minimum: int | None = None       # None: the zone's ttl
+
+
+@dataclass(frozen=True, slots=True)
+class NameServer:
+    name: str                        # absolute, lower case, ends with "."
+    address: str | None = None       # glue, served as an A/AAAA record when in the zone
+
+
+@dataclass(frozen=True, slots=True)
+class Tsig:
+    name: str                        # key name, absolute
+    algorithm: str                   # e.g. hmac-sha256
+    secret: str                      # base64
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Serve AXFR/IXFR to ``allow`` and NOTIFY ``notify`` when an answer changes."""
+
+    allow: tuple[str, ...]           # networks in CIDR form
+    notify: tuple[str, ...] = ()     # HOST:PORT of each secondary
+    tsig: Tsig | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Zone:
     zone: str                        # absolute, lower case, ends with "."
     records: tuple[Record, ...]
     ttl: int = 30
     source: str = ""
+    soa: Soa = Soa()
+    nameservers: tuple[NameServer, ...] = ()   # empty: ns1.<zone>, no glue
+    transfer: Transfer | None = None

@@ -1,4 +1,4 @@
-"""zone.yaml: health-aware A and AAAA records under one zone.
+"""zone.yaml: health-aware A and AAAA records (and plain CNAMEs) under one zone.
 
 Names are absolute whether or not they end with a dot (as in Route 53) and
 are kept lower case with the dot; a name outside the zone is an error, which
@@ -14,6 +14,7 @@ from healthplane.proto.config.model import Policy, Record, RecordType, RecordVal
 from healthplane.proto.config.names import absolute_name, is_domain_name
 from healthplane.proto.config.scalars import as_int, as_list, as_mapping, as_str
 from healthplane.proto.config.yamlnodes import Errors, Fields, MappingNode, Node, line_of, quote
+from healthplane.proto.config.zone_apex import parse_nameservers, parse_soa, parse_transfer
 
 TTL_MAX = 2**31 - 1            # RFC 2181 section 8
 MAX_WEIGHT = 255
@@ -21,7 +22,7 @@ MULTIVALUE_ANSWERS = 8         # answers per response; a record may list more va
 MAX_VALUES = 256               # per record, so one answer set stays small to choose from
 POLICIES: tuple[str, ...] = get_args(Policy)
 RECORD_TYPES: tuple[str, ...] = get_args(RecordType)
-ZONE_FIELDS = frozenset({"zone", "ttl", "records"})
+ZONE_FIELDS = frozenset({"zone", "ttl", "records", "soa", "nameservers", "transfer"})
 RECORD_FIELDS = frozenset({"name", "type", "policy", "ttl", "values", "primary", "secondary"})
 VALUE_FIELDS = frozenset({"value", "check", "weight"})
 
@@ -45,10 +46,18 @@ def parse_zone_root(root: MappingNode, errors: Errors, registry: Registry | None
     node = f.get("ttl")
     if node is not None:
         ttl = as_int(node, "ttl", errors, 0, TTL_MAX) or 0
+    extras: dict[str, object] = {}
+    if (node := f.get("soa")) is not None:
+        extras["soa"] = parse_soa(node, errors)
+    if (node := f.get("nameservers")) is not None:
+        extras["nameservers"] = parse_nameservers(node, zone, errors)
+    if (node := f.get("transfer")) is not None:
+        extras["transfer"] = parse_transfer(node, errors)
     records: list[Record] = []
     node = f.require("records")
     items = as_list(node, "records", errors) if node is not None else None
     seen: dict[tuple[str, str], int] = {}
+    names: dict[str, tuple[str, int]] = {}        # name -> (first type, its line)
     check_ids = frozenset(registry.ids) if registry is not None else None
     for i, item in enumerate(items or []):
         record = _record(item, f"records[{i}]", zone, check_ids, errors)
@@ -62,10 +71,23 @@ def parse_zone_root(root: MappingNode, errors: Errors, registry: Registry | None
                        f"(first at line {seen[key]})")
         else:
             seen[key] = name_line
+        first = names.setdefault(record.name, (record.type, name_line))
+        if first[1] != name_line and "CNAME" in (record.type, first[0]):
+            # RFC 1034 3.6.2: a CNAME is the only record at its name.
+            errors.add(name_line, f"records[{i}].name", f"{record.name} has a CNAME and "
+                       f"another record (first at line {first[1]})")
+        elif record.type == "CNAME" and record.name == zone:
+            errors.add(name_line, f"records[{i}].name",
+                       "the zone apex cannot be a CNAME (it holds the SOA and NS)")
         records.append(record)
+    for ns in extras.get("nameservers") or ():  # type: ignore[attr-defined]
+        if ns.address is not None and ns.name in names:
+            errors.add(names[ns.name][1], "nameservers",
+                       f"glue for {ns.name} duplicates the record at this line: keep one")
     if errors or zone is None:
         return None
-    return Zone(zone=zone, records=tuple(records), ttl=ttl, source=errors.source)
+    return Zone(zone=zone, records=tuple(records), ttl=ttl, source=errors.source,
+                **extras)  # type: ignore[arg-type]
 
 
 def _record(node: Node, path: str, zone: str | None, check_ids: frozenset[str] | None,
@@ -97,6 +119,10 @@ def _record(node: Node, path: str, zone: str | None, check_ids: frozenset[str] |
         ok &= ttl is not None
     if name is None or kind is None or policy is None:
         ok = False
+    if kind == "CNAME" and policy not in ("simple", None):
+        errors.add(f.get("policy") or mapping, f.sub("policy"),
+                   f"must be simple for type CNAME (got {policy})")
+        return None
 
     values: tuple[RecordValue, ...] = ()
     primary = secondary = None
@@ -131,6 +157,14 @@ def _record(node: Node, path: str, zone: str | None, check_ids: frozenset[str] |
         if parsed is None:
             return None
         values = parsed
+        if kind == "CNAME" and len(values) != 1:
+            errors.add(values_node, f.sub("values"),
+                       f"a CNAME has exactly one value (got {len(values)})")
+            return None
+        if kind == "CNAME" and values[0].check is not None:
+            errors.add(values_node, f.sub("values") + "[0].check",
+                       "does not apply to type CNAME (a CNAME has no health)")
+            return None
     if not ok:
         return None
     record = Record(name=name, type=kind, policy=policy, values=values,  # type: ignore[arg-type]
@@ -190,7 +224,12 @@ def _value(node: Node, path: str, kind: str | None, policy: str | None,
     address = None
     value_node = f.require("value")
     text = as_str(value_node, f.sub("value"), errors) if value_node is not None else None
-    if value_node is not None and text is not None:
+    if value_node is not None and text is not None and kind == "CNAME":
+        address = absolute_name(text) if is_domain_name(text) and text != "." else None
+        if address is None:
+            errors.add(value_node, f.sub("value"),
+                       f"must be a domain name for type CNAME (got {quote(text)})")
+    elif value_node is not None and text is not None:
         address = _address(text, kind)
         if address is None:
             family = {"A": "an IPv4", "AAAA": "an IPv6"}.get(kind or "", "an IP")
