@@ -23,7 +23,9 @@ from healthplane.proto.config.model import Zone
 from healthplane.runtime.clock import Clock
 from healthplane.runtime.grid import GridLoop
 
-from .answers import AnswerTable, ChoiceCache, SerialClock, StatusFn, build_answers
+from .answers import AnswerTable, StatusFn
+from .apex import SerialClock
+from .build import ChoiceCache, build_answers
 from .consumer import HealthConsumer, Snapshot
 
 log = logging.getLogger(__name__)

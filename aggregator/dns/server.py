@@ -2,10 +2,9 @@
 
 :meth:`DnsFront.handle` turns one query's wire bytes into the response's wire
 bytes (or None to drop) using dnspython for parsing and rendering, and
-:meth:`DnsFront.start` serves it over UDP and TCP (RFC 1035 2-byte length
-framing and pipelining, RFC 7766 idle timeout, a bound on concurrent
-connections). The table
-is swapped whole by whoever rebuilds it (:mod:`healthplane.aggregator.dns.keeper`); a
+:meth:`DnsFront.start` serves it over UDP and over TCP (:mod:`.tcp`). Zone
+transfers and TSIG-signed queries take the slower path of :mod:`.transfer`.
+The table is swapped whole by whoever rebuilds it (:mod:`healthplane.aggregator.dns.keeper`); a
 query never waits on anything but the CPU.
 
 Malformed input never raises out of here: shorter than a header, or a
@@ -30,15 +29,22 @@ import dns.rdataclass
 import dns.rdatatype
 
 from .answers import REFUSED, AnswerTable, Lookup
+from .tcp import TcpLimits, TcpPool
+from .transfer import (
+    XFR_TYPES,
+    TransferPolicy,
+    signed_answer,
+    transfer_messages,
+    tsig_refusal,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
 HEADER = 12
 DEFAULT_MAX_UDP = 1232     # DNS flag day 2020: fits any path MTU without fragments
 MAX_QUERY = 4096           # far above any real query; bigger ones are not worth parsing
-_REFUSED_TYPES = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
 OPT = 41
-_TCP_BATCH = 32            # pipelined queries answered per turn of the event loop
 _RCODE_NAMES = {r: dns.rcode.to_text(r) for r in
                 (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)}
 
@@ -54,30 +60,45 @@ class DnsFront:
     """Answers DNS queries for one zone from the current :class:`AnswerTable`."""
 
     def __init__(self, table: AnswerTable, *, max_udp: int = DEFAULT_MAX_UDP,
-                 tcp_idle_timeout: float = 10.0, max_tcp_connections: int = 128) -> None:
+                 tcp_idle_timeout: float = 10.0, max_tcp_connections: int = 128,
+                 tcp_limits: TcpLimits | None = None,
+                 transfer: TransferPolicy | None = None) -> None:
         self.table = table
         self.max_udp = max(512, min(max_udp, 65535))
-        self.tcp_idle_timeout = tcp_idle_timeout
-        self.max_tcp_connections = max_tcp_connections
-        # rcode names and "dropped", "truncated", "tcp_refused", "error".
+        self.transfer = transfer      # None: transfers REFUSED, signed queries NOTAUTH
+        # rcode names and "dropped", "truncated", "tcp_refused", "tcp_evicted",
+        # "error", "xfr", "xfr_refused", "tsig_refused".
         self.stats: Counter[str] = Counter()
-        self.tcp_active = 0
+        limits = tcp_limits or TcpLimits(idle_timeout=tcp_idle_timeout,
+                                         max_connections=max_tcp_connections)
+        self.tcp_pool = TcpPool(self._handle_tcp, limits, self.stats)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._tcp_conns: set[_TcpProtocol] = set()
+
+    @property
+    def tcp_active(self) -> int:
+        return len(self.tcp_pool.conns)
 
     # -- one query ---------------------------------------------------------
 
-    def handle(self, wire: bytes, *, tcp: bool = False) -> bytes | None:
+    def handle(self, wire: bytes, *, tcp: bool = False, peer: str | None = None) -> bytes | None:
         """The response to one query message, or None to drop it."""
+        out = self._guarded(wire, tcp, peer)
+        return out[0] if isinstance(out, list) else out
+
+    def _handle_tcp(self, wire: bytes, peer: str | None) -> list[bytes] | None:
+        out = self._guarded(wire, True, peer)
+        return [out] if isinstance(out, bytes) else out
+
+    def _guarded(self, wire: bytes, tcp: bool, peer: str | None) -> bytes | list[bytes] | None:
         try:
-            return self._handle(wire, tcp)
+            return self._handle(wire, tcp, peer)
         except Exception:  # a bug must cost one answer, never the server
             log.exception("query handling failed")
             self.stats["error"] += 1
             return None
 
-    def _handle(self, wire: bytes, tcp: bool) -> bytes | None:
+    def _handle(self, wire: bytes, tcp: bool, peer: str | None) -> bytes | list[bytes] | None:
         if len(wire) < HEADER or wire[2] & 0x80:
             self.stats["dropped"] += 1
             return None
@@ -85,7 +106,8 @@ class DnsFront:
             self.stats["FORMERR"] += 1
             return formerr(wire)
         try:
-            query = dns.message.from_wire(wire)
+            # keyring=False: a TSIG record is read, not checked (only the slow path does).
+            query = dns.message.from_wire(wire, keyring=False)
         except Exception:  # dnspython raises many types for the many ways bytes go wrong
             self.stats["FORMERR"] += 1
             return formerr(wire)
@@ -100,12 +122,44 @@ class DnsFront:
                 or len(query.question) != 1):
             return self._uncommon(query, limit)
         q = query.question[0]
+        if query.had_tsig or q.rdtype in XFR_TYPES:
+            return self._checked(wire, query, tcp, peer, limit)
         qwire = q.name.to_wire()
-        if q.rdclass != dns.rdataclass.IN or q.rdtype in _REFUSED_TYPES:
+        if q.rdclass != dns.rdataclass.IN:
             found = REFUSED
         else:
-            found = self.table.lookup(q.name, q.rdtype, qwire)
+            found = self.table.lookup(q.name, q.rdtype, qwire, full_any=tcp)
         return self._render(wire, query, qwire, found, limit)
+
+    def _checked(self, wire: bytes, query: dns.message.Message, tcp: bool, peer: str | None,
+                 limit: int) -> bytes | list[bytes]:
+        """Zone transfers and TSIG-signed queries: the ACL, the key, then the answer."""
+        policy = self.transfer
+        signed = None
+        if query.had_tsig:
+            checked = verify(wire, query, policy.key if policy else None)
+            if isinstance(checked, int):
+                self.stats["tsig_refused"] += 1
+                return tsig_refusal(query, checked)
+            signed = checked
+        q = query.question[0]
+        table = self.table
+        if q.rdtype in XFR_TYPES:
+            if (not tcp or policy is None or not policy.allowed(peer)
+                    or (policy.key is not None and signed is None)):
+                self.stats["xfr_refused"] += 1
+                found = REFUSED
+            else:
+                self.stats["xfr"] += 1
+                return transfer_messages(signed or query, table)
+        elif q.rdclass != dns.rdataclass.IN:
+            found = REFUSED
+        else:
+            found = table.lookup(q.name, q.rdtype, full_any=tcp)
+        if signed is None:
+            return self._render(wire, query, q.name.to_wire(), found, limit)
+        self.stats[dns.rcode.to_text(found.rcode)] += 1
+        return signed_answer(signed, found, table, limit)
 
     def _render(self, wire: bytes, query: dns.message.Message, qwire: bytes,
                 found: Lookup, limit: int) -> bytes:
@@ -166,7 +220,7 @@ class DnsFront:
             bound = udp.get_extra_info("sockname")[1]
             try:
                 self._tcp = await loop.create_server(
-                    lambda: _TcpProtocol(self), host, bound, reuse_address=True, backlog=256)
+                    self.tcp_pool.protocol, host, bound, reuse_address=True, backlog=256)
             except OSError:
                 udp.close()
                 if port:
@@ -182,113 +236,9 @@ class DnsFront:
             self._udp = None
         if self._tcp is not None:
             self._tcp.close()
-            for conn in list(self._tcp_conns):
-                conn.close()
+            self.tcp_pool.close_all()
             await self._tcp.wait_closed()
             self._tcp = None
-
-
-class _TcpProtocol(asyncio.Protocol):
-    """DNS over TCP (RFC 7766): 2-byte length framing, pipelining, idle timeout.
-
-    A protocol rather than streams: no task or timer allocation per query,
-    just one idle timer per connection re-armed per complete message. A
-    message must arrive whole within the idle timeout, so a client trickling
-    bytes cannot hold a connection slot. When the client stops reading our
-    answers, we stop reading its queries, so nothing buffers without bound.
-    """
-
-    def __init__(self, front: DnsFront) -> None:
-        self.front = front
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.timer: asyncio.TimerHandle | None = None
-        self.counted = False
-        self.paused = False          # reading paused (burst or blocked writes)
-        self.write_blocked = False   # the client is not reading our answers
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        front = self.front
-        if front.tcp_active >= front.max_tcp_connections:
-            front.stats["tcp_refused"] += 1
-            transport.close()
-            return
-        front.tcp_active += 1
-        front._tcp_conns.add(self)
-        self.counted = True
-        self._arm()
-
-    def _arm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.front.tcp_idle_timeout, self.close)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        self._serve_buffer()
-
-    def _serve_buffer(self) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        buf = self.buf
-        answered = 0
-        more = False
-        while len(buf) >= 2 and not self.write_blocked:
-            if answered == _TCP_BATCH:
-                # A burst of pipelined queries: yield to other clients (and to
-                # UDP) between batches, reading nothing more meanwhile.
-                more = True
-                asyncio.get_running_loop().call_soon(self._serve_buffer)
-                break
-            size = (buf[0] << 8) | buf[1]
-            if size == 0:
-                self.close()
-                return
-            if len(buf) < 2 + size:
-                break
-            wire = bytes(buf[2:2 + size])
-            del buf[:2 + size]
-            out = self.front.handle(wire, tcp=True)
-            if out is None or transport.is_closing():
-                self.close()
-                return
-            transport.write(len(out).to_bytes(2, "big") + out)
-            answered += 1
-        want_pause = more or self.write_blocked
-        if want_pause != self.paused:
-            self.paused = want_pause
-            if want_pause:
-                transport.pause_reading()
-            else:
-                transport.resume_reading()
-        if answered:
-            self._arm()
-
-    def pause_writing(self) -> None:
-        # The client is not reading our answers: read no more of its queries.
-        self.write_blocked = True
-        if self.transport is not None and not self.paused and not self.transport.is_closing():
-            self.paused = True
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.write_blocked = False
-        self._serve_buffer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.counted:
-            self.counted = False
-            self.front.tcp_active -= 1
-            self.front._tcp_conns.discard(self)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -300,7 +250,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        out = self.front.handle(data)
+        out = self.front.handle(data, peer=addr[0])
         if out is not None and self.transport is not None:
             self.transport.sendto(out, addr)
 

@@ -9,7 +9,8 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
-from healthplane.aggregator.dns.answers import ChoiceCache, SerialClock, build_answers
+from healthplane.aggregator.dns.apex import SerialClock
+from healthplane.aggregator.dns.build import ChoiceCache, build_answers
 from healthplane.proto import codec
 from healthplane.proto.config.model import Record, RecordValue, Zone
 
@@ -148,9 +149,12 @@ def test_rcodes(name: str, rdtype: str, rcode: int, negative: bool, aa: bool) ->
     assert bool(found.answer) == (rcode == dns.rcode.NOERROR and not negative)
 
 
-def test_any_returns_every_type_of_the_name() -> None:
+def test_any_is_minimal_unless_full_is_asked() -> None:
     table = build_answers(ZONE, lambda c: X, serial=1)
-    found = table.lookup(dns.name.from_text("example.test."), dns.rdatatype.ANY)
+    apex = dns.name.from_text("example.test.")
+    found = table.lookup(apex, dns.rdatatype.ANY)
+    assert [r.to_text() for r in found.rrsets] == ['example.test. 30 IN HINFO "RFC8482" ""']
+    found = table.lookup(apex, dns.rdatatype.ANY, full_any=True)
     assert {r.rdtype for r in found.rrsets} == {dns.rdatatype.SOA, dns.rdatatype.NS}
 
 

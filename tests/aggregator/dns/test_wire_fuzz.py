@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dns.message
 import dns.rcode
-from healthplane.aggregator.dns.answers import build_answers
+from healthplane.aggregator.dns.build import build_answers
 from healthplane.aggregator.dns.server import DnsFront
 from healthplane.proto import codec
 from healthplane.proto.config.model import Record, RecordValue, Zone
