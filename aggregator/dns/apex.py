@@ -6,10 +6,11 @@ expire 604800, minimum the zone ttl). The name servers are zone.yaml's
 ``nameservers`` (else the command line's, else ``ns1.<zone>``); one with an
 address inside the zone gets that address served as its A or AAAA (glue).
 
-The serial is the Unix time at which the served answers last changed, one
-more than the previous serial when two changes fall within a second, so it
-only moves when an answer moved and grows across restarts; a serial file
-keeps it growing even when changes ran ahead of the clock before a restart.
+The serial starts at the Unix time of the start and grows by one for each
+build that changed an answer, never more often, so secondaries see every
+change and nothing else. A restart starts again from the clock, which keeps
+it growing unless changes ran ahead of the clock (more than one a second
+for a long time); a serial file (``--serial-file``) covers that case too.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def write_serial(path: str, serial: int) -> None:
 
 
 class SerialClock:
-    """SOA serials: the Unix time of the last answer change, strictly increasing.
+    """SOA serials: the start time, then one more per answer change.
 
     ``floor`` is a serial the first one must exceed (the last one served
     before a restart); ``on_change`` is called with each new serial.
@@ -118,7 +119,7 @@ class SerialClock:
         first = self._signature is None
         self._signature = signature
         if not first:
-            self.serial = max(self.serial + 1, int(self._wall())) & 0xFFFFFFFF
+            self.serial = (self.serial + 1) & 0xFFFFFFFF
             if self._on_change is not None:
                 self._on_change(self.serial)
         return True

@@ -16,10 +16,26 @@ Options:
                              the first is the SOA's primary name server
     --max-udp-payload BYTES  largest UDP response and the EDNS size we advertise
                              (default 1232)
-    --tcp-idle-timeout SECS  close an idle DNS-over-TCP connection (default 10)
-    --max-tcp-connections N  concurrent DNS-over-TCP connections (default 128)
+    --tcp-idle-timeout SECS  close a DNS-over-TCP connection with no complete
+                             query for this long (default 10)
+    --tcp-max-lifetime SECS  close any DNS-over-TCP connection after this long,
+                             however busy (default 60)
+    --max-tcp-connections N  concurrent DNS-over-TCP connections; when full, a
+                             new one takes the slot quiet the longest (default 128)
+    --max-tcp-per-client N   concurrent connections from one address (an IPv6
+                             client by its /64; default 16)
+    --reload-period SECS     re-read zone.yaml this often when it changed
+                             (default 60; 0: only on SIGHUP)
+    --serial-file PATH       keep the SOA serial here, so it grows across restarts
+                             even when changes ran ahead of the clock
     --log-level LEVEL        debug | info | warning | error (default info)
     --log-format FORMAT      logfmt | json (default logfmt)
+
+SIGHUP re-reads zone.yaml: a changed zone is loaded and tasted (every answer
+and the zone transfer built) in a child process first, and a bad one keeps
+the running zone, logged and counted (``healthplane_dns_zone_reloads``).
+With zone.yaml's ``transfer``, the front also serves AXFR/IXFR to the
+allowed secondaries and sends them NOTIFY when an answer changed.
 
 ``--listen 127.0.0.1:0`` picks a free port; the bound address is logged as
 ``listening on HOST:PORT (udp+tcp)``. The server answers from the first
@@ -72,8 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="close a TCP connection with no complete query for this long "
                    "(default 10)")
+    p.add_argument("--tcp-max-lifetime", type=float, default=60.0, metavar="SECONDS",
+                   help="close any TCP connection after this long (default 60)")
     p.add_argument("--max-tcp-connections", type=int, default=128, metavar="N",
-                   help="concurrent TCP connections; more are closed at once (default 128)")
+                   help="concurrent TCP connections; when full a new one takes the slot "
+                   "quiet the longest (default 128)")
+    p.add_argument("--max-tcp-per-client", type=int, default=16, metavar="N",
+                   help="concurrent TCP connections from one client (default 16)")
+    p.add_argument("--reload-period", "--reload-interval", type=float, default=60.0,
+                   metavar="SECONDS", dest="reload_period",
+                   help="re-read zone.yaml this often; 0 only on SIGHUP (default 60)")
+    p.add_argument("--serial-file", metavar="PATH",
+                   help="keep the SOA serial here so it grows across restarts")
     add_log_flags(p, default="info")
     return p
 
@@ -95,8 +121,14 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return "--max-udp-payload must be 512..65535"
     if args.tcp_idle_timeout <= 0:
         return "--tcp-idle-timeout must be > 0"
+    if args.tcp_max_lifetime <= 0:
+        return "--tcp-max-lifetime must be > 0"
     if args.max_tcp_connections < 1:
         return "--max-tcp-connections must be >= 1"
+    if args.max_tcp_per_client < 1:
+        return "--max-tcp-per-client must be >= 1"
+    if args.reload_period < 0:
+        return "--reload-period must be >= 0"
     for name in args.nameserver:
         try:
             dns.name.from_text(name)
@@ -114,22 +146,59 @@ def _load(args: argparse.Namespace) -> Zone:
 
 
 async def _serve(args: argparse.Namespace, zone: Zone) -> int:
+    from .apex import SerialClock, read_serial, write_serial
     from .consumer import HealthConsumer
     from .keeper import AnswerKeeper
+    from .notify import Notifier
+    from .reload import ZoneFiles, ZoneReloader
     from .server import DnsFront
+    from .tcp import TcpLimits
+    from .transfer import TransferPolicy
 
     consumer = HealthConsumer(args.aggregator, tick=args.tick)
     front: DnsFront | None = None
+    notifier = Notifier(zone.zone, (), min_interval=lambda: consumer.tick_period,
+                        soa=lambda: front.table.soa if front is not None else None)
 
     def publish(table: object) -> None:
         if front is not None:
             front.table = table  # type: ignore[assignment]
 
+    def serial_moved(serial: int) -> None:
+        if args.serial_file:
+            write_serial(args.serial_file, serial)
+        notifier.changed(serial)
+
+    serials = SerialClock(floor=read_serial(args.serial_file) if args.serial_file else 0,
+                          on_change=serial_moved)
     keeper = AnswerKeeper(zone, consumer, publish, stale_after=args.stale_after,
-                          nameservers=args.nameserver)
-    front = DnsFront(keeper.table, max_udp=args.max_udp_payload,
-                     tcp_idle_timeout=args.tcp_idle_timeout,
-                     max_tcp_connections=args.max_tcp_connections)
+                          nameservers=args.nameserver, serials=serials)
+    front = DnsFront(keeper.table, max_udp=args.max_udp_payload, tcp_limits=TcpLimits(
+        idle_timeout=args.tcp_idle_timeout, max_lifetime=args.tcp_max_lifetime,
+        max_connections=args.max_tcp_connections, max_per_client=args.max_tcp_per_client))
+
+    def use_transfer(z: Zone) -> None:
+        policy = TransferPolicy(z.transfer) if z.transfer is not None else None
+        assert front is not None
+        front.transfer = policy
+        notifier.retarget(z.zone, policy.notify if policy else (), policy.key if policy else None)
+
+    def adopt(z: Zone) -> None:
+        use_transfer(z)
+        keeper.adopt_zone(z)
+
+    use_transfer(zone)
+    notifier.changed()               # a secondary may hold an older zone from before a restart
+    files = ZoneFiles(args.zone, args.checks)
+    reloader = ZoneReloader(files.load, adopt, lambda: keeper.zone, args.reload_period,
+                            fingerprint=files.fingerprint)
+    keeper.reloads = reloader.results
+    # Handlers before the port opens: whoever sees the server up may signal it at once.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
     host, port = parse_listen(args.listen)
     try:
         bound = await front.start(host, port)
@@ -154,18 +223,18 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
              extra={"address": address, "zone": zone.zone, "records": len(zone.records),
                     "aggregators": ",".join(args.aggregator)})
     await consumer.start()
-    keeper_task = asyncio.create_task(keeper.run(), name="answer-keeper")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+    tasks = [asyncio.create_task(keeper.run(), name="answer-keeper"),
+             asyncio.create_task(reloader.run(), name="zone-reload"),
+             asyncio.create_task(notifier.run(), name="notify")]
     try:
         await stop.wait()
     finally:
         log.info("stopping")
-        keeper_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper_task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await consumer.stop()
         await front.stop()
         if httpd is not None:
@@ -175,6 +244,8 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
 
 
 def main(argv: list[str]) -> int:
+    # Until the event loop takes SIGHUP over, a reload request must not kill the front.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     args = _parser().parse_args(argv)
     setup_from_args(args)
     if err := _usage_error(args):

@@ -15,6 +15,7 @@ health forever. Before the first snapshot everything is unknown anyway.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from healthplane.proto import codec
@@ -35,29 +36,41 @@ def _unknown(_check_id: str) -> int:
     return codec.UNKNOWN
 
 
+def _checks_of(zone: Zone) -> set[str]:
+    return {v.check for r in zone.records for v in (*r.values, r.primary, r.secondary)
+            if v is not None and v.check is not None}
+
+
 class AnswerKeeper:
     """Rebuilds answers per snapshot and applies the stale-data rule."""
 
     def __init__(self, zone: Zone, consumer: HealthConsumer,
                  on_table: Callable[[AnswerTable], None], *,
                  stale_after: float = 30.0, nameservers: Sequence[str] = (),
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, serials: SerialClock | None = None) -> None:
         self.zone = zone
         self.consumer = consumer
         self.on_table = on_table
         self.stale_after = stale_after
         self.clock: Clock = clock or consumer.clock
         self.nameservers = tuple(nameservers)
-        self.serials = SerialClock()
+        self.serials = serials or SerialClock()
         self.cache = ChoiceCache()
         self.rebuilds = 0
+        self.reloads: Counter[str] = Counter()   # zone reloads by result, for metrics
         self.failing_open = False
         self.table = self._build(_unknown)
         self._unsubscribe: Callable[[], None] | None = None
         self._version_seen: str | None = None
-        self._zone_checks = {v.check for r in zone.records
-                             for v in (*r.values, r.primary, r.secondary)
-                             if v is not None and v.check is not None}
+        self._zone_checks = _checks_of(zone)
+
+    def adopt_zone(self, zone: Zone) -> AnswerTable:
+        """Serve ``zone`` from now on (a reload that passed tasting); returns the new table."""
+        self.zone = zone
+        self.cache = ChoiceCache()
+        self._zone_checks = _checks_of(zone)
+        self._version_seen = None      # warn again about checks the registry lacks
+        return self.rebuild()
 
     def _build(self, status: StatusFn) -> AnswerTable:
         table = build_answers(self.zone, status, serial=self.serials.serial,

@@ -37,7 +37,8 @@ class DnsCollector(Collector):
         other = CounterMetricFamily("healthplane_dns_events",
                                     "Queries dropped, truncated responses, refused TCP "
                                     "connections and handler errors", labels=["event"])
-        for event in ("dropped", "truncated", "tcp_refused", "error", "udp_error"):
+        for event in ("dropped", "truncated", "tcp_refused", "tcp_evicted", "error",
+                      "udp_error", "xfr", "xfr_refused", "tsig_refused"):
             other.add_metric([event], stats.get(event, 0))
         yield other
         age = self.consumer.age()
@@ -58,6 +59,12 @@ class DnsCollector(Collector):
         yield GaugeMetricFamily("healthplane_dns_failing_open",
                                 "1 while the snapshot is too old and every value is served",
                                 value=1 if self.keeper.failing_open else 0)
+        reloads = CounterMetricFamily("healthplane_dns_zone_reloads",
+                                      "zone.yaml reloads by result (failed: the running zone "
+                                      "was kept)", labels=["result"])
+        for result in ("adopted", "unchanged", "failed"):
+            reloads.add_metric([result], self.keeper.reloads.get(result, 0))
+        yield reloads
         yield GaugeMetricFamily("healthplane_dns_tcp_connections",
                                 "Open DNS-over-TCP connections", value=self.front.tcp_active)
 
