@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "run one aggregator (Ingest and Health gRPC services)"),
     "dns": ("healthplane.aggregator.dns.cli",
             "serve a health-aware DNS zone from aggregator snapshots"),
+    "pdns-backend": ("healthplane.aggregator.dns.pdns_cli",
+                     "answer PowerDNS's remote backend from aggregator snapshots"),
     "validate": ("healthplane.proto.validate_cli", "check checks.yaml, fleet.yaml and zone.yaml"),
     "query": ("healthplane.aggregator.query_cli", "show the health of checks from an aggregator"),
     "demo": ("healthplane.deploy.demo", "run a whole fleet on loopback with a live view"),

@@ -1,0 +1,139 @@
+"""``healthplane pdns-backend --zone zone.yaml --aggregator HOST:PORT [...] --socket PATH``.
+
+Answers PowerDNS's remote backend (``launch=remote``,
+``remote-connection-string=unix:path=PATH``) from the freshest health
+snapshot, with the same answer rules as ``healthplane dns``: the same
+consumer follows the aggregators and the same table is rebuilt per snapshot.
+
+Options:
+
+    --checks PATH            checks.yaml: reject a zone that names unknown checks
+    --tick SECONDS           the aggregators' tick period (default: learned)
+    --stale-after SECONDS    fail open once the snapshot is older (default 30; 0 never)
+    --nameserver NAME        NS names when zone.yaml has no ``nameservers``
+    --reload-period SECS     re-read zone.yaml this often (default 60; 0: only on SIGHUP)
+    --log-level LEVEL        debug | info | warning | error (default info)
+
+Start it before pdns_server: PowerDNS fills its zone cache from
+``getAllDomains`` at start and exits when the socket is not there. The
+bound socket is logged as ``listening on unix:PATH``. SIGHUP reloads the
+zone (tasted first, as for ``healthplane dns``); SIGTERM and SIGINT stop.
+Exit 0 after a clean stop, 1 for a bad config or socket, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from healthplane.proto.config.addresses import parse_hostport
+from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.model import Zone
+
+from healthplane.runtime.loop import run_event_loop
+
+PROG = "healthplane pdns-backend"
+log = logging.getLogger("healthplane.pdns")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Answer PowerDNS's remote backend "
+                                "from aggregator health snapshots.")
+    p.add_argument("--zone", required=True, metavar="PATH", help="zone.yaml")
+    p.add_argument("--aggregator", required=True, action="append", metavar="HOST:PORT",
+                   help="an aggregator's Health service; repeat for failover")
+    p.add_argument("--socket", required=True, metavar="PATH", help="the Unix socket to serve")
+    p.add_argument("--checks", metavar="PATH", help="checks.yaml, to verify the zone's check ids")
+    p.add_argument("--tick", type=float, metavar="SECONDS", help="aggregator tick period")
+    p.add_argument("--stale-after", type=float, default=30.0, metavar="SECONDS",
+                   help="fail open when the snapshot is older than this; 0 never (default 30)")
+    p.add_argument("--nameserver", action="append", default=[], metavar="NAME",
+                   help="NS name of the zone, repeatable (default ns1.<zone>)")
+    p.add_argument("--reload-period", type=float, default=60.0, metavar="SECONDS",
+                   help="re-read zone.yaml this often; 0 only on SIGHUP (default 60)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def _usage_error(args: argparse.Namespace) -> str | None:
+    for text in args.aggregator:
+        try:
+            parse_hostport(text)
+        except ValueError as exc:
+            return f"--aggregator: {exc}"
+    if args.tick is not None and not 0 < args.tick <= 3600:
+        return "--tick must be in (0, 3600]"
+    if args.stale_after < 0 or args.reload_period < 0:
+        return "--stale-after and --reload-period must be >= 0"
+    if len(os.fsencode(args.socket)) > 107:
+        return "--socket: path longer than a Unix socket allows (107 bytes)"
+    return None
+
+
+async def _serve(args: argparse.Namespace, zone: Zone) -> int:
+    from .consumer import HealthConsumer
+    from .keeper import AnswerKeeper
+    from .pdns_backend import RemoteBackend, serve_unix
+    from .reload import ZoneFiles, ZoneReloader
+
+    consumer = HealthConsumer(args.aggregator, tick=args.tick)
+    keeper = AnswerKeeper(zone, consumer, lambda _table: None, stale_after=args.stale_after,
+                          nameservers=args.nameserver)
+    backend = RemoteBackend(lambda: keeper.table)
+    files = ZoneFiles(args.zone, args.checks)
+    reloader = ZoneReloader(files.load, keeper.adopt_zone, lambda: keeper.zone,
+                            args.reload_period, fingerprint=files.fingerprint)
+    keeper.reloads = reloader.results
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+    try:
+        server = await serve_unix(backend, args.socket)
+    except OSError as exc:
+        print(f"{PROG}: cannot listen on {args.socket}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    log.info("listening on unix:%s for zone %s (%d records), aggregators %s", args.socket,
+             zone.zone, len(zone.records), ", ".join(args.aggregator))
+    await consumer.start()
+    tasks = [asyncio.create_task(keeper.run(), name="answer-keeper"),
+             asyncio.create_task(reloader.run(), name="zone-reload")]
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping; requests answered: %s", dict(backend.stats))
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await consumer.stop()
+        server.close()
+        with contextlib.suppress(OSError):
+            os.unlink(args.socket)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if err := _usage_error(args):
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
+    from healthplane.proto.config.loader import load_checks, load_zone
+    try:
+        registry = load_checks(args.checks, allow_private_targets=True) if args.checks else None
+        zone = load_zone(args.zone, registry)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"{PROG}: {line}", file=sys.stderr)
+        return 1
+    return run_event_loop(_serve(args, zone))
