@@ -23,7 +23,7 @@ from healthplane.proto.config.loader import (
     parse_fleet,
     parse_zone,
 )
-from healthplane.proto.config.model import Check, RecordValue
+from healthplane.proto.config.model import Check, NameServer, RecordValue, Soa, Transfer, Tsig
 
 TESTDATA = Path(__file__).parent / "testdata"
 GOOD = TESTDATA / "good"
@@ -107,7 +107,7 @@ def test_good_files_with_defaults_applied(fleet, registry):
 def test_good_zone_is_normalised(registry):
     zone = load_zone(GOOD / "zone.yaml", registry)
     assert (zone.zone, zone.ttl) == ("example.test.", 60)
-    failover, apex, www, img = zone.records
+    failover, apex, www, img, alias = zone.records
     assert (failover.policy, failover.ttl) == ("failover", 10)
     assert failover.primary == RecordValue("192.0.2.10", "api-use1")
     assert failover.secondary == RecordValue("192.0.2.20", "api-euw1")
@@ -116,6 +116,14 @@ def test_good_zone_is_normalised(registry):
     assert len(www.values) == 9                            # more than 8 answers is allowed
     assert [v.weight for v in img.values] == [3, 0]
     assert [v.weight for v in www.values] == [1] * 9
+    assert (alias.type, alias.values) == ("CNAME", (RecordValue("www.example.test."),))
+    assert zone.soa == Soa(mname="ns1.example.test.", rname="hostmaster.example.test.",
+                           refresh=600, minimum=20)
+    assert zone.nameservers == (NameServer("ns1.example.test.", "192.0.2.53"),
+                                NameServer("ns2.example.net."))
+    assert zone.transfer == Transfer(
+        allow=("127.0.0.1/32", "2001:db8::/64"), notify=("127.0.0.1:5400", "[2001:db8::53]:53"),
+        tsig=Tsig("xfr-key.", "hmac-sha256", "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="))
 
 
 def test_fleet_defaults():
