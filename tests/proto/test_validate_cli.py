@@ -102,7 +102,7 @@ def test_main_in_process(capsys):
                               str(TESTDATA / "good" / "fleet.yaml"), "--zone",
                               str(TESTDATA / "good" / "zone.yaml")]) == 0
     out = capsys.readouterr().out
-    assert ", 4 checkers in 3 regions, 4 records in example.test.;" in out
+    assert ", 4 checkers in 3 regions, 5 records in example.test.;" in out
     assert validate_cli.main([str(TESTDATA / "bad" / "zone" / "weights.yaml")]) == 1
 
 

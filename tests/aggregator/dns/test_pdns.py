@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -163,3 +164,18 @@ async def test_pdns_server_follows_a_failover(tmp_path: Path) -> None:
             os.killpg(server.proc.pid, signal.SIGTERM)
             server.proc.wait(10)
         await fake.stop()
+
+
+def test_bad_flags_and_files_give_one_line(tmp_path: Path) -> None:
+    zone = tmp_path / "zone.yaml"
+    zone.write_text(ZONE_YAML.replace("policy: weighted", "policy: latency"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "healthplane", "pdns-backend", *args],
+                              capture_output=True, text=True, timeout=30)
+
+    r = run("--zone", str(zone), "--aggregator", "127.0.0.1:1", "--socket", "/x" * 60)
+    assert r.returncode == 2 and "--socket" in r.stderr and r.stderr.count("\n") == 1
+    r = run("--zone", str(zone), "--aggregator", "127.0.0.1:1", "--socket", str(tmp_path / "s"))
+    assert r.returncode == 1 and "zone.yaml:" in r.stderr and "policy" in r.stderr
+    assert "Traceback" not in r.stderr
