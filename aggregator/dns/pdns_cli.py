@@ -12,6 +12,7 @@ Options:
     --stale-after SECONDS    fail open once the snapshot is older (default 30; 0 never)
     --nameserver NAME        NS names when zone.yaml has no ``nameservers``
     --reload-period SECS     re-read zone.yaml this often (default 60; 0: only on SIGHUP)
+    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
     --log-level LEVEL        debug | info | warning | error (default info)
 
 Start it before pdns_server: PowerDNS fills its zone cache from
@@ -56,16 +57,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="NS name of the zone, repeatable (default ns1.<zone>)")
     p.add_argument("--reload-period", type=float, default=60.0, metavar="SECONDS",
                    help="re-read zone.yaml this often; 0 only on SIGHUP (default 60)")
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
 
 def _usage_error(args: argparse.Namespace) -> str | None:
-    for text in args.aggregator:
-        try:
-            parse_hostport(text)
-        except ValueError as exc:
-            return f"--aggregator: {exc}"
+    for flag, values in (("--aggregator", args.aggregator),
+                         ("--metrics", [args.metrics] if args.metrics else [])):
+        for text in values:
+            try:
+                parse_hostport(text[:-1] + "1" if flag == "--metrics" and text.endswith(":0")
+                               else text)
+            except ValueError as exc:
+                return f"{flag}: {exc}"
     if args.tick is not None and not 0 < args.tick <= 3600:
         return "--tick must be in (0, 3600]"
     if args.stale_after < 0 or args.reload_period < 0:
@@ -99,6 +104,20 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     except OSError as exc:
         print(f"{PROG}: cannot listen on {args.socket}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    httpd = None
+    if args.metrics:
+        from .pdns_metrics import serve_metrics
+        mhost, mport = parse_hostport(args.metrics[:-1] + "1" if args.metrics.endswith(":0")
+                                      else args.metrics)
+        try:
+            httpd, mbound = serve_metrics(mhost, 0 if args.metrics.endswith(":0") else mport,
+                                          backend, consumer, keeper)
+        except OSError as exc:
+            print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            server.close()
+            return 1
+        log.info("metrics on http://%s:%d/metrics", mhost, mbound)
     log.info("listening on unix:%s for zone %s (%d records), aggregators %s", args.socket,
              zone.zone, len(zone.records), ", ".join(args.aggregator))
     await consumer.start()
@@ -115,6 +134,9 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
                 await task
         await consumer.stop()
         server.close()
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
         with contextlib.suppress(OSError):
             os.unlink(args.socket)
     return 0

@@ -28,6 +28,7 @@ from healthplane.proto.config.loader import parse_zone
 from tests.aggregator.dns import secondaries as sec
 from tests.aggregator.dns.fakes import FakeHealth
 from tests.aggregator.dns.front_proc import running
+from tests.aggregator.dns.test_cli import scrape
 from tests.aggregator.dns.test_transfer import ZONE_YAML
 
 FAILOVER_BOUND = 5.0
@@ -91,7 +92,8 @@ async def test_socket_bounds_request_size(tmp_path: Path) -> None:
     sock = str(tmp_path / "pdns.sock")
     try:
         async with running("pdns-backend", "--zone", str(zone), "--aggregator", fake.address,
-                           "--socket", sock, ready=r"listening on unix:") as backend:
+                           "--socket", sock, ready=r"listening on unix:",
+                           metrics=True) as backend:
             reader, writer = await asyncio.open_unix_connection(sock)
             writer.write(b'{"method":"initialize","parameters":{}}\n{"bad\n')
             assert await reader.readline() == b'{"result":true}\n'
@@ -103,6 +105,10 @@ async def test_socket_bounds_request_size(tmp_path: Path) -> None:
             writer.write(b'{"method":"getAllDomains","parameters":{}}\n')
             assert b"example.test." in await reader.readline()
             writer.close()
+            text = await asyncio.to_thread(scrape, backend.mport)
+            assert 'healthplane_pdns_events_total{event="malformed"} 1.0' in text
+            assert 'healthplane_pdns_events_total{event="oversized"} 1.0' in text
+            assert 'healthplane_pdns_requests_total{method="getAllDomains"} 1.0' in text
         assert "Traceback" not in backend.log()
     finally:
         await fake.stop()
