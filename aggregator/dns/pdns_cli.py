@@ -14,6 +14,7 @@ Options:
     --reload-period SECS     re-read zone.yaml this often (default 60; 0: only on SIGHUP)
     --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
     --log-level LEVEL        debug | info | warning | error (default info)
+    --log-format FORMAT      logfmt | json (default logfmt)
 
 Start it before pdns_server: PowerDNS fills its zone cache from
 ``getAllDomains`` at start and exits when the socket is not there. The
@@ -32,10 +33,11 @@ import os
 import signal
 import sys
 
-from healthplane.proto.config.addresses import parse_hostport
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Zone
 
+from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
+from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
 
 PROG = "healthplane pdns-backend"
@@ -58,17 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reload-period", type=float, default=60.0, metavar="SECONDS",
                    help="re-read zone.yaml this often; 0 only on SIGHUP (default 60)")
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_flags(p, default="info")
     return p
 
 
 def _usage_error(args: argparse.Namespace) -> str | None:
     for flag, values in (("--aggregator", args.aggregator),
                          ("--metrics", [args.metrics] if args.metrics else [])):
+        parse = parse_hostport if flag == "--aggregator" else parse_listen
         for text in values:
             try:
-                parse_hostport(text[:-1] + "1" if flag == "--metrics" and text.endswith(":0")
-                               else text)
+                parse(text)
             except ValueError as exc:
                 return f"{flag}: {exc}"
     if args.tick is not None and not 0 < args.tick <= 3600:
@@ -107,26 +109,27 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     httpd = None
     if args.metrics:
         from .pdns_metrics import serve_metrics
-        mhost, mport = parse_hostport(args.metrics[:-1] + "1" if args.metrics.endswith(":0")
-                                      else args.metrics)
+        mhost, mport = parse_listen(args.metrics)
         try:
-            httpd, mbound = serve_metrics(mhost, 0 if args.metrics.endswith(":0") else mport,
-                                          backend, consumer, keeper)
+            httpd, mbound = serve_metrics(mhost, mport, backend, consumer, keeper)
         except OSError as exc:
             print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
                   file=sys.stderr)
             server.close()
             return 1
-        log.info("metrics on http://%s:%d/metrics", mhost, mbound)
-    log.info("listening on unix:%s for zone %s (%d records), aggregators %s", args.socket,
-             zone.zone, len(zone.records), ", ".join(args.aggregator))
+        maddress = format_hostport(mhost, mbound)
+        log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
+    log.info("listening on unix:%s", args.socket,
+             extra={"socket": args.socket, "zone": zone.zone, "records": len(zone.records),
+                    "aggregators": ",".join(args.aggregator)})
     await consumer.start()
     tasks = [asyncio.create_task(keeper.run(), name="answer-keeper"),
              asyncio.create_task(reloader.run(), name="zone-reload")]
     try:
         await stop.wait()
     finally:
-        log.info("stopping; requests answered: %s", dict(backend.stats))
+        log.info("stopping", extra={f"requests_{k}": v for k, v in backend.stats.items()
+                                    if k.isidentifier()})
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -145,8 +148,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_from_args(args)
     if err := _usage_error(args):
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
