@@ -91,7 +91,8 @@ class Notifier:
                 if attempt + 1 == self.attempts:
                     self.stats["failed"] += 1
                     log.warning("NOTIFY %s to %s: no answer after %d tries (%s)",
-                                self.zone, target, self.attempts, exc or type(exc).__name__)
+                                self.zone, target, self.attempts, exc or type(exc).__name__,
+                                extra={"zone": self.zone, "secondary": target})
                 continue
             self.stats["acked"] += 1
             log.debug("NOTIFY %s to %s acknowledged", self.zone, target)

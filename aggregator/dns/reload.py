@@ -152,21 +152,25 @@ class ZoneReloader:
             zone = await asyncio.to_thread(self.load)
         except ConfigError as exc:
             for line in exc.errors:
-                log.error("zone reload (%s) rejected, keeping the running zone: %s", why, line)
+                log.error("zone reload (%s) rejected, keeping the running zone: %s", why, line,
+                          extra={"trigger": why, "error": line})
             return "failed"
         except Exception as exc:  # noqa: BLE001 - e.g. the child could not start
-            log.error("zone reload (%s) failed, keeping the running zone: %s", why, exc)
+            log.error("zone reload (%s) failed, keeping the running zone: %s", why, exc,
+                      extra={"trigger": why, "error": str(exc)})
             return "failed"
         if zone == self.current():
-            log.info("zone reload (%s): unchanged", why)
+            log.info("zone reload (%s): unchanged", why, extra={"trigger": why})
             return "unchanged"
         try:
             self.adopt(zone)
         except Exception:  # adopting must never take the front down
-            log.exception("zone reload (%s): adopting failed, keeping the running zone", why)
+            log.exception("zone reload (%s): adopting failed, keeping the running zone", why,
+                          extra={"trigger": why})
             return "failed"
         log.info("zone reload (%s): adopted zone %s (%d records)", why, zone.zone,
-                 len(zone.records))
+                 len(zone.records), extra={"trigger": why, "zone": zone.zone,
+                                           "records": len(zone.records)})
         return "adopted"
 
     async def run(self) -> None:
