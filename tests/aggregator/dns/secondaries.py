@@ -120,11 +120,16 @@ zone:
     return _start("knotd", [binary, "-c", str(conf)], port, directory)
 
 
-def nsd(directory: Path, zone: str, primary: int, port: int) -> Server:
+def nsd(directory: Path, zone: str, primary: int, port: int, key: Key | None = None) -> Server:
     binary = need("nsd")
     conf = directory / "nsd.conf"
+    key_conf, key_ref = "", "NOKEY"
+    if key is not None:
+        key_conf = (f"key:\n    name: {key.name}\n    algorithm: {key.algorithm}\n"
+                    f"    secret: \"{key.secret}\"\n")
+        key_ref = key.name
     conf.write_text(f"""\
-server:
+{key_conf}server:
     ip-address: 127.0.0.1
     port: {port}
     username: ""
@@ -141,8 +146,8 @@ remote-control:
     control-enable: no
 zone:
     name: {zone}
-    request-xfr: 127.0.0.1@{primary} NOKEY
-    allow-notify: 127.0.0.1 NOKEY
+    request-xfr: 127.0.0.1@{primary} {key_ref}
+    allow-notify: 127.0.0.1 {key_ref}
     max-retry-time: 5
     min-retry-time: 1
 """)

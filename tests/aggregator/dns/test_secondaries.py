@@ -110,6 +110,13 @@ async def test_nsd_follows_a_failover(tmp_path: Path, port: int) -> None:
     print(f"nsd: failover visible after {took:.2f}s")
 
 
+async def test_nsd_with_tsig_follows_a_failover(tmp_path: Path, port: int) -> None:
+    sec.need("nsd")
+    key = sec.Key("xfr-key.", "hmac-sha256", SECRET)
+    took = await _failover_through(tmp_path, _on(sec.nsd, port, key=key), port, tsig=True)
+    print(f"nsd+tsig: failover visible after {took:.2f}s")
+
+
 async def test_bind_follows_a_failover(tmp_path: Path, port: int) -> None:
     sec.need("named")
     took = await _failover_through(tmp_path, _on(sec.bind, port), port)
