@@ -1,10 +1,11 @@
 """NOTIFY (RFC 1996): tell each secondary that the zone's serial moved.
 
-:meth:`Notifier.changed` only records that a NOTIFY is due; one task sends
-it to every secondary at once, at most once per ``min_interval`` (the
-aggregator's tick), so a burst of changes costs one round, not a queue. A
-secondary that does not answer is retried a bounded number of times and
-then left to its own SOA refresh timer.
+:meth:`Notifier.changed` only records that a NOTIFY is due; one task per
+secondary sends it, at most once per ``min_interval`` (the aggregator's
+tick), so a burst of changes costs one NOTIFY, not a queue. A secondary that
+does not answer is retried a bounded number of times and then left to its
+own SOA refresh timer; a newer change cuts the retries short, and a slow or
+absent secondary never delays another.
 """
 
 from __future__ import annotations
@@ -60,33 +61,73 @@ class Notifier:
         self.attempts = attempts
         self.stats: Counter[str] = Counter()   # "sent", "acked", "failed"
         self._due = asyncio.Event()
+        self._late: set[asyncio.Future[object]] = set()
+
+    def _settle(self, query: asyncio.Future[object]) -> None:
+        self._late.discard(query)
+        if not query.cancelled() and query.exception() is None:
+            self.stats["acked"] += 1
 
     def retarget(self, zone: str, targets: Sequence[str], key: dns.tsig.Key | None) -> None:
         self.zone, self.targets, self.key = zone, tuple(targets), key
+        self._due.set()
 
     def changed(self, _serial: int = 0) -> None:
-        """The serial moved: a NOTIFY round is due."""
-        if self.targets:
-            self._due.set()
+        """The serial moved: a NOTIFY is due at every secondary."""
+        self._due.set()
 
     async def run(self) -> None:
-        """Send one round per change, at most one round per min_interval; until cancelled."""
+        """Follow changes and targets until cancelled."""
+        followers: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        try:
+            while True:
+                for target in self.targets:
+                    if target not in followers:
+                        event = asyncio.Event()
+                        followers[target] = (event, asyncio.create_task(
+                            self._follow(target, event), name=f"notify {target}"))
+                for target in [t for t in followers if t not in self.targets]:
+                    followers.pop(target)[1].cancel()
+                for event, _ in followers.values():
+                    event.set()
+                await self._due.wait()
+                self._due.clear()
+        finally:
+            for _, task in followers.values():
+                task.cancel()
+            for query in list(self._late):
+                query.cancel()
+
+    async def _follow(self, target: str, due: asyncio.Event) -> None:
         while True:
-            await self._due.wait()
-            self._due.clear()
+            await due.wait()
+            due.clear()
             started = time.monotonic()
-            await asyncio.gather(*(self._notify(t) for t in self.targets))
+            await self._notify(target, due)
             rest = self.min_interval() - (time.monotonic() - started)
             if rest > 0:
                 await asyncio.sleep(rest)
 
-    async def _notify(self, target: str) -> None:
+    async def _notify(self, target: str, newer: asyncio.Event) -> None:
         host, port = parse_hostport(target)
         for attempt in range(self.attempts):
             msg = notify_message(self.zone, self.soa(), self.key)
             self.stats["sent"] += 1
+            query = asyncio.ensure_future(
+                dns.asyncquery.udp(msg, host, port=port, timeout=self.timeout))
+            waiter = asyncio.ensure_future(newer.wait())
             try:
-                await dns.asyncquery.udp(msg, host, port=port, timeout=self.timeout)
+                await asyncio.wait({query, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if not query.done():
+                # A newer serial is due: stop waiting for this answer (the NOTIFY is
+                # out and may still be answered) and send the newer one.
+                self._late.add(query)
+                query.add_done_callback(self._settle)
+                return
+            try:
+                query.result()
             except (dns.exception.DNSException, OSError) as exc:
                 if attempt + 1 == self.attempts:
                     self.stats["failed"] += 1

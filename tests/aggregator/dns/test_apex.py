@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import dns.message
@@ -118,3 +119,27 @@ async def test_a_burst_of_changes_costs_one_notify_per_interval() -> None:
     finally:
         task.cancel()
         transport.close()
+
+
+async def test_a_silent_secondary_never_delays_another() -> None:
+    loop = asyncio.get_running_loop()
+    transport, live = await loop.create_datagram_endpoint(_Secondary, local_addr=("127.0.0.1", 0))
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # bound, never answers
+    silent.bind(("127.0.0.1", 0))
+    targets = [f"127.0.0.1:{silent.getsockname()[1]}",
+               f"127.0.0.1:{transport.get_extra_info('sockname')[1]}"]
+    notifier = Notifier("example.test.", targets, min_interval=lambda: 0.1, timeout=2.0)
+    task = asyncio.create_task(notifier.run())
+    try:
+        notifier.changed()
+        async with asyncio.timeout(1.0):        # well before the silent one's first timeout
+            while live.notifies < 1:
+                await asyncio.sleep(0.01)
+        notifier.changed()                       # a newer serial cuts the silent one's wait
+        async with asyncio.timeout(1.0):
+            while live.notifies < 2 or notifier.stats["sent"] < 4:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        transport.close()
+        silent.close()
