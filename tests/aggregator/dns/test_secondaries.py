@@ -6,6 +6,11 @@ ports; ``dig`` at the secondary must show a failover within the detection
 bound plus the transfer time. Detection here is one tick of the fake
 aggregator (0.1 s), so the bound is dominated by NOTIFY, the SOA check and
 the transfer: ``FAILOVER_BOUND`` seconds, generous for a loaded machine.
+
+The last test runs a real fleet instead (probe targets, checkers, an
+aggregator and the front) with all three secondaries behind the front, takes
+the primary endpoint down and wants the failover at every secondary within
+the detection bound plus the transfer time (``REAL_BOUND``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from healthplane.deploy.launcher import Fleet, TargetsOptions, free_ports
 from healthplane.proto import codec
 
 from tests.aggregator.dns import secondaries as sec
@@ -121,3 +127,61 @@ async def test_bind_follows_a_failover(tmp_path: Path, port: int) -> None:
     sec.need("named")
     took = await _failover_through(tmp_path, _on(sec.bind, port), port)
     print(f"bind: failover visible after {took:.2f}s")
+
+
+INTERVAL, THRESHOLD, REPORT, TICK = 1.0, 2, 0.5, 0.5
+# Detection (interval x threshold + report + tick + 1 s) plus NOTIFY, SOA check and transfer.
+REAL_BOUND = INTERVAL * THRESHOLD + REPORT + TICK + 1.0 + 3.0
+
+
+def _real_fleet_configs(d: Path, control: int, notify: list[int]) -> tuple[Path, Path, Path]:
+    primary, secondary, aggregator = free_ports(3, exclude={control, *notify})
+    checks = d / "checks.yaml"
+    checks.write_text("checks:\n" + "".join(
+        f"  - {{id: {cid}, type: http, host: 127.0.0.1, port: {port}, path: /health, "
+        f"interval: {INTERVAL}, timeout: 0.5, failure_threshold: {THRESHOLD}}}\n"
+        for cid, port in (("api-primary", primary), ("api-secondary", secondary))))
+    fleet = d / "fleet.yaml"
+    fleet.write_text(
+        "regions:\n  us-east: [use1-a]\n  eu-west: [euw1-a]\ncheckers_per_region: 1\n"
+        f'aggregators: ["127.0.0.1:{aggregator}"]\nreport_interval: {REPORT}\ntick: {TICK}\n'
+        f'stale_after: 1.5\nallow_private_targets: true\ncanaries: ["127.0.0.1:{control}"]\n')
+    zone = d / "zone.yaml"
+    zone.write_text(zone_yaml(notify[0]).replace(
+        f'notify: ["127.0.0.1:{notify[0]}"]',
+        "notify: [" + ", ".join(f'"127.0.0.1:{p}"' for p in notify) + "]"))
+    return checks, fleet, zone
+
+
+def test_every_secondary_follows_a_real_endpoint_death(tmp_path: Path) -> None:
+    """A real fleet (targets, checkers, aggregator, front); Knot, NSD and BIND behind it."""
+    for binary in ("knotd", "nsd", "named"):
+        sec.need(binary)
+    factories = [("knot", sec.knot), ("nsd", sec.nsd), ("bind", sec.bind)]
+    control = free_ports(1)[0]
+    ports = [sec.free_port() for _ in factories]
+    checks, fleet_yaml, zone = _real_fleet_configs(tmp_path, control, ports)
+    servers: list[sec.Server] = []
+    with Fleet(checks, fleet_yaml, zone, run_dir=tmp_path / "run",
+               targets=TargetsOptions(control=f"127.0.0.1:{control}")) as fleet:
+        assert fleet.dns_address is not None
+        try:
+            for (name, factory), port in zip(factories, ports, strict=True):
+                (tmp_path / name).mkdir()
+                servers.append(factory(tmp_path / name, ZONE, fleet.dns_address[1], port))
+            for server in servers:
+                sec.wait_until(lambda s=server: sec.dig(s.port, "api.example.test.") ==
+                               ["192.0.2.10"], 60, "the primary's value", server)
+            fleet.target_down("api-primary")
+            died = time.monotonic()
+            took = {}
+            for server in servers:
+                sec.wait_until(lambda s=server: sec.dig(s.port, "api.example.test.") ==
+                               ["192.0.2.20"], died + REAL_BOUND - time.monotonic(),
+                               f"the failover at {server.name}", server)
+                took[server.name] = time.monotonic() - died
+            print("failover after an endpoint's death:",
+                  ", ".join(f"{k} {v:.2f}s" for k, v in took.items()))
+        finally:
+            for server in servers:
+                server.stop()
