@@ -5,7 +5,9 @@ sends one JSON object per request over a Unix socket and reads one JSON
 object back. Implemented: ``initialize``, ``getAllDomains``,
 ``getDomainInfo``, ``lookup`` (any qtype including ANY, which PowerDNS uses
 for almost every query, and SOA), ``list`` (so PowerDNS can serve AXFR: the
-zone as it would be answered now), and ``getAllDomainMetadata`` /
+zone as it would be answered now; an empty non-terminal is returned as an
+``ENT`` record, else PowerDNS would answer it NXDOMAIN), and
+``getAllDomainMetadata`` /
 ``getDomainMetadata`` (no metadata). Anything else gets ``{"result": false}``,
 which PowerDNS reads as "not supported".
 
@@ -28,6 +30,7 @@ from typing import Any
 
 import dns.exception
 import dns.name
+import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
@@ -113,6 +116,11 @@ class RemoteBackend:
         qname = dns.name.from_text(str(params["qname"]))
         qtype = dns.rdatatype.from_text(str(params["qtype"]))
         found = table.lookup(qname, qtype, full_any=True)
+        if found.negative and found.rcode == dns.rcode.NOERROR and qtype == dns.rdatatype.ANY:
+            # A name with nothing of its own but names below it (RFC 8020): PowerDNS
+            # must not call it NXDOMAIN, or resolvers would prune everything under it.
+            return [{"qtype": "ENT", "qname": qname.to_text(), "content": "",
+                     "ttl": table.soa.ttl, "auth": True}]
         if found.negative or not found.answer:
             return []
         # Owners as asked: the prebuilt answers carry the record's own spelling.

@@ -142,7 +142,8 @@ negquery-cache-ttl={ttl}
 async def test_pdns_server_follows_a_failover(tmp_path: Path) -> None:
     sec.need("pdns_server")
     zone = tmp_path / "zone.yaml"
-    zone.write_text(ZONE_YAML)
+    zone.write_text(ZONE_YAML + "  - {name: deep.ent.example.test., type: A, "
+                    "values: [{value: 192.0.2.77}]}\n")
     fake = FakeHealth(["p", "s"])
     await fake.start()
     sock = str(tmp_path / "pdns.sock")
@@ -159,6 +160,13 @@ async def test_pdns_server_follows_a_failover(tmp_path: Path) -> None:
             r = await dns.asyncquery.udp(dns.message.make_query("nope.example.test.", "A"),
                                          "127.0.0.1", port=server.port, timeout=3)
             assert r.rcode() == dns.rcode.NXDOMAIN
+            # An empty non-terminal is NODATA, not NXDOMAIN (RFC 8020).
+            r = await dns.asyncquery.udp(dns.message.make_query("ent.example.test.", "A"),
+                                         "127.0.0.1", port=server.port, timeout=3)
+            assert r.rcode() == dns.rcode.NOERROR and not r.answer, r
+            r = await dns.asyncquery.udp(dns.message.make_query("deep.ent.example.test.", "A"),
+                                         "127.0.0.1", port=server.port, timeout=3)
+            assert [rd.to_text() for rr in r.answer for rd in rr] == ["192.0.2.77"]
             fake.set(p=codec.UNHEALTHY)
             died = time.monotonic()
             await asyncio.to_thread(sec.wait_until, lambda: sec.dig(
