@@ -23,6 +23,7 @@ import ipaddress
 import time
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -97,9 +98,7 @@ def signed_answer(query: dns.message.Message, found: Lookup, table: AnswerTable,
     """The answer to a verified TSIG-signed query, signed with the same key."""
     response = dns.message.make_response(query)
     response.set_rcode(found.rcode)
-    if not found.authoritative:
-        response.flags &= ~dns.flags.AA
-    else:
+    if found.authoritative:
         response.flags |= dns.flags.AA
     response.answer = list(found.rrsets)
     if found.negative:
