@@ -176,3 +176,27 @@ def test_notify_message_is_a_notify() -> None:
     assert wire.opcode() == dns.opcode.NOTIFY and wire.flags & dns.flags.AA
     assert not wire.flags & dns.flags.RD
     assert wire.question[0].rdtype == dns.rdatatype.SOA
+
+
+async def test_a_big_zone_travels_in_several_signed_messages() -> None:
+    def values(i: int) -> str:
+        return ", ".join(f'{{value: "2001:db8:{i:x}::{k:x}"}}' for k in range(1, 9))
+
+    records = "".join(f"  - {{name: h{i}.example.test., type: AAAA, values: [{values(i)}]}}\n"
+                      for i in range(400))
+    yaml = ZONE_YAML.replace('  notify: ["127.0.0.1:9"]\n', '  notify: ["127.0.0.1:9"]\n'
+                             f"  tsig: {{name: xfr., algorithm: hmac-sha256, secret: {SECRET}}}\n")
+    front, port = await _front(yaml + records)
+    key = dns.tsig.Key("xfr.", SECRET, "hmac-sha256")
+    try:
+        def transfer() -> list[dns.message.Message]:
+            return list(dns.query.xfr("127.0.0.1", "example.test.", port=port, timeout=10,
+                                      keyring={key.name: key}, keyname=key.name,
+                                      keyalgorithm=key.algorithm))
+        messages = await asyncio.to_thread(transfer)
+        assert len(messages) > 3 and all(m.had_tsig for m in messages)
+        rrsets = [rr for m in messages for rr in m.answer]
+        assert rrsets[0].rdtype == rrsets[-1].rdtype == dns.rdatatype.SOA
+        assert sum(len(rr) for rr in rrsets if rr.rdtype == dns.rdatatype.AAAA) == 400 * 8
+    finally:
+        await front.stop()
