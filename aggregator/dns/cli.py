@@ -163,11 +163,16 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     def publish(table: object) -> None:
         if front is not None:
             front.table = table  # type: ignore[assignment]
+            if not front.transfers_ready and consumer.snapshot is not None:
+                # The first answers from real health: now secondaries may have them.
+                front.transfers_ready = True
+                notifier.changed()
 
     def serial_moved(serial: int) -> None:
         if args.serial_file:
             write_serial(args.serial_file, serial)
-        notifier.changed(serial)
+        if front is not None and front.transfers_ready:
+            notifier.changed(serial)
 
     serials = SerialClock(floor=read_serial(args.serial_file) if args.serial_file else 0,
                           on_change=serial_moved)
@@ -187,8 +192,8 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
         use_transfer(z)
         keeper.adopt_zone(z)
 
+    front.transfers_ready = False
     use_transfer(zone)
-    notifier.changed()               # a secondary may hold an older zone from before a restart
     files = ZoneFiles(args.zone, args.checks)
     reloader = ZoneReloader(files.load, adopt, lambda: keeper.zone, args.reload_period,
                             fingerprint=files.fingerprint)

@@ -38,7 +38,7 @@ class DnsCollector(Collector):
                                     "Queries dropped, truncated responses, refused TCP "
                                     "connections and handler errors", labels=["event"])
         for event in ("dropped", "truncated", "tcp_refused", "tcp_evicted", "error",
-                      "udp_error", "xfr", "xfr_refused", "tsig_refused"):
+                      "udp_error", "xfr", "xfr_refused", "xfr_not_ready", "tsig_refused"):
             other.add_metric([event], stats.get(event, 0))
         yield other
         age = self.consumer.age()

@@ -45,6 +45,7 @@ HEADER = 12
 DEFAULT_MAX_UDP = 1232     # DNS flag day 2020: fits any path MTU without fragments
 MAX_QUERY = 4096           # far above any real query; bigger ones are not worth parsing
 OPT = 41
+NOT_READY = Lookup(dns.rcode.SERVFAIL, authoritative=False)
 _RCODE_NAMES = {r: dns.rcode.to_text(r) for r in
                 (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)}
 
@@ -66,6 +67,9 @@ class DnsFront:
         self.table = table
         self.max_udp = max(512, min(max_udp, 65535))
         self.transfer = transfer      # None: transfers REFUSED, signed queries NOTAUTH
+        # False until the answers come from a real health snapshot: a secondary must
+        # not take a zone built before the front knew anything (SERVFAIL: retry later).
+        self.transfers_ready = True
         # rcode names and "dropped", "truncated", "tcp_refused", "tcp_evicted",
         # "error", "xfr", "xfr_refused", "tsig_refused".
         self.stats: Counter[str] = Counter()
@@ -149,6 +153,9 @@ class DnsFront:
                     or (policy.key is not None and signed is None)):
                 self.stats["xfr_refused"] += 1
                 found = REFUSED
+            elif not self.transfers_ready:
+                self.stats["xfr_not_ready"] += 1
+                found = NOT_READY
             else:
                 self.stats["xfr"] += 1
                 return transfer_messages(signed or query, table)

@@ -119,6 +119,15 @@ async def test_ixfr_is_answered_axfr_style_or_with_the_soa_when_current(front) -
     assert [rr.rdtype for m in current for rr in m.answer] == [dns.rdatatype.SOA]
 
 
+async def test_no_transfer_before_the_answers_come_from_real_health(front) -> None:
+    f, port = front
+    f.transfers_ready = False
+    q = dns.message.make_query("example.test.", "AXFR")
+    r = await dns.asyncquery.tcp(q, "127.0.0.1", port=port, timeout=3)
+    assert r.rcode() == dns.rcode.SERVFAIL and not r.answer
+    assert f.stats["xfr_not_ready"] == 1
+
+
 async def test_transfers_refused_off_the_acl_and_over_udp() -> None:
     front, port = await _front(ZONE_YAML.replace("127.0.0.1/32", "192.0.2.0/24"))
     try:
