@@ -154,11 +154,15 @@ zone:
     return _start("nsd", [binary, "-d", "-c", str(conf)], port, directory)
 
 
-def bind(directory: Path, zone: str, primary: int, port: int) -> Server:
+def bind(directory: Path, zone: str, primary: int, port: int, key: Key | None = None) -> Server:
     binary = need("named")
     conf = directory / "named.conf"
+    key_conf = ""
+    if key is not None:
+        key_conf = (f'key "{key.name}" {{ algorithm {key.algorithm}; secret "{key.secret}"; }};\n'
+                    f'server 127.0.0.1 {{ keys {{ "{key.name}"; }}; }};\n')
     conf.write_text(f"""\
-options {{
+{key_conf}options {{
     directory "{directory}";
     listen-on port {port} {{ 127.0.0.1; }};
     listen-on-v6 {{ none; }};

@@ -129,6 +129,13 @@ async def test_bind_follows_a_failover(tmp_path: Path, port: int) -> None:
     print(f"bind: failover visible after {took:.2f}s")
 
 
+async def test_bind_with_tsig_follows_a_failover(tmp_path: Path, port: int) -> None:
+    sec.need("named")
+    key = sec.Key("xfr-key.", "hmac-sha256", SECRET)
+    took = await _failover_through(tmp_path, _on(sec.bind, port, key=key), port, tsig=True)
+    print(f"bind+tsig: failover visible after {took:.2f}s")
+
+
 INTERVAL, THRESHOLD, REPORT, TICK = 1.0, 2, 0.5, 0.5
 # Detection (interval x threshold + report + tick + 1 s) plus NOTIFY, SOA check and transfer.
 REAL_BOUND = INTERVAL * THRESHOLD + REPORT + TICK + 1.0 + 3.0
