@@ -150,7 +150,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     from .consumer import HealthConsumer
     from .keeper import AnswerKeeper
     from .notify import Notifier
-    from .reload import ZoneFiles, ZoneReloader
+    from .reload import ZoneFiles, zone_reloader
     from .server import DnsFront
     from .tcp import TcpLimits
     from .transfer import TransferPolicy
@@ -195,9 +195,8 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     front.transfers_ready = False
     use_transfer(zone)
     files = ZoneFiles(args.zone, args.checks)
-    reloader = ZoneReloader(files.load, adopt, lambda: keeper.zone, args.reload_period,
-                            fingerprint=files.fingerprint)
-    keeper.reloads = reloader.results
+    reloader = zone_reloader(files, adopt, lambda: keeper.zone, keeper.reloads,
+                             clock=keeper.clock, period=args.reload_period)
     # Handlers before the port opens: whoever sees the server up may signal it at once.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -86,16 +86,15 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     from .consumer import HealthConsumer
     from .keeper import AnswerKeeper
     from .pdns_backend import RemoteBackend, serve_unix
-    from .reload import ZoneFiles, ZoneReloader
+    from .reload import ZoneFiles, zone_reloader
 
     consumer = HealthConsumer(args.aggregator, tick=args.tick)
     keeper = AnswerKeeper(zone, consumer, lambda _table: None, stale_after=args.stale_after,
                           nameservers=args.nameserver)
     backend = RemoteBackend(lambda: keeper.table)
     files = ZoneFiles(args.zone, args.checks)
-    reloader = ZoneReloader(files.load, keeper.adopt_zone, lambda: keeper.zone,
-                            args.reload_period, fingerprint=files.fingerprint)
-    keeper.reloads = reloader.results
+    reloader = zone_reloader(files, keeper.adopt_zone, lambda: keeper.zone, keeper.reloads,
+                             clock=keeper.clock, period=args.reload_period)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
