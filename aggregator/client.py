@@ -6,12 +6,16 @@ Used by ``healthplane query``; handy in scripts too. Every failure becomes an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from healthplane.aggregator.health_service import NO_TICK_YET
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
 
 # Query answers for every check of a big registry can be large.
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
@@ -50,7 +54,7 @@ class AggregatorClient:
     def get(self, include_check_ids: bool = False) -> pb.HealthSnapshot:
         return self._call(self._stub.Get, pb.GetRequest(include_check_ids=include_check_ids))
 
-    def _call(self, method, request):  # type: ignore[no-untyped-def]
+    def _call(self, method: Callable[..., T], request: Message) -> T:
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as exc:

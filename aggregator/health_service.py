@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
-from healthplane.aggregator.state import AggregatorState, CheckerDetail, Published
+from healthplane.aggregator.state import AggregatorState, CheckerDetail
+from healthplane.aggregator.tick_result import TickResult
 from healthplane.aggregator.watchers import LatestHub
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
@@ -35,11 +36,11 @@ class SnapshotCache:
     """The HealthSnapshot messages of the latest tick, built on first use."""
 
     def __init__(self) -> None:
-        self._pub: Published | None = None
+        self._pub: TickResult | None = None
         self._plain: pb.HealthSnapshot | None = None
         self._with_ids: pb.HealthSnapshot | None = None
 
-    def get(self, pub: Published, include_check_ids: bool) -> pb.HealthSnapshot:
+    def get(self, pub: TickResult, include_check_ids: bool) -> pb.HealthSnapshot:
         if pub is not self._pub:
             self._pub, self._plain, self._with_ids = pub, None, None
         if include_check_ids:
@@ -51,7 +52,7 @@ class SnapshotCache:
         return self._plain
 
 
-def _snapshot(pub: Published, include_check_ids: bool) -> pb.HealthSnapshot:
+def _snapshot(pub: TickResult, include_check_ids: bool) -> pb.HealthSnapshot:
     msg = pb.HealthSnapshot(
         registry_version=pub.registry.version,
         sequence=pub.sequence,
@@ -65,7 +66,7 @@ def _snapshot(pub: Published, include_check_ids: bool) -> pb.HealthSnapshot:
 
 
 class HealthService(pb_grpc.HealthServicer):
-    def __init__(self, state: AggregatorState, hub: LatestHub[Published]) -> None:
+    def __init__(self, state: AggregatorState, hub: LatestHub[TickResult]) -> None:
         self._state = state
         self._hub = hub
         self._cache = SnapshotCache()
@@ -112,13 +113,12 @@ class HealthService(pb_grpc.HealthServicer):
             return await asyncio.to_thread(_response, pub, ids, idx, None)
 
 
-def _response(pub: Published, ids: list[str], idx: np.ndarray,
+def _response(res: TickResult, ids: list[str], idx: np.ndarray,
               detail: CheckerDetail | None) -> pb.QueryResponse:
-    res = pub.result
     status = res.status_of(idx).tolist()
     healthy, reporting = (v.tolist() for v in res.votes(idx))
     last_change = res.last_change_of(idx).tolist()
-    out = pb.QueryResponse(registry_version=pub.registry.version, sequence=pub.sequence)
+    out = pb.QueryResponse(registry_version=res.registry.version, sequence=res.sequence)
     add = out.checks.add
     if detail is not None:
         checkers = list(zip(detail.checker_ids, detail.regions, detail.ages_ms.tolist(),

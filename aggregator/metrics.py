@@ -31,32 +31,52 @@ Names (all prefixed ``healthplane_aggregator_``):
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
-import numpy as np
 from healthplane.aggregator.state import DROP_REASONS
 from healthplane.proto import codec
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from healthplane.aggregator.server import Aggregator
-
 PREFIX = "healthplane_aggregator_"
-_STATUS_NAMES = (
-    (codec.UNKNOWN, "unknown"), (codec.HEALTHY, "healthy"), (codec.UNHEALTHY, "unhealthy"))
 
 
-class _StateCollector(Collector):
-    def __init__(self, agg: Aggregator) -> None:
-        self._agg = agg
+@dataclass(frozen=True)
+class AggregatorStats:
+    """Everything the metrics report, read at one moment (see the names above).
+
+    The aggregator builds one per scrape; the collector reads nothing else.
+    """
+
+    ticks: int                          # also the latest tick's sequence
+    ticks_missed: int
+    ticks_failed: int
+    snapshots_accepted: int
+    snapshots_remapped: int
+    snapshots_dropped: Mapping[str, int]
+    checkers: int
+    fresh_checkers: int                 # in the latest tick (0 before any)
+    checks_by_state: tuple[int, ...]    # per 2-bit code, in the latest tick
+    state_changes_last_tick: int
+    state_changes: int
+    watchers: int
+    watch_skipped: int
+    snapshot_file_writes: Mapping[str, int]  # ok, failed, skipped
+    config_reloads: Mapping[str, int]        # adopted, unchanged, failed
+    registry_version: str
+    previous_version: str               # "" when none is accepted
+    registry_checks: int
+
+
+class _StatsCollector(Collector):
+    def __init__(self, stats: Callable[[], AggregatorStats]) -> None:
+        self._stats = stats
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        agg = self._agg
-        st = agg.state
-        loop = agg.tick_loop
+        s = self._stats()
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             return CounterMetricFamily(PREFIX + name, doc, value=value)
@@ -64,69 +84,61 @@ class _StateCollector(Collector):
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(PREFIX + name, doc, value=value)
 
-        yield counter("ticks", "Ticks computed.", agg.ticks)
+        def labelled(name: str, doc: str, label: str, values: Mapping[str, int],
+                     keys: tuple[str, ...]) -> CounterMetricFamily:
+            family = CounterMetricFamily(PREFIX + name, doc, labels=[label])
+            for key in keys:
+                family.add_metric([key], values.get(key, 0))
+            return family
+
+        yield counter("ticks", "Ticks computed.", s.ticks)
         yield counter("ticks_missed", "Tick slots skipped because the loop was late.",
-                      loop.missed if loop else 0)
-        yield counter("ticks_failed", "Ticks whose computation raised.",
-                      loop.failed if loop else 0)
-        yield gauge("tick_sequence", "Sequence of the latest tick.", st.sequence)
+                      s.ticks_missed)
+        yield counter("ticks_failed", "Ticks whose computation raised.", s.ticks_failed)
+        yield gauge("tick_sequence", "Sequence of the latest tick.", s.ticks)
         yield counter("snapshots_accepted", "Checker snapshots written to a slot.",
-                      st.counters.accepted)
+                      s.snapshots_accepted)
         yield counter("snapshots_remapped",
                       "Accepted snapshots on the previous registry version, remapped by id.",
-                      st.counters.remapped)
-        dropped = CounterMetricFamily(PREFIX + "snapshots_dropped",
-                                      "Checker snapshots dropped, by reason.", labels=["reason"])
-        for reason in DROP_REASONS:
-            dropped.add_metric([reason], st.counters.dropped.get(reason, 0))
-        yield dropped
-        yield gauge("checkers", "Checkers in the fleet.", len(st.checker_ids))
-        pub = st.latest
+                      s.snapshots_remapped)
+        yield labelled("snapshots_dropped", "Checker snapshots dropped, by reason.", "reason",
+                       s.snapshots_dropped, DROP_REASONS)
+        yield gauge("checkers", "Checkers in the fleet.", s.checkers)
         yield gauge("fresh_checkers", "Checkers whose snapshot voted in the latest tick.",
-                    pub.fresh_checkers if pub else 0)
+                    s.fresh_checkers)
         checks = GaugeMetricFamily(PREFIX + "checks", "Checks by status in the latest tick.",
                                    labels=["status"])
-        counts = pub.result.status_counts() if pub else np.zeros(4, dtype=np.int64)
-        for value, name in _STATUS_NAMES:
-            checks.add_metric([name], int(counts[value]))
+        for code in codec.VALID_STATES:
+            checks.add_metric([codec.STATE_NAMES[code]], s.checks_by_state[code])
         yield checks
         yield gauge("state_changes_last_tick", "Checks whose status changed in the latest tick.",
-                    pub.changed if pub else 0)
-        yield counter("state_changes", "Status changes over all ticks.", agg.changes_total)
-        yield gauge("watchers", "Open Health.Watch streams.", agg.hub.watchers)
-        yield counter("watch_skipped", "Ticks a slow watcher never received.", agg.hub.skipped)
-        writes = CounterMetricFamily(PREFIX + "snapshot_file_writes",
-                                     "Snapshot file writes by result.", labels=["result"])
-        w = agg.snapshot_writer
-        for result, value in (("ok", w.written if w else 0), ("failed", w.failed if w else 0),
-                              ("skipped", w.skipped if w else 0)):
-            writes.add_metric([result], value)
-        yield writes
-        reloads = CounterMetricFamily(PREFIX + "config_reloads", "Config reloads by result.",
-                                      labels=["result"])
-        for result in ("adopted", "unchanged", "failed"):
-            reloads.add_metric([result], agg.reloads.get(result, 0))
-        yield reloads
+                    s.state_changes_last_tick)
+        yield counter("state_changes", "Status changes over all ticks.", s.state_changes)
+        yield gauge("watchers", "Open Health.Watch streams.", s.watchers)
+        yield counter("watch_skipped", "Ticks a slow watcher never received.", s.watch_skipped)
+        yield labelled("snapshot_file_writes", "Snapshot file writes by result.", "result",
+                       s.snapshot_file_writes, ("ok", "failed", "skipped"))
+        yield labelled("config_reloads", "Config reloads by result.", "result",
+                       s.config_reloads, ("adopted", "unchanged", "failed"))
         info = GaugeMetricFamily(PREFIX + "registry_info",
                                  "The registry version served and the previous one accepted.",
                                  labels=["version", "previous"])
-        previous = [v for v in st.versions if v != st.registry.version]
-        info.add_metric([st.registry.version, previous[0] if previous else ""], 1)
+        info.add_metric([s.registry_version, s.previous_version], 1)
         yield info
-        yield gauge("registry_checks", "Checks in the registry served.", st.registry.check_count)
+        yield gauge("registry_checks", "Checks in the registry served.", s.registry_checks)
 
 
 class AggregatorMetrics:
     """One aggregator's metrics in their own registry (several may share a process)."""
 
-    def __init__(self, agg: Aggregator) -> None:
+    def __init__(self, stats: Callable[[], AggregatorStats]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.tick_duration = Histogram(
             PREFIX + "tick_duration_seconds", "Time to compute and publish one tick.",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry)
-        self.registry.register(_StateCollector(agg))
-        self._server: object | None = None
+        self.registry.register(_StatsCollector(stats))
+        self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
 
@@ -139,6 +151,6 @@ class AggregatorMetrics:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()  # type: ignore[attr-defined]
-            self._server.server_close()  # type: ignore[attr-defined]
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None

@@ -16,14 +16,13 @@ import time
 
 from healthplane.aggregator.client import AggregatorClient, AggregatorError
 from healthplane.aggregator.health_service import DETAIL_LIMIT
+from healthplane.proto.codec import state_name
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
 from healthplane.runtime.listen import parse_hostport
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 
 PROG = "healthplane query"
-_STATUS = {pb.STATUS_UNKNOWN: "unknown", pb.STATUS_HEALTHY: "healthy",
-           pb.STATUS_UNHEALTHY: "unhealthy"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,12 +66,12 @@ def render(resp: pb.QueryResponse, checkers: bool, now: float | None = None) -> 
     rows = [("CHECK", "STATUS", "VOTES", "LAST CHANGE")]
     detail: dict[int, list[tuple[str, ...]]] = {}
     for ch in resp.checks:
-        rows.append((ch.check_id, _STATUS.get(ch.status, str(ch.status)),
+        rows.append((ch.check_id, state_name(ch.status),
                      f"{ch.healthy_votes}/{ch.reporting_votes}",
                      _when(ch.last_change_unix_ms, now)))
         if checkers:
             detail[len(rows) - 1] = [
-                (v.checker_id, v.region, _STATUS.get(v.vote, str(v.vote)),
+                (v.checker_id, v.region, state_name(v.vote),
                  "never reported" if v.snapshot_age_ms < 0 else
                  f"snapshot {_age(v.snapshot_age_ms)} old")
                 for v in ch.checkers]

@@ -48,13 +48,12 @@ def adopt_into(agg: Aggregator, new: Config) -> bool:
 
 def taste(registry: Registry, fleet: Fleet) -> None:
     """Real ticks of a configuration on empty slots, at its tick; raises if it cannot."""
-    from healthplane.aggregator.kit import default_kit
     from healthplane.aggregator.state import AggregatorState
 
     from healthplane.runtime.clock import SystemClock
 
-    state = AggregatorState(registry, fleet, default_kit(), SystemClock())
-    taste_cadence(state.tick, fleet.tick, "tick")
+    state = AggregatorState(registry, fleet, SystemClock())
+    taste_cadence(lambda _cycle: state.tick(), fleet.tick, "tick")
 
 
 def load_and_taste(checks: str, fleet_path: str) -> Config:

@@ -6,7 +6,7 @@ Run it in-process (tests, the demo) with :func:`run_aggregator`::
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{agg.port}")
 
 Pass ``clock=FakeClock()`` and ``start_ticking=False`` to drive ticks by
-hand with ``agg.on_tick(seq)`` or ``agg.tick_now()``. The server enables
+hand with ``agg.on_tick()``. The server enables
 gRPC server reflection and the standard ``grpc.health.v1`` service.
 """
 
@@ -25,15 +25,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from healthplane.aggregator.health_service import HealthService
 from healthplane.aggregator.ingest import IngestService
-from healthplane.aggregator.kit import EngineKit, default_kit
-from healthplane.aggregator.metrics import AggregatorMetrics
+from healthplane.aggregator.metrics import AggregatorMetrics, AggregatorStats
 from healthplane.aggregator.snapshot_file import SnapshotFileWriter
-from healthplane.aggregator.state import (
-    AggregatorState,
-    Published,
-    max_message_bytes,
-    transport_limit,
-)
+from healthplane.aggregator.state import AggregatorState, max_message_bytes, transport_limit
+from healthplane.aggregator.tick_result import TickResult
 from healthplane.aggregator.tickloop import TickLoop
 from healthplane.aggregator.watchers import LatestHub
 from healthplane.proto.config.model import Fleet, Registry
@@ -59,40 +54,62 @@ class Aggregator:
     """One aggregator. Build, ``await start(listen)``, ``await stop()``."""
 
     def __init__(self, registry: Registry, fleet: Fleet, *, clock: Clock | None = None,
-                 kit: EngineKit | None = None, snapshot_file: str | None = None) -> None:
+                 snapshot_file: str | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
-        self.state = AggregatorState(registry, fleet, kit or default_kit(), self.clock)
-        self.hub: LatestHub[Published] = LatestHub()
+        self.state = AggregatorState(registry, fleet, self.clock)
+        self.hub: LatestHub[TickResult] = LatestHub()
         self.snapshot_writer = SnapshotFileWriter(snapshot_file) if snapshot_file else None
-        self.metrics = AggregatorMetrics(self)
+        self.metrics = AggregatorMetrics(self.stats)
         self.tick_loop = TickLoop(self.on_tick, fleet.tick, self.clock)
-        self.ticks = 0
-        self.changes_total = 0
         self.reloads: Counter[str] = Counter()
         self.transport_limit = transport_limit(registry.check_count)
         self.server: grpc.aio.Server | None = None
         self.port: int = 0
-        self._health = health.aio.HealthServicer()
+        # grpc-stubs predates grpc_health's asyncio servicer.
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._loop_task: asyncio.Task[None] | None = None
 
     # -- the tick --------------------------------------------------------
 
-    def on_tick(self, sequence: int) -> Published:
-        """Compute tick ``sequence`` from the slots and publish it everywhere."""
-        t0 = time.perf_counter()
-        pub = self.state.tick(sequence)
-        self.hub.publish(pub)
-        if self.snapshot_writer is not None:
-            self.snapshot_writer.submit(pub)
-        self.ticks += 1
-        self.changes_total += pub.changed
-        self.metrics.tick_duration.observe(time.perf_counter() - t0)
-        return pub
+    def on_tick(self) -> TickResult:
+        """Compute the next tick from the slots and publish it everywhere.
 
-    def tick_now(self) -> Published:
-        """Run the next tick at once, outside the schedule (tests)."""
-        self.tick_loop.sequence += 1
-        return self.on_tick(self.tick_loop.sequence)
+        The tick loop calls it on schedule; tests may call it at any time.
+        """
+        t0 = time.perf_counter()
+        result = self.state.tick()
+        self.hub.publish(result)
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.submit(result)
+        self.metrics.tick_duration.observe(time.perf_counter() - t0)
+        return result
+
+    def stats(self) -> AggregatorStats:
+        """The figures the metrics report, as of now (cheap: no per-check work)."""
+        st, loop, w = self.state, self.tick_loop, self.snapshot_writer
+        latest = st.latest
+        counts = latest.status_counts() if latest is not None else [0, 0, 0, 0]
+        previous = [v for v in st.versions if v != st.registry.version]
+        return AggregatorStats(
+            ticks=st.sequence,
+            ticks_missed=loop.missed,
+            ticks_failed=loop.failed,
+            snapshots_accepted=st.counters.accepted,
+            snapshots_remapped=st.counters.remapped,
+            snapshots_dropped=dict(st.counters.dropped),
+            checkers=len(st.checker_ids),
+            fresh_checkers=latest.fresh_checkers if latest is not None else 0,
+            checks_by_state=tuple(int(c) for c in counts),
+            state_changes_last_tick=latest.changed if latest is not None else 0,
+            state_changes=st.changes_total,
+            watchers=self.hub.watchers,
+            watch_skipped=self.hub.skipped,
+            snapshot_file_writes={"ok": w.written, "failed": w.failed, "skipped": w.skipped}
+            if w is not None else {},
+            config_reloads=dict(self.reloads),
+            registry_version=st.registry.version,
+            previous_version=previous[0] if previous else "",
+            registry_checks=st.registry.check_count)
 
     # -- configuration ---------------------------------------------------
 
@@ -123,7 +140,7 @@ class Aggregator:
         assert self._loop_task is not None
         self._loop_task.cancel()
         old = self.tick_loop
-        self.tick_loop = TickLoop(self.on_tick, interval, self.clock, old.sequence + 1)
+        self.tick_loop = TickLoop(self.on_tick, interval, self.clock)
         self.tick_loop.missed, self.tick_loop.failed = old.missed, old.failed
         self._loop_task = asyncio.create_task(self.tick_loop.run(), name="tick-loop")
 
@@ -210,12 +227,12 @@ def _bracket(host: str) -> str:
 
 @contextlib.asynccontextmanager
 async def run_aggregator(registry: Registry, fleet: Fleet, listen: str = "127.0.0.1:0", *,
-                         clock: Clock | None = None, kit: EngineKit | None = None,
+                         clock: Clock | None = None,
                          snapshot_file: str | None = None, metrics_listen: str | None = None,
                          start_ticking: bool = True, grace: float = 0.5,
                          ) -> AsyncIterator[Aggregator]:
     """An aggregator serving on listen for the duration of the block."""
-    agg = Aggregator(registry, fleet, clock=clock, kit=kit, snapshot_file=snapshot_file)
+    agg = Aggregator(registry, fleet, clock=clock, snapshot_file=snapshot_file)
     await agg.start(listen, metrics_listen=metrics_listen, start_ticking=start_ticking)
     try:
         yield agg

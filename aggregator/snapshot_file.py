@@ -35,7 +35,7 @@ import tempfile
 from typing import Any
 
 import msgpack
-from healthplane.aggregator.state import Published
+from healthplane.aggregator.tick_result import TickResult
 from healthplane.proto.config.model import Registry
 
 from healthplane.runtime.slot import LatestSlot
@@ -57,7 +57,7 @@ class _IdsCache:
         return self._packed
 
 
-def encode_snapshot(pub: Published, ids_cache: _IdsCache | None = None) -> bytes:
+def encode_snapshot(pub: TickResult, ids_cache: _IdsCache | None = None) -> bytes:
     """The file's bytes for one tick."""
     reg = pub.registry
     packed_ids = (ids_cache or _IdsCache()).get(reg)
@@ -104,7 +104,7 @@ class SnapshotFileWriter:
         self.written = 0
         self.failed = 0
         self.skipped = 0
-        self._slot: LatestSlot[Published] = LatestSlot()
+        self._slot: LatestSlot[TickResult] = LatestSlot()
         self._ids = _IdsCache()
         self._task: asyncio.Task[None] | None = None
         self._last_error = ""
@@ -113,7 +113,7 @@ class SnapshotFileWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="snapshot-file")
 
-    def submit(self, pub: Published) -> None:
+    def submit(self, pub: TickResult) -> None:
         if self._slot.put(pub):
             self.skipped += 1
 
@@ -127,7 +127,7 @@ class SnapshotFileWriter:
             finally:
                 self._busy = False
 
-    async def _write(self, pub: Published) -> None:
+    async def _write(self, pub: TickResult) -> None:
         try:
             await asyncio.to_thread(write_atomically, self.path, encode_snapshot(pub, self._ids))
         except OSError as exc:

@@ -14,7 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from healthplane.aggregator.kit import EngineKit, Remap, TickResultLike
+from healthplane.aggregator.remap import Remap, build_remap
+from healthplane.aggregator.tick import TickEngine, TickResult
+from healthplane.aggregator.votes import SlotMatrix
 from healthplane.proto import codec
 from healthplane.proto.config.model import Fleet, Registry
 
@@ -68,20 +70,6 @@ class VersionInfo:
     remap: Remap | None  # None: the current registry, written as is
 
 
-@dataclass(frozen=True)
-class Published:
-    """One tick's result, as every reader (Get, Watch, Query, file) sees it."""
-
-    registry: Registry
-    fleet: Fleet
-    sequence: int
-    generated_unix_ms: int
-    result: TickResultLike
-    fresh_checkers: int
-    changed: int
-    states: bytes  # the final snapshot in the wire layout
-
-
 @dataclass
 class Counters:
     accepted: int = 0
@@ -90,14 +78,30 @@ class Counters:
 
 
 class AggregatorState:
-    """Slots, accepted registry versions, and the latest tick."""
+    """Slots, accepted registry versions, and the latest tick.
 
-    def __init__(self, registry: Registry, fleet: Fleet, kit: EngineKit, clock: Clock) -> None:
-        self.kit = kit
+    ``sequence`` is the aggregator's one tick counter: the sequence of the
+    latest tick, which is also the number of ticks computed, across every
+    registry and fleet change.
+    """
+
+    # Set by _install for each configuration.
+    rows: dict[str, int]                 # checker id -> its row in the slots
+    regions: dict[str, str]              # checker id -> its region
+    slots: SlotMatrix
+    received: np.ndarray                 # per row, when its latest snapshot arrived
+    checker_ids: tuple[str, ...]
+    versions: dict[str, VersionInfo]
+    max_message: int
+    index: dict[str, int]                # check id -> its index in the registry
+    engine: TickEngine
+
+    def __init__(self, registry: Registry, fleet: Fleet, clock: Clock) -> None:
         self.clock = clock
         self.counters = Counters()
-        self.latest: Published | None = None
+        self.latest: TickResult | None = None
         self.sequence = 0
+        self.changes_total = 0  # status changes over every tick
         self.registry = registry
         self.fleet = fleet
         self.versions: dict[str, VersionInfo] = {}
@@ -109,15 +113,15 @@ class AggregatorState:
         """Build slots and engine for (registry, fleet), carrying over what old had."""
         rows = {cid: i for i, cid in enumerate(fleet.checker_ids)}
         regions = {cid: region for region, ids in fleet.regions.items() for cid in ids}
-        slots = self.kit.new_slots(registry, fleet)
+        slots = SlotMatrix(len(fleet.checker_ids), registry.check_count)
         received = np.full(len(rows), -np.inf)
         versions = {registry.version: VersionInfo(registry.version, registry.check_count, None)}
-        engine = None
+        engine: TickEngine | None = None
         carry: Remap | None = None
         if old is not None and old.registry.version != registry.version:
             # The registry being replaced becomes "previous": its checkers are
             # remapped by id until they reload too.
-            carry = self.kit.build_remap(old.registry.ids, registry)
+            carry = build_remap(old.registry.ids, registry)
             versions[old.registry.version] = VersionInfo(
                 old.registry.version, old.registry.check_count, carry)
         elif old is not None:
@@ -128,20 +132,21 @@ class AggregatorState:
                 # check's last known status and last change time.
                 engine = old.engine
         if engine is None:
-            engine = self.kit.new_engine(registry, fleet)
-            if old is not None and self.kit.inherit is not None:
+            engine = TickEngine(registry, fleet)
+            if old is not None:
                 # A new registry or vote rule: the new engine starts from the
                 # old one's per-check memory, or under last_known every check
                 # without a fresh vote would read "never seen" (healthy) and
-                # every last change time would go back to "never".
-                self.kit.inherit(engine, old.engine, carry)
+                # every last change time would go back to "never". The payload
+                # remap already matched the ids: its indices are reused.
+                engine.inherit(old.engine, carry.source if carry else None)
         if old is not None:
             # Carry every remaining checker's latest snapshot over, so a reload
             # does not blank the votes until the next reports arrive.
             for cid, old_row in old.rows.items():
                 if cid in rows and old.received[old_row] > -np.inf:
-                    payload = bytes(self.kit.row(old.slots, old_row))
-                    self.kit.write(slots, rows[cid], carry(payload) if carry else payload)
+                    payload = bytes(old.slots.row(old_row))
+                    slots.write(rows[cid], carry(payload) if carry else payload)
                     received[rows[cid]] = old.received[old_row]
         self.rows, self.regions, self.slots, self.received = rows, regions, slots, received
         self.checker_ids = fleet.checker_ids
@@ -174,7 +179,7 @@ class AggregatorState:
         if info.remap is not None:
             states = info.remap(states)
             self.counters.remapped += 1
-        self.kit.write(self.slots, row, states)
+        self.slots.write(row, states)
         self.received[row] = self.clock.now()
         self.counters.accepted += 1
         return None
@@ -208,19 +213,18 @@ class AggregatorState:
         """Rows whose latest snapshot arrived within stale_after of now."""
         return self.received >= now - self.fleet.stale_after
 
-    def tick(self, sequence: int) -> Published:
-        """Compute one tick with the engine and make it the latest."""
-        if sequence <= self.sequence:
-            raise ValueError(f"tick sequence must grow: {sequence} after {self.sequence}")
+    def tick(self) -> TickResult:
+        """Compute the next tick with the engine and make it the latest.
+
+        A tick that raises consumes no sequence number: the next one reuses it.
+        """
         fresh = self.fresh_mask(self.clock.now())
-        wall = self.clock.wall_ms()
-        result = self.engine.compute(self.slots, fresh, wall)
-        pub = Published(self.registry, self.fleet, sequence, wall, result,
-                        int(np.count_nonzero(fresh)), int(result.changed),
-                        bytes(result.states))
-        self.sequence = sequence
-        self.latest = pub
-        return pub
+        result = self.engine.compute(self.slots, fresh, self.clock.wall_ms(),
+                                     sequence=self.sequence + 1)
+        self.sequence = result.sequence
+        self.changes_total += result.changed
+        self.latest = result
+        return result
 
     # -- per-checker detail ----------------------------------------------
 
@@ -235,7 +239,7 @@ class AggregatorState:
         now = self.clock.now()
         never = self.received == -np.inf
         if len(indices):
-            votes = np.stack([self.kit.votes_of(self.slots, int(i)) for i in indices])
+            votes = np.stack([self.slots.votes_of(int(i)) for i in indices])
         else:
             votes = np.zeros((0, len(self.rows)), dtype=np.uint8)
         votes[:, never] = codec.UNKNOWN

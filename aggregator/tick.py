@@ -5,7 +5,7 @@ API::
     engine = TickEngine(registry, fleet)
     slots = engine.new_slots()          # a SlotMatrix, one row per fleet.checker_ids entry
     ...                                 # ingest: slots.write(row, validated_payload)
-    result = engine.compute(slots, fresh, now_unix_ms)
+    result = engine.compute(slots, fresh, now_unix_ms, sequence=n)
     result.states                       # bytes: the HealthSnapshot payload (2-bit layout)
     result.changed                      # int: checks whose status changed this tick
     result.status                       # uint8 per check, 1 healthy / 2 unhealthy
@@ -61,8 +61,8 @@ after that, a check whose status differs from the previous tick counts in
 ``changed`` and gets ``last_change_unix_ms = now_unix_ms``.
 
 **A new registry** means a new engine. ``inherit(old_engine)`` hands it the
-old one's memory by check id (see :mod:`healthplane.aggregator.tick_memory`): for every
-check in both registries, its last status, last known status and last change
+old one's memory by check id (see :mod:`healthplane.aggregator.tick_memory`):
+for every check in both registries, its last status, last known status and last change
 time, so adding a check neither revives a dead endpoint under
 ``last_known`` nor resets when anything changed. Checks new to the registry
 start as never seen, and their first status is not counted as a change.
@@ -72,53 +72,14 @@ for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from fractions import Fraction
-
 import numpy as np
 from healthplane.aggregator.calculated import calculated_levels
-from healthplane.aggregator.tick_memory import CheckMemory, LaneMemory, carry, from_lanes, to_lanes
+from healthplane.aggregator.tick_layout import Layout, VoteRule, build_layout, inverted_checks
+from healthplane.aggregator.tick_memory import TickMemory, carry
 from healthplane.aggregator.tick_result import LastChangeRing, TickResult
-from healthplane.aggregator.votes import SlotMatrix, VoteCounter, lane_of, to_lane_order
+from healthplane.aggregator.votes import SlotMatrix, lane_words_for
 from healthplane.proto import codec
 from healthplane.proto.config.model import Fleet, Registry
-
-__all__ = ["SlotMatrix", "TickEngine", "TickResult", "calculated_levels", "exact_fraction"]
-
-
-def exact_fraction(value: float) -> Fraction:
-    """The fraction as the operator wrote it: 0.18 -> 9/50, not the nearest double."""
-    return Fraction(repr(float(value)))
-
-
-@dataclass(frozen=True)
-class _Level:
-    """One dependency level of calculated checks, as lane positions."""
-
-    pos: np.ndarray        # lanes of the calculated checks
-    child_pos: np.ndarray  # lanes of all their children, concatenated
-    owner: np.ndarray      # for each child, the index into pos it belongs to
-    threshold: np.ndarray  # healthy_threshold per calculated check
-    keep: np.ndarray       # see _Layout
-    flip: np.ndarray
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Per-lane constants for one slot geometry.
-
-    status = (vote_status & keep) ^ flip applies inversion and disabling in
-    two passes: keep is 0 for disabled checks and padding lanes, 3 elsewhere;
-    flip is 1 (healthy) for disabled checks, 3 (swap 01 and 10) for inverted
-    ones. novote is non-zero for lanes that never take unknown_as: disabled
-    and calculated checks and the padding past the last check.
-    """
-
-    counter: VoteCounter
-    keep: np.ndarray
-    flip: np.ndarray
-    novote: np.ndarray
-    levels: tuple[_Level, ...]
 
 
 class TickEngine:
@@ -134,90 +95,38 @@ class TickEngine:
                              f"got {fleet.unknown_as!r}")
         self._unknown_as = fleet.unknown_as
         self._calc_levels = calculated_levels(registry)
-        frac = exact_fraction(fleet.healthy_fraction)
-        if frac < 0:
-            raise ValueError(f"healthy_fraction must be >= 0, got {fleet.healthy_fraction}")
-        self._fraction = frac
-        self._layout: _Layout | None = None
+        self._rule = VoteRule(fleet.healthy_fraction)
+        self._layout: Layout | None = None
         self._layout_key: tuple[int, ...] | None = None
-        self._prev: np.ndarray | None = None
-        self._last_known: np.ndarray | None = None
-        self._last_change: LastChangeRing | None = None
-        self._vote_bufs: tuple | None = None
-        # Memory from inherit() (or a change of slot geometry), in check
-        # order until the next layout spreads it over the lanes.
-        self._carried: CheckMemory | None = None
-        # Lanes that have a previous status, for the first tick after inherit().
-        self._established: np.ndarray | None = None
+        # What the next tick starts from: set by every tick, or by inherit().
+        self._memory: TickMemory | None = None
+        self._ticked = False
 
     def new_slots(self) -> SlotMatrix:
         """An empty slot matrix for this fleet and registry."""
         return SlotMatrix(len(self.fleet.checker_ids), self.check_count)
 
-    # -- per-geometry constants ------------------------------------------
-
-    def _layout_for(self, slots: SlotMatrix) -> _Layout:
+    def _layout_for(self, slots: SlotMatrix) -> Layout:
         key = (slots.n_chunks, slots.rows_padded, slots.chunk_words, slots.n_rows)
         if self._layout is not None and key == self._layout_key:
             return self._layout
         if slots.check_count != self.check_count:
             raise ValueError(f"slot matrix holds {slots.check_count} checks, "
                              f"registry has {self.check_count}")
-        nw = slots.lane_words
-        if self._prev is not None and self._prev.size != 32 * nw:
+        mem = self._memory
+        if mem is not None and mem.lane_words != slots.lane_words:
             # Lane positions moved (they depend on the words per row only, not
-            # on the number of checkers): re-spread the memory through check order.
-            self._carried = self.memory()
-            self._prev = self._last_known = self._last_change = self._established = None
-        checks = self.registry.checks
-        disabled = np.array([c.disabled for c in checks], dtype=bool)
-        inverted = np.array([c.inverted for c in checks], dtype=bool)
-        calculated = np.array([c.type == "calculated" for c in checks], dtype=bool)
-        keep = np.where(disabled, 0, 3).astype(np.uint8)
-        flip = np.where(disabled, 1, np.where(inverted, 3, 0)).astype(np.uint8)
-        novote = (disabled | calculated).astype(np.uint8)
-        index = self.registry.index_of()
-        levels = []
-        for level in self._calc_levels:
-            ids = np.array(level, dtype=np.int64)
-            children = [[index[ch] for ch in checks[i].children] for i in level]
-            owner = np.repeat(np.arange(len(level)), [len(c) for c in children])
-            flat = np.array([j for c in children for j in c], dtype=np.int64)
-            levels.append(_Level(
-                pos=lane_of(ids, nw),
-                child_pos=lane_of(flat, nw),
-                owner=owner,
-                threshold=np.array([checks[i].healthy_threshold for i in level],
-                                   dtype=np.int64),
-                keep=keep[ids], flip=flip[ids]))
-        self._layout = _Layout(
-            counter=VoteCounter(slots),
-            keep=to_lane_order(keep, nw, fill=0),
-            flip=to_lane_order(flip, nw, fill=0),
-            novote=to_lane_order(novote, nw, fill=1),
-            levels=tuple(levels))
+            # on the number of checkers): the memory moves with the checks.
+            self._memory = carry(mem, mem.ids, slots.lane_words)
+        self._layout = build_layout(self.registry, self._calc_levels, slots)
         self._layout_key = key
-        if self._carried is not None:
-            lanes = to_lanes(self._carried, nw, inverted)
-            self._prev, self._last_change = lanes.status, lanes.last_change
-            self._established = lanes.established
-            if self._unknown_as == "last_known":
-                self._last_known = lanes.last_known
-            self._carried = None
         return self._layout
 
     # -- memory across registries ------------------------------------------
 
-    def memory(self) -> CheckMemory | None:
-        """This engine's per-check memory in registry order (copies); None before any."""
-        if self._carried is not None:
-            return self._carried
-        if self._prev is None or self._last_change is None:
-            return None
-        assert self._layout is not None  # _prev is only ever set with a layout
-        return from_lanes(self.registry.ids, LaneMemory(
-            self._prev, self._last_known, self._last_change, self._established),
-            self._layout.flip, self._layout.novote)
+    def memory(self) -> TickMemory | None:
+        """What the next tick starts from (see tick_memory); None before any tick."""
+        return self._memory
 
     def inherit(self, old: TickEngine, source: np.ndarray | None = None) -> None:
         """Take over old's per-check memory by check id; call before the first tick.
@@ -227,56 +136,28 @@ class TickEngine:
         ``aggregator.remap.source_indices(old.registry.ids, self.registry.ids)``
         (``Remap.source``). See :mod:`healthplane.aggregator.tick_memory` for what moves.
         """
-        if self._prev is not None or self._carried is not None:
+        if self._ticked or self._memory is not None:
             raise RuntimeError("inherit() must come before the engine's first tick")
         mem = old.memory()
         if mem is not None:
-            self._carried = carry(mem, self.registry.ids, source)
+            self._memory = carry(mem, self.registry.ids, lane_words_for(self.check_count),
+                                 inverted=inverted_checks(self.registry), source=source)
 
     # -- the tick ----------------------------------------------------------
 
-    def _vote_healthy(self, healthy: np.ndarray, unhealthy: np.ndarray,
-                      max_votes: int) -> np.ndarray:
-        """healthy > fraction x (healthy + unhealthy), exactly, per lane."""
-        num, den = self._fraction.numerator, self._fraction.denominator
-        if num == 0:
-            return healthy > 0
-        if num >= den:
-            return np.zeros(healthy.shape, dtype=bool)
-        # healthy * den > fraction... rearranged to stay in unsigned integers:
-        # healthy * (den - num) > unhealthy * num.
-        a, b = den - num, num
-        top = max(a, b) * max(max_votes, 1)
-        if top < 1 << 16:
-            dt: type[np.unsignedinteger] = np.uint16
-        elif top < 1 << 32:
-            dt = np.uint32
-        elif top < 1 << 64:
-            dt = np.uint64
-        else:
-            # A fraction with more digits than a double carries anyway.
-            f = self._fraction.limit_denominator((1 << 63) // max(max_votes, 1))
-            a, b, dt = f.denominator - f.numerator, f.numerator, np.uint64
-        # Into preallocated wide buffers: numpy's uint8 -> uint16 cast on the
-        # way is an order of magnitude faster this way than with dtype=.
-        key = (healthy.size, np.dtype(dt).str)
-        if self._vote_bufs is None or self._vote_bufs[0] != key:
-            self._vote_bufs = (key, np.empty(healthy.size, dt), np.empty(healthy.size, dt))
-        _, lhs, rhs = self._vote_bufs
-        np.multiply(healthy, dt(a), out=lhs, casting="unsafe")
-        np.multiply(unhealthy, dt(b), out=rhs, casting="unsafe")
-        return lhs > rhs
-
-    def compute(self, slots: SlotMatrix, fresh: np.ndarray, now_unix_ms: int) -> TickResult:
+    def compute(self, slots: SlotMatrix, fresh: np.ndarray, now_unix_ms: int, *,
+                sequence: int = 0) -> TickResult:
         """Count the fresh slots' votes and apply every rule; see the module docstring.
 
         fresh: one bool per row (fleet.checker_ids order), true when that
-        checker's latest snapshot is recent enough to vote.
+        checker's latest snapshot is recent enough to vote. sequence: the
+        number the result is published under (0: not published).
         """
         lay = self._layout_for(slots)
+        mem = self._memory
         healthy, unhealthy = lay.counter.count(slots, fresh)
         reporting = np.add(healthy, unhealthy)
-        vote_ok = self._vote_healthy(healthy, unhealthy, slots.n_rows)
+        vote_ok = self._rule.healthy(healthy, unhealthy, slots.n_rows)
 
         # 1 healthy / 2 unhealthy, then inversion and disabling.
         status = np.subtract(np.uint8(2), vote_ok.view(np.uint8))
@@ -288,20 +169,19 @@ class TickEngine:
         # on a uniform one, and a failure storm must not make the tick slower.
         unknown = np.negative((np.bitwise_or(reporting, lay.novote) == 0).view(np.uint8))
         if self._unknown_as == "last_known":
-            if self._last_known is None:
-                self._last_known = np.full(status.size, codec.HEALTHY, dtype=np.uint8)
-            fill: np.ndarray | np.uint8 = self._last_known
+            fill: np.ndarray | np.uint8 = (
+                mem.last_known if mem is not None and mem.last_known is not None
+                else np.full(status.size, codec.HEALTHY, dtype=np.uint8))
         else:
             fill = np.uint8(codec.HEALTHY if self._unknown_as == "healthy"
                             else codec.UNHEALTHY)
         pick = np.bitwise_xor(status, fill)
         pick &= unknown
         status ^= pick
-        if self._unknown_as == "last_known":
-            # Every voted lane now holds its fresh status, every unknown one
-            # its previous last known: the new last known is status itself
-            # (calculated lanes, changed below, never read it).
-            self._last_known = status
+        # Every voted lane now holds its fresh status, every unknown one its
+        # previous last known: under last_known the new last known is status
+        # itself (calculated lanes, changed below, never read it).
+        last_known = status if self._unknown_as == "last_known" else None
 
         for lv in lay.levels:
             ok = status[lv.child_pos] == codec.HEALTHY
@@ -315,31 +195,36 @@ class TickEngine:
             healthy[lv.pos] = 0
             reporting[lv.pos] = 0
 
-        if self._last_change is None or self._last_change.bufs[0].size != status.size:
-            self._last_change = LastChangeRing(status.size)
-        if self._prev is None:
+        if mem is None:
             changed = 0
-            ring_tick = self._last_change.advance(None, now_unix_ms)
+            ring = LastChangeRing(status.size)
+            ring_tick = ring.advance(None, now_unix_ms)
         else:
-            moved = status != self._prev
-            if self._established is not None:
+            moved = status != mem.status
+            if mem.established is not None:
                 # First tick after inherit(): a check new to the registry
                 # gets its first status; that is no change.
-                moved &= self._established
-                self._established = None
+                moved &= mem.established
             changed = int(np.count_nonzero(moved))
-            ring_tick = self._last_change.advance(moved, now_unix_ms)
-        self._prev = status
+            ring = mem.last_change
+            ring_tick = ring.advance(moved, now_unix_ms)
+        self._memory = TickMemory(
+            ids=self.registry.ids, lane_words=slots.lane_words, status=status,
+            last_known=last_known, last_change=ring, established=None,
+            inverted=lay.inverted, novote=lay.took_no_votes)
+        self._ticked = True
 
         return TickResult(
+            registry=self.registry,
+            sequence=sequence,
             states=self._encode(status, slots.lane_words),
             changed=changed,
+            fresh_checkers=int(np.count_nonzero(fresh)),
             generated_unix_ms=int(now_unix_ms),
-            check_count=self.check_count,
             lanes_status=status,
             lanes_healthy=healthy,
             lanes_reporting=reporting,
-            last_change=self._last_change,
+            last_change=ring,
             last_change_tick=ring_tick,
             lane_words=slots.lane_words)
 

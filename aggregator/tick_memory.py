@@ -1,7 +1,7 @@
-"""What a tick engine remembers per check, and moving it to a new registry by id.
+"""What a tick engine remembers per check, and moving it by check id.
 
-A :class:`~aggregator.tick.TickEngine` is built for one registry. Its memory
-is what makes a tick depend on earlier ones:
+A :class:`~healthplane.aggregator.tick.TickEngine` is built for one registry.
+Its memory is what makes a tick depend on earlier ones:
 
 * the final status of the last tick (a status that differs next tick is a
   change);
@@ -10,14 +10,15 @@ is what makes a tick depend on earlier ones:
   seen holds ``healthy`` there, so "never seen" needs no flag of its own;
 * when each check's status last changed (0: never).
 
-When the aggregator adopts a new registry, :func:`carry` moves that memory
-to the new registry's order by check id, so a check that exists in both
-keeps its last known status and last change time however the checks around
-it moved. Checks only the new registry has start as never seen and get their
-first status without it counting as a change; checks it dropped are gone.
-Everything is a gather by precomputed indices (the ones
-:func:`aggregator.remap.source_indices` builds for payloads), once per
-adoption; the tick itself never sees this module.
+The memory has one form, :class:`TickMemory`: per lane, in the lane order
+the tick works in (see :mod:`healthplane.aggregator.votes`), so a tick reads
+and replaces it without reordering anything. :func:`carry` moves it, by check
+id, to another registry or another slot geometry in one gather per array: a
+check that exists in both keeps its last known status and last change time
+however the checks around it moved. Checks only the new registry has start
+as never seen and get their first status without it counting as a change;
+checks it dropped are gone. This runs once per registry change (or change of
+slot geometry); the tick never pays for it.
 """
 
 from __future__ import annotations
@@ -27,21 +28,29 @@ from dataclasses import dataclass
 import numpy as np
 from healthplane.aggregator.remap import source_indices
 from healthplane.aggregator.tick_result import LastChangeRing
-from healthplane.aggregator.votes import to_check_order, to_lane_order
+from healthplane.aggregator.votes import lane_of, to_lane_order
 from healthplane.proto import codec
 
 
 @dataclass(frozen=True)
-class CheckMemory:
-    """A tick engine's per-check memory, in registry order (check i is ids[i])."""
+class TickMemory:
+    """A tick engine's per-check memory, per lane of a geometry of lane_words.
+
+    Check ``index`` of ``ids`` sits at lane ``lane_of(index, lane_words)``;
+    lanes past the last check hold the fill values.
+    """
 
     ids: tuple[str, ...]
-    status: np.ndarray               # uint8 final status of the last tick
+    lane_words: int
+    status: np.ndarray               # uint8 final status of the last tick (0: none yet)
     last_known: np.ndarray | None    # uint8; None when the engine keeps none
-    last_change_unix_ms: np.ndarray  # int64, 0 when it never changed
+    last_change: LastChangeRing      # its latest buffer holds the times (0: never changed)
     established: np.ndarray | None   # bool: has a previous status; None: every check
-    inverted: np.ndarray             # bool: the inversion last_known was stored under
-    novote: np.ndarray               # bool: took no votes (calculated, disabled)
+    inverted: np.ndarray             # bool: the inversion last_known is stored under
+    novote: np.ndarray               # bool: last_known holds no vote (never seen, no votes)
+
+    def last_change_unix_ms(self) -> np.ndarray:
+        return self.last_change.get(self.last_change.tick)
 
 
 def _gather(values: np.ndarray, src: np.ndarray, fill: int | bool) -> np.ndarray:
@@ -52,13 +61,24 @@ def _gather(values: np.ndarray, src: np.ndarray, fill: int | bool) -> np.ndarray
     return ext[np.where(src >= 0, src, values.size)]
 
 
-def carry(memory: CheckMemory, new_ids: tuple[str, ...],
-          source: np.ndarray | None = None) -> CheckMemory:
-    """memory, moved to a registry whose checks are new_ids, by check id.
+def _source_lanes(memory: TickMemory, source: np.ndarray, lane_words: int) -> np.ndarray:
+    """Per lane of the new geometry, the old lane its check comes from, or -1."""
+    old_lanes = np.where(source >= 0, lane_of(np.maximum(source, 0), memory.lane_words), -1)
+    return to_lane_order(old_lanes, lane_words, fill=-1)
 
-    source, when given, is source_indices(memory.ids, new_ids), already
-    built for the payload remap. A check that took no votes (calculated or
-    disabled) has no last known vote to keep: it starts as never seen.
+
+def carry(memory: TickMemory, new_ids: tuple[str, ...], lane_words: int, *,
+          inverted: np.ndarray | None = None,
+          source: np.ndarray | None = None) -> TickMemory:
+    """memory, moved to the registry whose checks are new_ids, laid out for lane_words.
+
+    inverted: per new check, whether the engine taking the memory inverts
+    it (None: as the memory has it). A check whose inversion was switched
+    keeps its last vote, not its old inversion: its last known status flips
+    (1 <-> 2). source, when given, is ``source_indices(memory.ids, new_ids)``,
+    already built for the payload remap. A check that took no votes
+    (calculated or disabled) has no last known vote to keep: it starts as
+    never seen.
     """
     if source is None:
         source = (np.arange(len(new_ids)) if memory.ids == new_ids
@@ -66,74 +86,29 @@ def carry(memory: CheckMemory, new_ids: tuple[str, ...],
     if source.shape != (len(new_ids),):
         raise ValueError(f"source maps {source.size} checks, the new registry has "
                          f"{len(new_ids)}")
+    src = _source_lanes(memory, source, lane_words)
     old_established = (memory.established if memory.established is not None
-                       else np.ones(len(memory.ids), dtype=bool))
-    established = _gather(old_established, source, False)
-    novote = _gather(memory.novote, source, True)
+                       else np.ones(memory.status.size, dtype=bool))
+    established = _gather(old_established, src, False)
+    novote = _gather(memory.novote, src, True)
+    old_inverted = _gather(memory.inverted, src, False)
+    new_inverted = (old_inverted if inverted is None
+                    else to_lane_order(np.asarray(inverted, dtype=bool), lane_words, fill=False))
     last_known = None
     if memory.last_known is not None:
-        last_known = _gather(memory.last_known, source, codec.HEALTHY)
+        last_known = _gather(memory.last_known, src, codec.HEALTHY)
         last_known[novote] = codec.HEALTHY
-    return CheckMemory(
-        ids=new_ids,
-        status=_gather(memory.status, source, 0),
-        last_known=last_known,
-        last_change_unix_ms=_gather(memory.last_change_unix_ms, source, 0),
-        established=None if established.all() else established,
-        inverted=_gather(memory.inverted, source, False),
-        novote=novote)
-
-
-@dataclass
-class LaneMemory:
-    """The same memory in lane order (see healthplane.aggregator.votes), as the tick keeps it."""
-
-    status: np.ndarray
-    last_known: np.ndarray | None
-    last_change: LastChangeRing
-    established: np.ndarray | None
-
-
-def to_lanes(memory: CheckMemory, lane_words: int, inverted: np.ndarray) -> LaneMemory:
-    """Spread memory over the lanes of a slot geometry with lane_words words per row.
-
-    inverted: per check, whether the engine taking the memory inverts it. A
-    check whose inversion was switched keeps its last vote, not its old
-    inversion: its last known status flips (1 <-> 2).
-    """
-    last_known = memory.last_known
-    if last_known is not None:
-        switched = (memory.inverted != inverted) & ~memory.novote
-        if switched.any():
-            last_known = last_known.copy()
-            last_known[switched] ^= 3
+        last_known[(old_inverted != new_inverted) & ~novote] ^= 3
     ring = LastChangeRing(32 * lane_words)
     # The ring's tick 0 is the buffer its first advance reads as "before".
-    ring.bufs[0][:] = to_lane_order(memory.last_change_unix_ms, lane_words, fill=0)
-    return LaneMemory(
-        status=to_lane_order(memory.status, lane_words, fill=0),
-        last_known=(None if last_known is None
-                    else to_lane_order(last_known, lane_words, fill=codec.HEALTHY)),
+    ring.bufs[0][:] = _gather(memory.last_change_unix_ms(), src, 0)
+    return TickMemory(
+        ids=new_ids,
+        lane_words=lane_words,
+        status=_gather(memory.status, src, 0),
+        last_known=last_known,
         last_change=ring,
-        established=(None if memory.established is None
-                     else to_lane_order(memory.established, lane_words, fill=False)))
-
-
-def from_lanes(ids: tuple[str, ...], lanes: LaneMemory, flip: np.ndarray,
-               novote: np.ndarray) -> CheckMemory:
-    """Back to registry order: copies, so the engine may go on ticking.
-
-    flip and novote are the engine's per-lane constants (see healthplane.aggregator.tick):
-    flip is 3 exactly on inverted checks that are not disabled.
-    """
-    n = len(ids)
-    ring = lanes.last_change
-    return CheckMemory(
-        ids=ids,
-        status=to_check_order(lanes.status, n),
-        last_known=None if lanes.last_known is None else to_check_order(lanes.last_known, n),
-        last_change_unix_ms=to_check_order(ring.get(ring.tick), n),
-        established=(None if lanes.established is None
-                     else to_check_order(lanes.established, n)),
-        inverted=to_check_order(flip, n) == 3,
-        novote=to_check_order(novote, n) != 0)
+        # Padding lanes read False; every check established leaves exactly n set.
+        established=None if np.count_nonzero(established) == len(new_ids) else established,
+        inverted=new_inverted,
+        novote=novote)

@@ -1,6 +1,9 @@
 """One tick's outcome, as the aggregator's readers see it.
 
-A :class:`TickResult` keeps the tick's per-check numbers in lane order (see
+The tick engine makes one :class:`TickResult` per tick and the aggregator
+publishes that same object to every reader (Get, Watch, Query, the snapshot
+file, metrics): the registry it was computed on, its sequence, the wire
+snapshot, and the per-check figures. It keeps the tick's per-check numbers in lane order (see
 :mod:`healthplane.aggregator.votes`) and turns them into registry order only when asked:
 ``status``, ``healthy_votes``, ``reporting_votes`` and ``last_change_unix_ms``
 are built on first access and cached; ``votes``, ``status_of`` and
@@ -17,6 +20,7 @@ from functools import cached_property
 
 import numpy as np
 from healthplane.aggregator.votes import lane_of, to_check_order
+from healthplane.proto.config.model import Registry
 
 
 class LastChangeRing:
@@ -56,16 +60,25 @@ class LastChangeRing:
 
 
 class TickResult:
-    """One tick's outcome. Per-check arrays are built on first access."""
+    """One tick's outcome. Per-check arrays are built on first access.
 
-    def __init__(self, *, states: bytes, changed: int, generated_unix_ms: int,
-                 check_count: int, lanes_status: np.ndarray, lanes_healthy: np.ndarray,
-                 lanes_reporting: np.ndarray, last_change: LastChangeRing,
-                 last_change_tick: int, lane_words: int) -> None:
+    ``states`` is the final snapshot in the wire layout; ``changed`` counts
+    checks whose status changed; ``fresh_checkers`` the checkers that voted;
+    ``sequence`` is the number the tick is published under (0 for a tick
+    nobody publishes, such as a trial).
+    """
+
+    def __init__(self, *, registry: Registry, sequence: int, states: bytes, changed: int,
+                 fresh_checkers: int, generated_unix_ms: int, lanes_status: np.ndarray,
+                 lanes_healthy: np.ndarray, lanes_reporting: np.ndarray,
+                 last_change: LastChangeRing, last_change_tick: int, lane_words: int) -> None:
+        self.registry = registry
+        self.sequence = sequence
         self.states = states
         self.changed = changed
+        self.fresh_checkers = fresh_checkers
         self.generated_unix_ms = generated_unix_ms
-        self.check_count = check_count
+        self.check_count = registry.check_count
         self._status = lanes_status
         self._healthy = lanes_healthy
         self._reporting = lanes_reporting

@@ -7,14 +7,18 @@ slots are counted and skipped rather than run back to back. Nothing but the
 clock drives it: snapshots arriving never trigger a tick. The schedule is
 the shared :class:`~healthplane.runtime.grid.GridLoop`.
 
-The work of a tick is the callback ``on_tick(sequence)``, separate from the
-loop that waits, so tests call it directly with prepared slots.
+The work of a tick is the callback ``on_tick()``, separate from the loop
+that waits, so tests call it directly with prepared slots. The loop counts
+no ticks itself: the callback numbers them (one counter, in the aggregator's
+state); the loop counts only what it alone knows, slots missed and
+callbacks that raised.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from healthplane.runtime.clock import Clock
 from healthplane.runtime.grid import GridLoop
@@ -23,16 +27,14 @@ log = logging.getLogger("healthplane.aggregator.tick")
 
 
 class TickLoop:
-    """Calls on_tick(sequence) every interval seconds on clock, sequence 1, 2, 3, ..."""
+    """Calls on_tick() every interval seconds on clock."""
 
-    def __init__(self, on_tick: Callable[[int], None], interval: float, clock: Clock,
-                 first_sequence: int = 1) -> None:
+    def __init__(self, on_tick: Callable[[], Any], interval: float, clock: Clock) -> None:
         if interval <= 0:
             raise ValueError(f"tick interval must be > 0, got {interval}")
         self.on_tick = on_tick
         self.interval = interval
         self.clock = clock
-        self.sequence = first_sequence - 1  # last sequence run
         self.failed = 0                     # ticks whose callback raised
         self._grid = GridLoop(self._tick, interval, clock, on_missed=self._behind)
 
@@ -54,12 +56,11 @@ class TickLoop:
                     extra={"late_s": round(late, 3), "skipped": skipped})
 
     def _tick(self) -> None:
-        self.sequence += 1
         try:
-            self.on_tick(self.sequence)
+            self.on_tick()
         except Exception:
             # A tick that fails must not stop the data plane: the next
             # one starts from the slots again. Logged with its traceback
             # because it is a bug, not bad input.
             self.failed += 1
-            log.exception("tick failed", extra={"sequence": self.sequence})
+            log.exception("tick failed")

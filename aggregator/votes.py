@@ -61,6 +61,20 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _chunking(check_count: int, chunk_words: int) -> tuple[int, int]:
+    """(chunk_words, n_chunks) of a row of check_count checks."""
+    words = max(1, _ceil_div(codec.packed_size(check_count), 8))
+    # A small registry is one chunk: no point padding it to 8 KiB per row.
+    chunk_words = min(chunk_words, words)
+    return chunk_words, _ceil_div(words, chunk_words)
+
+
+def lane_words_for(check_count: int, chunk_words: int = DEFAULT_CHUNK_WORDS) -> int:
+    """SlotMatrix(n, check_count, chunk_words=chunk_words).lane_words, for any n."""
+    c, n = _chunking(check_count, chunk_words)
+    return c * n
+
+
 class SlotRow:
     """A read-only view of one slot's payload (bytes() gives a copy)."""
 
@@ -101,10 +115,7 @@ class SlotMatrix:
         self.n_rows = n_rows
         self.check_count = check_count
         self.nbytes = codec.packed_size(check_count)
-        words = max(1, _ceil_div(self.nbytes, 8))
-        # A small registry is one chunk: no point padding it to 8 KiB per row.
-        self.chunk_words = min(chunk_words, words)
-        self.n_chunks = _ceil_div(words, self.chunk_words)
+        self.chunk_words, self.n_chunks = _chunking(check_count, chunk_words)
         self.chunk_bytes = 8 * self.chunk_words
         self.rows_padded = max(ROW_GROUP, _ceil_div(n_rows, ROW_GROUP) * ROW_GROUP)
         self.words = np.zeros((self.n_chunks, self.rows_padded, self.chunk_words),
@@ -249,6 +260,7 @@ class VoteCounter:
             lanes = out.view(np.uint8).reshape(2, -1)
             return lanes[0], lanes[1]
         total = np.zeros((2, 32 * nw), np.uint16)
+        assert self._batch_out is not None  # made whenever there is more than one batch
         for lo, hi in self.batches:
             self._count_batch(slots, lo, hi, mask[lo:hi], self._batch_out)
             total += self._batch_out.view(np.uint8).reshape(2, -1)

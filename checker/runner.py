@@ -35,7 +35,7 @@ from healthplane.checker.ownership import owned_mask
 from healthplane.checker.probes.base import Prober, ProbeResult
 from healthplane.checker.selfdoubt import DoubtPolicy, SelfDoubt
 from healthplane.checker.streams import AggregatorStream
-from healthplane.proto.codec import HEALTHY, UNHEALTHY
+from healthplane.proto.codec import state_name
 from healthplane.proto.config.addresses import parse_hostport
 from healthplane.proto.config.model import Check, Fleet, Registry
 
@@ -340,11 +340,10 @@ class Checker:
         if not log.isEnabledFor(logging.INFO) or prev.size != states.size:
             return
         changed = np.flatnonzero(prev != states)
-        names = {0: "unknown", HEALTHY: "healthy", UNHEALTHY: "unhealthy"}
         for i in changed[:100].tolist():
             log.info("state changed", extra={"check": self.registry.checks[i].id,
-                                             "state": names[int(states[i])],
-                                             "was": names[int(prev[i])]})
+                                             "state": state_name(int(states[i])),
+                                             "was": state_name(int(prev[i]))})
         if changed.size > 100:
             log.info("many states changed, first 100 logged",
                      extra={"checks_changed": changed.size})

@@ -17,15 +17,20 @@ import dns.query
 import dns.rcode
 import grpc
 from healthplane.deploy.launcher import Fleet
+from healthplane.proto import codec
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
-STATUS = {pb.STATUS_UNKNOWN: "unknown", pb.STATUS_HEALTHY: "healthy",
-          pb.STATUS_UNHEALTHY: "UNHEALTHY"}
-VOTE = {pb.STATUS_UNKNOWN: "?", pb.STATUS_HEALTHY: "up", pb.STATUS_UNHEALTHY: "DOWN"}
+VOTE = {codec.UNKNOWN: "?", codec.HEALTHY: "up", codec.UNHEALTHY: "DOWN"}
 COLOR = {"healthy": "32", "UNHEALTHY": "31;1", "unknown": "33", "up": "32", "DOWN": "31;1",
          "?": "33"}
 MAX_EVENTS = 8
+
+
+def _shown_status(code: int) -> str:
+    """The state's name; an unhealthy one shouts, so it stands out without colour."""
+    name = codec.state_name(code)
+    return name.upper() if code == codec.UNHEALTHY else name
 
 
 @dataclass
@@ -86,7 +91,7 @@ class LiveView:
                 votes: dict[str, list[str]] = {r: [] for r in self.regions}
                 for v in ch.checkers:
                     votes.setdefault(v.region, []).append(VOTE.get(v.vote, "?"))
-                f.checks.append(CheckRow(ch.check_id, STATUS.get(ch.status, "?"),
+                f.checks.append(CheckRow(ch.check_id, _shown_status(ch.status),
                                          ch.healthy_votes, ch.reporting_votes, votes))
             return
 

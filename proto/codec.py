@@ -22,7 +22,16 @@ HEALTHY = 1
 UNHEALTHY = 2
 RESERVED = 3
 
-STATE_NAMES = {UNKNOWN: "unknown", HEALTHY: "healthy", UNHEALTHY: "unhealthy"}
+# The one table of state names, indexed by the 2-bit code. The protobuf
+# Status enum and a Query's vote use the same numbers (STATUS_HEALTHY == 1).
+STATE_NAMES = ("unknown", "healthy", "unhealthy", "reserved")
+# The states a published check or a vote can have (11 is never valid).
+VALID_STATES = (UNKNOWN, HEALTHY, UNHEALTHY)
+
+
+def state_name(code: int) -> str:
+    """The name of a 2-bit state code (or of the equal protobuf Status value)."""
+    return STATE_NAMES[code] if 0 <= code < len(STATE_NAMES) else f"state {code}"
 
 # Within a byte, a check's "healthy" bit is the low bit of its pair and its
 # "unhealthy" bit the high one; these masks pick one bit of every pair.
@@ -140,8 +149,4 @@ def state_counts(data: bytes | bytearray | memoryview, check_count: int) -> dict
     """Count checks per state name, for summaries and logs."""
     states = unpack(data, check_count)
     counts = np.bincount(states, minlength=4)
-    return {
-        "unknown": int(counts[UNKNOWN]),
-        "healthy": int(counts[HEALTHY]),
-        "unhealthy": int(counts[UNHEALTHY]),
-    }
+    return {STATE_NAMES[code]: int(counts[code]) for code in VALID_STATES}

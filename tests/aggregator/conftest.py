@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
-import pytest
-from healthplane.aggregator.kit import EngineKit, default_kit
 from healthplane.proto import codec
 from healthplane.proto.config.model import Check, Fleet, Registry
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
@@ -27,12 +25,6 @@ def make_fleet(**kw) -> Fleet:
                 stale_after=3.0)
     base.update(kw)
     return Fleet(**base)
-
-
-@pytest.fixture
-def kit() -> EngineKit:
-    """The production tick engine: these tests exercise the server around it."""
-    return default_kit()
 
 
 def snap(checker: str, region: str, registry: Registry, states: Sequence[int], *,

@@ -24,8 +24,8 @@ def _channel(port: int) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(f"127.0.0.1:{port}")
 
 
-async def test_get_before_and_after_the_first_tick(kit):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+async def test_get_before_and_after_the_first_tick():
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg, _channel(agg.port) as ch:
         stub = pb_grpc.HealthStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -33,7 +33,7 @@ async def test_get_before_and_after_the_first_tick(kit):
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 2, 1, 2, 0]),
                                 snap("euw1-a", "eu-west", REG, [1, 2, 2, 2, 0])])
-        pub = agg.tick_now()
+        pub = agg.on_tick()
         got = await stub.Get(pb.GetRequest())
         assert got.sequence == pub.sequence == 1
         assert got.registry_version == "v1" and got.check_count == 5
@@ -44,21 +44,21 @@ async def test_get_before_and_after_the_first_tick(kit):
         assert list(with_ids.check_ids) == list(REG.ids)
 
 
-async def test_query_per_check_and_per_checker_detail(kit):
+async def test_query_per_check_and_per_checker_detail():
     clock = FakeClock()
-    async with run_aggregator(REG, FLEET, clock=clock, kit=kit,
+    async with run_aggregator(REG, FLEET, clock=clock,
                               start_ticking=False) as agg, _channel(agg.port) as ch:
         stub = pb_grpc.HealthStub(ch)
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 1, 0, 0, 0])])
         await clock.advance(1.0)
         await report(agg.port, [snap("euw1-a", "eu-west", REG, [2, 1, 0, 0, 0])])
-        agg.tick_now()
+        agg.on_tick()
         first_ms = clock.wall_ms()
         await clock.advance(0.5)
         # euw1-a now says web-2 is unhealthy; use1-a goes stale.
         await clock.advance(2.0)
         await report(agg.port, [snap("euw1-a", "eu-west", REG, [2, 2, 0, 0, 0])])
-        agg.tick_now()
+        agg.on_tick()
         second_ms = clock.wall_ms()
         resp = await stub.Query(pb.QueryRequest(check_ids=["web-2", "web-1"]))
         assert resp.registry_version == "v1" and resp.sequence == 2
@@ -80,25 +80,25 @@ async def test_query_per_check_and_per_checker_detail(kit):
         assert [c.check_id for c in everything.checks] == list(REG.ids)
 
 
-async def test_query_unknown_id_is_not_found_and_names_it(kit):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+async def test_query_unknown_id_is_not_found_and_names_it():
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg, _channel(agg.port) as ch:
-        agg.tick_now()
+        agg.on_tick()
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await pb_grpc.HealthStub(ch).Query(pb.QueryRequest(check_ids=["web-1", "nope"]))
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         assert "'nope'" in err.value.details()
 
 
-async def test_watch_streams_each_tick_in_order(kit):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+async def test_watch_streams_each_tick_in_order():
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg, _channel(agg.port) as ch:
-        agg.tick_now()
+        agg.on_tick()
         call = pb_grpc.HealthStub(ch).Watch(pb.WatchRequest(include_check_ids=True))
         first = await call.read()
         assert first.sequence == 1 and list(first.check_ids) == list(REG.ids)
         for expected in (2, 3, 4):
-            agg.tick_now()
+            agg.on_tick()
             got = await asyncio.wait_for(call.read(), 5)
             assert got.sequence == expected
         assert agg.hub.watchers == 1
@@ -110,18 +110,18 @@ async def test_watch_streams_each_tick_in_order(kit):
         assert agg.hub.watchers == 0
 
 
-async def test_slow_watcher_skips_ticks_and_holds_one_value(kit):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+async def test_slow_watcher_skips_ticks_and_holds_one_value():
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg, _channel(agg.port) as ch:
-        agg.tick_now()
+        agg.on_tick()
         call = pb_grpc.HealthStub(ch).Watch(pb.WatchRequest())
         assert (await call.read()).sequence == 1
         # The watcher stops reading while 500 ticks go by.
         for _ in range(500):
-            agg.tick_now()
+            agg.on_tick()
         await asyncio.sleep(0.05)
         for _ in range(500):
-            agg.tick_now()
+            agg.on_tick()
         seen = []
         while True:
             got = await asyncio.wait_for(call.read(), 5)
@@ -134,8 +134,8 @@ async def test_slow_watcher_skips_ticks_and_holds_one_value(kit):
         call.cancel()
 
 
-async def test_reflection_and_grpc_health_are_on(kit):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+async def test_reflection_and_grpc_health_are_on():
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg, _channel(agg.port) as ch:
         hs = health_pb2_grpc.HealthStub(ch)
         for service in ("", "healthplane.v1.Health", "healthplane.v1.Ingest"):
@@ -151,14 +151,14 @@ async def test_reflection_and_grpc_health_are_on(kit):
         await call.done_writing()
 
 
-async def test_big_query_has_per_check_figures_without_checker_detail(kit, monkeypatch):
+async def test_big_query_has_per_check_figures_without_checker_detail(monkeypatch):
     import healthplane.aggregator.health_service as hs
 
     monkeypatch.setattr(hs, "DETAIL_LIMIT", 2)
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg, _channel(agg.port) as ch:
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 2, 1, 2, 0])])
-        agg.tick_now()
+        agg.on_tick()
         stub = pb_grpc.HealthStub(ch)
         small = await stub.Query(pb.QueryRequest(check_ids=["web-1", "web-2"]))
         assert all(len(c.checkers) == 3 for c in small.checks)

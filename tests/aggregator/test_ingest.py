@@ -39,24 +39,24 @@ BAD = [
 
 
 @pytest.mark.parametrize(("reason", "msg"), BAD, ids=[f"{r}-{i}" for i, (r, _) in enumerate(BAD)])
-async def test_bad_snapshot_dropped_counted_and_stream_goes_on(kit, reason, msg):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+async def test_bad_snapshot_dropped_counted_and_stream_goes_on(reason, msg):
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg:
         good = snap("use1-a", "us-east", REG, GOOD)
         summary = await report(agg.port, [good, msg, good])
         assert (summary.accepted, summary.dropped) == (2, 1)
         assert dict(agg.state.counters.dropped) == {reason: 1}
         # The slot holds the good snapshot, not the bad one.
-        assert bytes(kit.row(agg.state.slots, 0)) == codec.encode(GOOD)
+        assert bytes(agg.state.slots.row(0)) == codec.encode(GOOD)
         # And the aggregator still serves.
-        agg.tick_now()
+        agg.on_tick()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{agg.port}") as ch:
             got = await pb_grpc.HealthStub(ch).Get(pb.GetRequest())
         assert got.sequence == 1
 
 
-async def test_oversized_dropped_without_parsing_and_stream_goes_on(kit):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+async def test_oversized_dropped_without_parsing_and_stream_goes_on():
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg:
         huge = _with(states=b"\x00" * (max_message_bytes(REG.check_count) + 10))
         good = snap("use1-a", "us-east", REG, GOOD)
@@ -65,8 +65,8 @@ async def test_oversized_dropped_without_parsing_and_stream_goes_on(kit):
         assert agg.state.counters.dropped["oversized"] == 1
 
 
-async def test_over_transport_limit_ends_only_that_stream(kit):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+async def test_over_transport_limit_ends_only_that_stream():
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg:
         monster = _with(states=b"\x00" * (transport_limit(REG.check_count) + 1))
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -77,23 +77,23 @@ async def test_over_transport_limit_ends_only_that_stream(kit):
         assert summary.accepted == 1
 
 
-async def test_latest_snapshot_wins_one_slot_per_checker(kit):
+async def test_latest_snapshot_wins_one_slot_per_checker():
     clock = FakeClock()
-    async with run_aggregator(REG, FLEET, clock=clock, kit=kit, start_ticking=False) as agg:
+    async with run_aggregator(REG, FLEET, clock=clock, start_ticking=False) as agg:
         msgs = [snap("euw1-a", "eu-west", REG, [s, 0, 0, 0, 0], seq=i)
                 for i, s in enumerate([1, 2, 1, 2, 2], start=1)]
         summary = await report(agg.port, msgs)
         assert summary.accepted == 5
         row = agg.state.rows["euw1-a"]
-        assert bytes(kit.row(agg.state.slots, row)) == codec.encode([2, 0, 0, 0, 0])
+        assert bytes(agg.state.slots.row(row)) == codec.encode([2, 0, 0, 0, 0])
         assert agg.state.received[row] == clock.now()
 
 
-async def test_previous_registry_version_is_remapped_by_id(kit):
+async def test_previous_registry_version_is_remapped_by_id():
     old = make_registry(("a", "b", "c"), version="old")
     new = make_registry(("c", "x", "a"), version="new")
     fleet = make_fleet()
-    async with run_aggregator(old, fleet, clock=FakeClock(), kit=kit,
+    async with run_aggregator(old, fleet, clock=FakeClock(),
                               start_ticking=False) as agg:
         agg.adopt(new, fleet)
         # A checker still on "old": a healthy, b unhealthy, c unhealthy.
@@ -101,8 +101,8 @@ async def test_previous_registry_version_is_remapped_by_id(kit):
         assert summary.accepted == 1 and agg.state.counters.remapped == 1
         # Laid out on "new": c, x (not in old: unknown), a.
         row = agg.state.rows["use1-a"]
-        assert codec.unpack(bytes(kit.row(agg.state.slots, row)), 3).tolist() == [2, 0, 1]
-        pub = agg.tick_now()
+        assert codec.unpack(bytes(agg.state.slots.row(row)), 3).tolist() == [2, 0, 1]
+        pub = agg.on_tick()
         assert pub.registry.version == "new"
         assert codec.unpack(pub.states, 3).tolist()[0] == codec.UNHEALTHY
         assert codec.unpack(pub.states, 3).tolist()[2] == codec.HEALTHY
@@ -113,7 +113,7 @@ async def test_previous_registry_version_is_remapped_by_id(kit):
         assert agg.state.counters.dropped["unknown_version"] == 1
 
 
-async def test_random_garbage_is_all_dropped_and_counted(kit):
+async def test_random_garbage_is_all_dropped_and_counted():
     import random
 
     rng = random.Random(7)
@@ -124,11 +124,11 @@ async def test_random_garbage_is_all_dropped_and_counted(kit):
                                    check_count=rng.randrange(0, 10),
                                    states=rng.randbytes(rng.randrange(0, 4))).SerializeToString()
                 for _ in range(100)]
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit,
+    async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg:
         summary = await report(agg.port, garbage + [snap("use1-a", "us-east", REG, GOOD)])
         counted = sum(agg.state.counters.dropped.values())
         assert summary.accepted + summary.dropped == len(garbage) + 1
         assert counted == summary.dropped
         assert agg.state.counters.accepted == summary.accepted >= 1
-        agg.tick_now()
+        agg.on_tick()

@@ -25,16 +25,16 @@ def _scrape(port: int) -> dict[tuple[str, tuple], float]:
     return out
 
 
-async def test_metrics_count_ticks_snapshots_drops_and_statuses(kit):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit, start_ticking=False,
+async def test_metrics_count_ticks_snapshots_drops_and_statuses():
+    async with run_aggregator(REG, FLEET, clock=FakeClock(), start_ticking=False,
                               metrics_listen="127.0.0.1:0") as agg:
         await report(agg.port, [
             snap("use1-a", "us-east", REG, [1, 2, 1, 2, 0]),
             snap("use1-a", "eu-west", REG, [1, 2, 1, 2, 0]),
             snap("ghost", "us-east", REG, [1, 2, 1, 2, 0]),
         ])
-        agg.tick_now()
-        agg.tick_now()
+        agg.on_tick()
+        agg.on_tick()
         m = await asyncio.to_thread(_scrape, agg.metrics.port)
     p = "healthplane_aggregator_"
     assert m[(p + "ticks_total", ())] == 2

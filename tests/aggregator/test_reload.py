@@ -24,20 +24,20 @@ NEW = make_registry(("c", "a", "d"), version="new")
 FLEET = make_fleet()
 
 
-async def test_bad_config_is_counted_and_the_running_one_stays(kit):
+async def test_bad_config_is_counted_and_the_running_one_stays():
     def broken():
         raise ConfigError(["checks.yaml:3: checks[0].port: must be 1..65535"])
 
-    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
+    async with run_aggregator(OLD, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg:
         reloader = config_reloader(agg, broken, 0, agg.clock)
         assert await reloader.reload_once() == "failed"
         assert agg.state.registry is OLD and agg.reloads["failed"] == 1
 
 
-async def test_same_config_is_unchanged_and_new_one_adopted(kit):
+async def test_same_config_is_unchanged_and_new_one_adopted():
     current = [(OLD, FLEET)]
-    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
+    async with run_aggregator(OLD, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg:
         reloader = config_reloader(agg, lambda: current[0], 0, agg.clock)
         assert await reloader.reload_once() == "unchanged"
@@ -46,7 +46,7 @@ async def test_same_config_is_unchanged_and_new_one_adopted(kit):
         current[0] = (NEW, FLEET)
         assert await reloader.reload_once() == "adopted"
         assert agg.state.registry is NEW
-        pub = agg.tick_now()
+        pub = agg.on_tick()
         assert pub.registry is NEW
         # c unhealthy, a unhealthy (carried over), d never seen: healthy.
         from healthplane.proto import codec
@@ -56,9 +56,9 @@ async def test_same_config_is_unchanged_and_new_one_adopted(kit):
         assert summary.accepted == 1 and agg.state.counters.remapped == 1
 
 
-async def test_fleet_change_keeps_slots_of_remaining_checkers_and_tick_sequence(kit):
+async def test_fleet_change_keeps_slots_of_remaining_checkers_and_tick_sequence():
     smaller = make_fleet(regions={"us-east": ("use1-a",)}, tick=0.5)
-    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit) as agg:
+    async with run_aggregator(OLD, FLEET, clock=FakeClock()) as agg:
         await report(agg.port, [snap("use1-a", "us-east", OLD, [2, 2, 2]),
                                 snap("euw1-a", "eu-west", OLD, [1, 1, 1])])
         for _ in range(50):
@@ -78,7 +78,7 @@ async def test_fleet_change_keeps_slots_of_remaining_checkers_and_tick_sequence(
         assert pub.fresh_checkers == 1
 
 
-async def test_periodic_and_triggered_reloads_run_on_the_clock(kit):
+async def test_periodic_and_triggered_reloads_run_on_the_clock():
     clock = FakeClock()
     calls = []
 
@@ -86,7 +86,7 @@ async def test_periodic_and_triggered_reloads_run_on_the_clock(kit):
         calls.append(clock.now())
         return OLD, FLEET
 
-    async with run_aggregator(OLD, FLEET, clock=clock, kit=kit, start_ticking=False) as agg:
+    async with run_aggregator(OLD, FLEET, clock=clock, start_ticking=False) as agg:
         reloader = config_reloader(agg, load, 10.0, clock)
         task = asyncio.create_task(reloader.run())
         await asyncio.sleep(0.01)
@@ -106,7 +106,7 @@ async def test_periodic_and_triggered_reloads_run_on_the_clock(kit):
         task.cancel()
 
 
-async def test_periodic_reload_parses_nothing_while_the_files_are_unchanged(kit, tmp_path):
+async def test_periodic_reload_parses_nothing_while_the_files_are_unchanged(tmp_path):
     from healthplane.aggregator.reload import FileSource
 
     checks, fleet = tmp_path / "checks.yaml", tmp_path / "fleet.yaml"
@@ -119,7 +119,7 @@ async def test_periodic_reload_parses_nothing_while_the_files_are_unchanged(kit,
         loads.append(1)
         return OLD, FLEET
 
-    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
+    async with run_aggregator(OLD, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg:
         reloader = config_reloader(agg, load, 10.0, agg.clock, fingerprint=src.fingerprint,
                                    running=src.fingerprint())
@@ -135,11 +135,11 @@ async def test_periodic_reload_parses_nothing_while_the_files_are_unchanged(kit,
         assert loads == [1, 1]
 
 
-async def test_a_registry_too_big_for_the_transport_limit_is_refused(kit):
+async def test_a_registry_too_big_for_the_transport_limit_is_refused():
     from healthplane.aggregator.server import ReloadRefused
     from healthplane.aggregator.state import max_message_bytes
 
-    async with run_aggregator(OLD, FLEET, clock=FakeClock(), kit=kit,
+    async with run_aggregator(OLD, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg:
         n = 4 * agg.transport_limit  # far more checks than the limit has room for
         assert max_message_bytes(n) > agg.transport_limit

@@ -17,14 +17,14 @@ REG = make_registry()
 FLEET = make_fleet()
 
 
-async def test_file_holds_the_latest_tick_in_the_documented_format(kit, tmp_path):
+async def test_file_holds_the_latest_tick_in_the_documented_format(tmp_path):
     path = str(tmp_path / "health.msgpack")
     clock = FakeClock()
-    async with run_aggregator(REG, FLEET, clock=clock, kit=kit, snapshot_file=path,
+    async with run_aggregator(REG, FLEET, clock=clock, snapshot_file=path,
                               start_ticking=False) as agg:
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 2, 1, 2, 0])])
-        agg.tick_now()
-        agg.tick_now()
+        agg.on_tick()
+        agg.on_tick()
         await agg.snapshot_writer.flush()
         data = read_snapshot_file(path)
         assert set(data) == {"registry_version", "sequence", "generated_unix_ms",
@@ -69,13 +69,13 @@ def test_readers_never_see_a_partial_file(tmp_path):
     assert os.listdir(tmp_path) == ["snap"]
 
 
-async def test_unwritable_path_is_counted_not_fatal(kit, tmp_path):
+async def test_unwritable_path_is_counted_not_fatal(tmp_path):
     path = str(tmp_path / "missing-dir" / "snap")
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit, snapshot_file=path,
+    async with run_aggregator(REG, FLEET, clock=FakeClock(), snapshot_file=path,
                               start_ticking=False) as agg:
-        agg.tick_now()
+        agg.on_tick()
         await agg.snapshot_writer.flush()
-        agg.tick_now()
+        agg.on_tick()
         await agg.snapshot_writer.flush()
         assert agg.snapshot_writer.failed >= 1
         assert agg.state.sequence == 2

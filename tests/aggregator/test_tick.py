@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from healthplane.aggregator.tick import TickEngine, calculated_levels, exact_fraction
+from healthplane.aggregator.calculated import calculated_levels
+from healthplane.aggregator.tick import TickEngine
+from healthplane.aggregator.tick_layout import exact_fraction
 from healthplane.proto import codec
 
 from tests.aggregator.tick_helpers import Rig, calculated, fleet, probe, registry

@@ -6,7 +6,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
-from healthplane.aggregator.tick import TickEngine, calculated_levels
+from healthplane.aggregator.calculated import calculated_levels
+from healthplane.aggregator.tick import TickEngine
 from healthplane.proto import codec
 from healthplane.proto.config.model import Check, Registry
 from hypothesis import given, settings

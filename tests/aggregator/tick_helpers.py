@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from healthplane.aggregator.tick import TickEngine, TickResult
+from healthplane.aggregator.tick import TickEngine
+from healthplane.aggregator.tick_result import TickResult
 from healthplane.aggregator.votes import SlotMatrix
 from healthplane.proto import codec
 from healthplane.proto.config.model import Check, Fleet, Registry

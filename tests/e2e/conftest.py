@@ -20,6 +20,7 @@ import dns.resolver
 import grpc
 import pytest
 from healthplane.deploy.launcher import Fleet, TargetsOptions, free_ports, leftover_pids
+from healthplane.proto.codec import state_name
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
@@ -116,12 +117,8 @@ def query(f: Fleet, index: int | None = None) -> pb.QueryResponse:
     raise error
 
 
-STATUS_NAMES = {pb.STATUS_UNKNOWN: "unknown", pb.STATUS_HEALTHY: "healthy",
-                pb.STATUS_UNHEALTHY: "unhealthy"}
-
-
 def all_status(f: Fleet, index: int | None = None) -> dict[str, str]:
-    return {c.check_id: STATUS_NAMES[c.status] for c in query(f, index).checks}
+    return {c.check_id: state_name(c.status) for c in query(f, index).checks}
 
 
 def resolver(f: Fleet, tcp: bool = False) -> dns.resolver.Resolver:

@@ -1,0 +1,140 @@
+"""The tick's constants: per-lane rules of one registry, and the exact vote rule.
+
+Everything here is computed once per registry and slot geometry (a
+:class:`Layout`) or once per engine (a :class:`VoteRule`), so the tick itself
+is a fixed sequence of whole-array passes (see
+:mod:`healthplane.aggregator.tick`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from healthplane.aggregator.votes import SlotMatrix, VoteCounter, lane_of, to_lane_order
+from healthplane.proto.config.model import Registry
+
+
+def exact_fraction(value: float) -> Fraction:
+    """The fraction as the operator wrote it: 0.18 -> 9/50, not the nearest double."""
+    return Fraction(repr(float(value)))
+
+
+@dataclass(frozen=True)
+class Level:
+    """One dependency level of calculated checks, as lane positions."""
+
+    pos: np.ndarray        # lanes of the calculated checks
+    child_pos: np.ndarray  # lanes of all their children, concatenated
+    owner: np.ndarray      # for each child, the position in pos of the check it belongs to
+    threshold: np.ndarray  # healthy_threshold per calculated check
+    keep: np.ndarray       # see Layout
+    flip: np.ndarray
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Per-lane constants for one registry and slot geometry.
+
+    status = (vote_status & keep) ^ flip applies inversion and disabling in
+    two passes: keep is 0 for disabled checks and padding lanes, 3 elsewhere;
+    flip is 1 (healthy) for disabled checks, 3 (swap 01 and 10) for inverted
+    ones. novote is non-zero for lanes that never take unknown_as: disabled
+    and calculated checks and the padding past the last check. inverted and
+    took_no_votes are the same facts as booleans, for the engine's memory.
+    """
+
+    counter: VoteCounter
+    keep: np.ndarray
+    flip: np.ndarray
+    novote: np.ndarray
+    levels: tuple[Level, ...]
+    inverted: np.ndarray
+    took_no_votes: np.ndarray
+
+
+def inverted_checks(registry: Registry) -> np.ndarray:
+    """Per check index, whether the check is inverted (bool)."""
+    return np.array([c.inverted for c in registry.checks], dtype=bool)
+
+
+def build_layout(registry: Registry, calc_levels: list[list[int]],
+                 slots: SlotMatrix) -> Layout:
+    """The constants for registry on slots' geometry.
+
+    calc_levels: the calculated checks' indices, level by level in dependency
+    order (see :func:`healthplane.aggregator.calculated.calculated_levels`).
+    """
+    nw = slots.lane_words
+    checks = registry.checks
+    disabled = np.array([c.disabled for c in checks], dtype=bool)
+    calculated = np.array([c.type == "calculated" for c in checks], dtype=bool)
+    keep = np.where(disabled, 0, 3).astype(np.uint8)
+    flip = np.where(disabled, 1, np.where(inverted_checks(registry), 3, 0)).astype(np.uint8)
+    novote = (disabled | calculated).astype(np.uint8)
+    index_of = registry.index_of()
+    levels = []
+    for level in calc_levels:
+        ids = np.array(level, dtype=np.int64)
+        children = [[index_of[ch] for ch in checks[i].children] for i in level]
+        owner = np.repeat(np.arange(len(level)), [len(c) for c in children])
+        flat = np.array([j for c in children for j in c], dtype=np.int64)
+        levels.append(Level(
+            pos=lane_of(ids, nw),
+            child_pos=lane_of(flat, nw),
+            owner=owner,
+            threshold=np.array([checks[i].healthy_threshold for i in level], dtype=np.int64),
+            keep=keep[ids], flip=flip[ids]))
+    lane_flip = to_lane_order(flip, nw, fill=0)
+    lane_novote = to_lane_order(novote, nw, fill=1)
+    return Layout(
+        counter=VoteCounter(slots),
+        keep=to_lane_order(keep, nw, fill=0),
+        flip=lane_flip,
+        novote=lane_novote,
+        levels=tuple(levels),
+        inverted=lane_flip == 3,
+        took_no_votes=lane_novote != 0)
+
+
+class VoteRule:
+    """healthy > fraction x (healthy + unhealthy), exactly, per lane."""
+
+    def __init__(self, healthy_fraction: float) -> None:
+        frac = exact_fraction(healthy_fraction)
+        if frac < 0:
+            raise ValueError(f"healthy_fraction must be >= 0, got {healthy_fraction}")
+        self.fraction = frac
+        self._bufs: tuple[tuple[int, str], np.ndarray, np.ndarray] | None = None
+
+    def healthy(self, healthy: np.ndarray, unhealthy: np.ndarray, max_votes: int) -> np.ndarray:
+        """Per lane, whether the votes say healthy (bool)."""
+        num, den = self.fraction.numerator, self.fraction.denominator
+        if num == 0:
+            return healthy > 0
+        if num >= den:
+            return np.zeros(healthy.shape, dtype=bool)
+        # healthy * den > fraction... rearranged to stay in unsigned integers:
+        # healthy * (den - num) > unhealthy * num.
+        a, b = den - num, num
+        top = max(a, b) * max(max_votes, 1)
+        if top < 1 << 16:
+            dt: type[np.unsignedinteger] = np.uint16
+        elif top < 1 << 32:
+            dt = np.uint32
+        elif top < 1 << 64:
+            dt = np.uint64
+        else:
+            # A fraction with more digits than a double carries anyway.
+            f = self.fraction.limit_denominator((1 << 63) // max(max_votes, 1))
+            a, b, dt = f.denominator - f.numerator, f.numerator, np.uint64
+        # Into preallocated wide buffers: numpy's uint8 -> uint16 cast on the
+        # way is an order of magnitude faster this way than with dtype=.
+        key = (healthy.size, np.dtype(dt).str)
+        if self._bufs is None or self._bufs[0] != key:
+            self._bufs = (key, np.empty(healthy.size, dt), np.empty(healthy.size, dt))
+        _, lhs, rhs = self._bufs
+        np.multiply(healthy, dt(a), out=lhs, casting="unsafe")
+        np.multiply(unhealthy, dt(b), out=rhs, casting="unsafe")
+        return lhs > rhs
