@@ -30,17 +30,18 @@ from healthplane.aggregator.remap import source_indices
 from healthplane.aggregator.tick_result import LastChangeRing
 from healthplane.aggregator.votes import lane_of, to_lane_order
 from healthplane.proto import codec
+from healthplane.proto.config.model import Registry
 
 
 @dataclass(frozen=True)
 class TickMemory:
     """A tick engine's per-check memory, per lane of a geometry of lane_words.
 
-    Check ``index`` of ``ids`` sits at lane ``lane_of(index, lane_words)``;
-    lanes past the last check hold the fill values.
+    Check ``index`` of ``registry`` sits at lane ``lane_of(index,
+    lane_words)``; lanes past the last check hold the fill values.
     """
 
-    ids: tuple[str, ...]
+    registry: Registry
     lane_words: int
     status: np.ndarray               # uint8 final status of the last tick (0: none yet)
     last_known: np.ndarray | None    # uint8; None when the engine keeps none
@@ -67,25 +68,29 @@ def _source_lanes(memory: TickMemory, source: np.ndarray, lane_words: int) -> np
     return to_lane_order(old_lanes, lane_words, fill=-1)
 
 
-def carry(memory: TickMemory, new_ids: tuple[str, ...], lane_words: int, *,
+def carry(memory: TickMemory, registry: Registry, lane_words: int, *,
           inverted: np.ndarray | None = None,
           source: np.ndarray | None = None) -> TickMemory:
-    """memory, moved to the registry whose checks are new_ids, laid out for lane_words.
+    """memory, moved to registry by check id, laid out for lane_words.
 
     inverted: per new check, whether the engine taking the memory inverts
     it (None: as the memory has it). A check whose inversion was switched
     keeps its last vote, not its old inversion: its last known status flips
-    (1 <-> 2). source, when given, is ``source_indices(memory.ids, new_ids)``,
+    (1 <-> 2). source, when given, is ``source_indices(old ids, new ids)``,
     already built for the payload remap. A check that took no votes
     (calculated or disabled) has no last known vote to keep: it starts as
     never seen.
     """
+    n = registry.check_count
     if source is None:
-        source = (np.arange(len(new_ids)) if memory.ids == new_ids
-                  else source_indices(memory.ids, new_ids))
-    if source.shape != (len(new_ids),):
-        raise ValueError(f"source maps {source.size} checks, the new registry has "
-                         f"{len(new_ids)}")
+        if registry is memory.registry:
+            source = np.arange(n)
+        else:
+            old_ids, new_ids = memory.registry.ids, registry.ids
+            source = (np.arange(n) if old_ids == new_ids
+                      else source_indices(old_ids, new_ids))
+    if source.shape != (n,):
+        raise ValueError(f"source maps {source.size} checks, the new registry has {n}")
     src = _source_lanes(memory, source, lane_words)
     old_established = (memory.established if memory.established is not None
                        else np.ones(memory.status.size, dtype=bool))
@@ -103,12 +108,12 @@ def carry(memory: TickMemory, new_ids: tuple[str, ...], lane_words: int, *,
     # The ring's tick 0 is the buffer its first advance reads as "before".
     ring.bufs[0][:] = _gather(memory.last_change_unix_ms(), src, 0)
     return TickMemory(
-        ids=new_ids,
+        registry=registry,
         lane_words=lane_words,
         status=_gather(memory.status, src, 0),
         last_known=last_known,
         last_change=ring,
         # Padding lanes read False; every check established leaves exactly n set.
-        established=None if np.count_nonzero(established) == len(new_ids) else established,
+        established=None if np.count_nonzero(established) == n else established,
         inverted=new_inverted,
         novote=novote)

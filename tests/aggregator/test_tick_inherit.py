@@ -50,7 +50,7 @@ def test_a_check_down_by_votes_stays_down_when_a_check_is_added_before_it() -> N
     assert res.status.tolist() == [H, H, U]
     assert res.last_change_unix_ms.tolist() == [0, 0, down_at]
     assert res.changed == 0
-    assert rig.engine.memory().ids == ("added", "a", "b")   # "gone" is gone
+    assert rig.engine.memory().registry.ids == ("added", "a", "b")   # "gone" is gone
 
 
 def test_without_inherit_the_dead_check_would_come_back() -> None:
