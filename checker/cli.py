@@ -147,7 +147,7 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
         loop.add_signal_handler(sig, checker.stop)
     loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
     log.info("started", extra={"checker": args.checker_id, "region": checker.region,
-                               "checks": registry.check_count, "owned": checker.rows.size,
+                               "checks": registry.check_count, "owned": checker.indices.size,
                                "aggregators": len(fleet.aggregators)})
     # Everything built so far lives as long as the process. Freezing it keeps
     # it out of the cyclic GC's full collections, which otherwise walk every

@@ -59,8 +59,10 @@ class Dispatcher:
     """Probes one set of checks on their schedule and keeps their verdicts.
 
     ``ids``, ``probers``, ``intervals``, ``timeouts``, ``thresholds`` and
-    ``kinds`` are per row (one row per probed check). Verdict states are in
-    ``verdicts.state`` by row; call :meth:`flush` before reading them.
+    ``kinds`` are per row: a row is a probed check's position in this
+    dispatcher (``row_of[check_id]``), never its registry index, which only
+    the caller knows. Verdict states are in ``verdicts.state`` by row; call
+    :meth:`flush` before reading them.
     """
 
     def __init__(self, *, ids: Sequence[str], probers: Sequence[Prober],
@@ -77,7 +79,7 @@ class Dispatcher:
         self.intervals = np.asarray(intervals, dtype=np.float64)
         self.timeouts = np.asarray(timeouts, dtype=np.float64)
         self.kinds = np.asarray(kinds, dtype=np.int64)
-        self.schedule = Schedule.build(np.arange(n), self.ids, self.intervals, checker_id)
+        self.schedule = Schedule.build(self.ids, self.intervals, checker_id)
         self.verdicts = Verdicts(np.asarray(thresholds, dtype=np.uint8))
         self.late_bound = np.minimum(self.intervals / 2, late_cap)
         self.limit = limit if limit is not None else concurrency_limit(self.intervals,

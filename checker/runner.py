@@ -2,8 +2,9 @@
 
 :class:`Checker` ties the parts together and owns their tasks:
 
-* a :class:`~checker.dispatch.Dispatcher` for the checks this checker owns
-  (:mod:`healthplane.checker.ownership`), and a second, small one for the canaries;
+* a :class:`~healthplane.checker.plan.Plan` per configuration: a
+  :class:`~healthplane.checker.dispatch.Dispatcher` for the checks this
+  checker owns, and a second, small one for the canaries;
 * a report loop on a fixed schedule (``report_interval``) that builds one
   snapshot of the whole registry (:mod:`healthplane.checker.snapshot`), applies
   self-doubt (:mod:`healthplane.checker.selfdoubt`) and offers it to every aggregator's
@@ -23,57 +24,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from healthplane.checker import snapshot
 from healthplane.checker.dispatch import Dispatcher
 from healthplane.checker.fdlimit import fit_probe_limit
-from healthplane.checker.metrics import KIND_CODE, CheckerMetrics
-from healthplane.checker.ownership import owned_mask
-from healthplane.checker.probes.base import Prober, ProbeResult
+from healthplane.checker.metrics import CheckerMetrics
+from healthplane.checker.plan import MakeProber, Plan, Planner, default_make_prober
 from healthplane.checker.selfdoubt import DoubtPolicy, SelfDoubt
 from healthplane.checker.streams import AggregatorStream
 from healthplane.proto.codec import state_name
-from healthplane.proto.config.addresses import parse_hostport
-from healthplane.proto.config.model import Check, Fleet, Registry
+from healthplane.proto.config.model import Fleet, Registry
 
 from healthplane.runtime.clock import Clock, SystemClock
 from healthplane.runtime.grid import GridLoop
 
 log = logging.getLogger("healthplane.checker")
-
-MakeProber = Callable[..., Prober]   # make_prober(check, *, allow_private) -> Prober
-
-def default_make_prober(check: Check, *, allow_private: bool) -> Prober:
-    """The prober of check's type (see healthplane.checker.probes)."""
-    from healthplane.checker.probes import make_prober
-
-    return make_prober(check, allow_private=allow_private)
-
-
-@dataclass(slots=True)
-class _Plan:
-    registry: Registry
-    fleet: Fleet
-    region: str
-    rows: np.ndarray
-    dispatcher: Dispatcher
-    canaries: Dispatcher
-
-
-class UnknownChecker(ValueError):
-    """The checker id is not in the fleet."""
-
-
-def _broken_prober(reason: str) -> Prober:
-    result = ProbeResult(False, 0.0, reason)
-
-    async def probe() -> ProbeResult:
-        return result
-    return probe
-
 
 class Checker:
     """A running checker. Construct, then await run(); stop() ends it.
@@ -92,9 +58,9 @@ class Checker:
     doubt: the self-doubt policy (see :mod:`healthplane.checker.selfdoubt`).
     stream_backoff: (base, cap) seconds for reconnecting Report streams.
 
-    Readable while running: ``registry``, ``fleet``, ``region``, ``rows``
-    (registry indices probed here), ``dispatcher``, ``doubt``, ``sequence``,
-    ``last_states`` (the states of the latest snapshot), ``streams``,
+    Readable while running: ``registry``, ``fleet``, ``region``, ``indices``
+    (per dispatcher row, the registry index probed), ``dispatcher``, ``doubt``,
+    ``sequence``, ``last_states`` (the states of the latest snapshot), ``streams``,
     ``report_loop`` (the report schedule, a
     :class:`~healthplane.runtime.grid.GridLoop`: ``missed`` counts skipped reports).
     """
@@ -107,12 +73,10 @@ class Checker:
                  stream_backoff: tuple[float, float] = (0.2, 10.0)) -> None:
         self.checker_id = checker_id
         self.clock = clock or SystemClock()
-        self.make_prober = make_prober or default_make_prober
         self.metrics = metrics or CheckerMetrics()
         self.rng = rng or random.Random()
-        self.canary_interval = canary_interval
-        self.canary_threshold = canary_threshold
-        self.late_cap = late_cap
+        self._planner = Planner(checker_id, self.clock, make_prober or default_make_prober,
+                                self.metrics, late_cap, canary_interval, canary_threshold)
         self.stream_backoff = stream_backoff
         self.doubt = SelfDoubt(doubt)
         self.sequence = 0
@@ -127,30 +91,14 @@ class Checker:
         self.failed: BaseException | None = None   # set when a loop died of a bug
         self._running = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._install(self._plan(registry, fleet), carry=False)
+        self.dispatcher: Dispatcher
+        self.canaries: Dispatcher
+        self._install(self._planner.plan(registry, fleet), carry=False)
         self.metrics.in_flight.set_function(lambda: self.dispatcher.in_flight)
 
     # -- configuration ----------------------------------------------------
 
-    def _plan(self, registry: Registry, fleet: Fleet) -> _Plan:
-        """Everything a config needs, built without touching the running one.
-
-        Pure CPU work (hashing, prober construction), safe in a worker thread.
-        """
-        region = fleet.region_of(self.checker_id)
-        if region is None:
-            known = ", ".join(fleet.checker_ids) or "none"
-            raise UnknownChecker(f"checker id {self.checker_id!r} is not in the fleet "
-                                 f"(known: {known})")
-        rows = np.flatnonzero(owned_mask(registry, fleet, self.checker_id))
-        checks = [registry.checks[i] for i in rows.tolist()]
-        dispatcher = self._dispatcher_for(
-            checks, [self._prober(c, fleet.allow_private_targets) for c in checks],
-            count=True)
-        canaries = self._dispatcher_for(*self._canary_checks(fleet), count=False)
-        return _Plan(registry, fleet, region, rows, dispatcher, canaries)
-
-    def _install(self, plan: _Plan, *, carry: bool) -> None:
+    def _install(self, plan: Plan, *, carry: bool) -> None:
         # Every probe in flight holds a socket: make sure the open-files
         # limit covers the concurrency limit (see healthplane.checker.fdlimit).
         plan.dispatcher.limit = fit_probe_limit(plan.dispatcher.limit, plan.canaries.limit)
@@ -160,66 +108,21 @@ class Checker:
             for old in (self.dispatcher, self.canaries):
                 old.stop()
         self.registry, self.fleet, self.region = plan.registry, plan.fleet, plan.region
-        self.rows = plan.rows
+        self.indices = plan.indices
         self.dispatcher, self.canaries = plan.dispatcher, plan.canaries
         self.doubt.rebase(0, 0)
         self._missed_seen = 0
         interval = plan.fleet.report_interval
         self.report_loop.period, self.report_loop.late_limit = interval, interval / 2
-        self.metrics.checks_owned.set(plan.rows.size)
+        self.metrics.checks_owned.set(plan.indices.size)
         self.metrics.concurrency_limit.set(plan.dispatcher.limit)
         log.info("plan adopted", extra={
-            "checker": self.checker_id, "region": plan.region, "owns": plan.rows.size,
+            "checker": self.checker_id, "region": plan.region, "owns": plan.indices.size,
             "of": plan.registry.check_count, "registry": plan.registry.version,
             "limit": plan.dispatcher.limit})
         if self._running:
             self._start_dispatchers()
             self._sync_streams()
-
-    def _prober(self, check: Check, allow_private: bool) -> Prober:
-        try:
-            return self.make_prober(check, allow_private=allow_private)
-        except Exception as exc:  # one bad check must not stop the others
-            log.warning("check cannot be probed", extra={"check": check.id, "error": str(exc)})
-            return _broken_prober("config error")
-
-    def _canary_checks(self, fleet: Fleet) -> tuple[list[Check], list[Prober]]:
-        checks, probers = [], []
-        for address in fleet.canaries:
-            try:
-                host, port = parse_hostport(address)
-            except ValueError as exc:
-                log.warning("canary %s ignored: %s", address, exc)
-                continue
-            check = Check(id=f"canary:{address}", type="tcp", host=host, port=port,
-                          interval=self.canary_interval,
-                          timeout=min(1.0, self.canary_interval),
-                          failure_threshold=self.canary_threshold)
-            checks.append(check)
-            # Canaries are the operator's own infrastructure (by default the
-            # aggregators), named in fleet.yaml, so private addresses are fine.
-            probers.append(self._prober(check, True))
-        return checks, probers
-
-    def _dispatcher_for(self, checks: list[Check], probers: list[Prober], *,
-                        count: bool) -> Dispatcher:
-        m = self.metrics
-        return Dispatcher(
-            ids=[c.id for c in checks], probers=probers,
-            intervals=np.asarray([c.interval for c in checks], dtype=np.float64),
-            timeouts=np.asarray([c.timeout for c in checks], dtype=np.float64),
-            thresholds=np.asarray([c.failure_threshold for c in checks], dtype=np.uint8),
-            kinds=np.asarray([KIND_CODE.get(c.type, 0) for c in checks], dtype=np.int64),
-            checker_id=self.checker_id, clock=self.clock, late_cap=self.late_cap,
-            count_probes=m.count_probes if count else self._count_canaries,
-            observe_lateness=m.observe_lateness if count else None)
-
-    def _count_canaries(self, _kinds: np.ndarray, codes: np.ndarray) -> None:
-        ok = int(np.count_nonzero(codes == 0))
-        if ok:
-            self.metrics.canary_probes.labels("ok").inc(ok)
-        if codes.size - ok:
-            self.metrics.canary_probes.labels("failed").inc(codes.size - ok)
 
     def adopt(self, registry: Registry, fleet: Fleet) -> None:
         """Switch to a new registry and fleet; verdicts of kept check ids carry over.
@@ -228,7 +131,7 @@ class Checker:
         the new fleet. Builds the new schedule on the calling thread: with
         a large registry prefer :meth:`adopt_async`.
         """
-        self._install(self._plan(registry, fleet), carry=True)
+        self._install(self._planner.plan(registry, fleet), carry=True)
 
     async def adopt_async(self, registry: Registry, fleet: Fleet) -> None:
         """adopt(), building the new schedule and probers in a worker thread.
@@ -236,7 +139,7 @@ class Checker:
         With 100,000 checks that takes about a second of CPU; on the event
         loop it would stall the probe schedule for as long.
         """
-        plan = await asyncio.to_thread(self._plan, registry, fleet)
+        plan = await asyncio.to_thread(self._planner.plan, registry, fleet)
         self._install(plan, carry=True)
 
     # -- running ----------------------------------------------------------
@@ -322,7 +225,7 @@ class Checker:
         if d.missed > self._missed_seen:
             m.missed_slots.inc(d.missed - self._missed_seen)
             self._missed_seen = d.missed
-        states = snapshot.report_states(self.registry.check_count, self.rows,
+        states = snapshot.report_states(self.registry.check_count, self.indices,
                                         d.verdicts.state, d.stale(self.clock.now()), doubting)
         self._log_changes(states)
         self.sequence += 1

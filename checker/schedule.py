@@ -1,11 +1,11 @@
 """The fixed probe schedule: when each owned check is due, as arrays.
 
-Check ``j`` (a row of the schedule) is due at ``phase[j] + k * interval[j]``
-for every integer k. The phase is a stable hash of (check id, checker id)
-spread uniformly over the interval, so the probe starts of a checker are flat
-over time and two checkers never probe a target in lock-step. Due times come
-from k, never from "now + interval", so the schedule cannot drift however
-late the process runs.
+Row ``r`` (the check's position in its dispatcher, not its registry index)
+is due at ``phase[r] + k * interval[r]`` for every integer k. The phase is a
+stable hash of (check id, checker id) spread uniformly over the interval, so
+the probe starts of a checker are flat over time and two checkers never probe
+a target in lock-step. Due times come from k, never from "now + interval",
+so the schedule cannot drift however late the process runs.
 
 Instead of one timer or task per check, time is cut into windows of at most
 the shortest interval. :meth:`Schedule.slots_in` returns every slot of a
@@ -31,52 +31,50 @@ def phase_fraction(check_id: str, checker_id: str) -> float:
 
 
 class Schedule:
-    """Slots of a set of checks, each row one check.
+    """Slots of a set of checks, one row per check, in the dispatcher's order.
 
-    rows:      registry index of each row (int64)
-    intervals: seconds between slots
+    intervals: seconds between slots, per row
     phases:    seconds, in [0, interval): slot times are phase + k * interval
     """
 
-    def __init__(self, rows: np.ndarray, intervals: np.ndarray, phases: np.ndarray) -> None:
-        self.rows = np.asarray(rows, dtype=np.int64)
+    def __init__(self, intervals: np.ndarray, phases: np.ndarray) -> None:
         self.intervals = np.asarray(intervals, dtype=np.float64)
         self.phases = np.asarray(phases, dtype=np.float64)
-        if not (self.rows.shape == self.intervals.shape == self.phases.shape):
-            raise ValueError("rows, intervals and phases must have the same length")
+        if self.intervals.shape != self.phases.shape or self.intervals.ndim != 1:
+            raise ValueError("intervals and phases must be flat and of the same length")
         if self.intervals.size and float(self.intervals.min()) <= 0:
             raise ValueError("intervals must be > 0")
 
     @classmethod
-    def build(cls, rows: Sequence[int] | np.ndarray, ids: Sequence[str],
-              intervals: Sequence[float] | np.ndarray, checker_id: str) -> Schedule:
-        """A schedule whose phases hash (check id, checker id)."""
+    def build(cls, ids: Sequence[str], intervals: Sequence[float] | np.ndarray,
+              checker_id: str) -> Schedule:
+        """A schedule whose phases hash (check id, checker id); ids[r] is row r's check."""
         iv = np.asarray(intervals, dtype=np.float64)
         frac = np.fromiter((phase_fraction(c, checker_id) for c in ids),
                            dtype=np.float64, count=len(ids))
-        return cls(np.asarray(rows, dtype=np.int64), iv, frac * iv)
+        return cls(iv, frac * iv)
 
     def __len__(self) -> int:
-        return int(self.rows.size)
+        return int(self.intervals.size)
 
     @property
     def max_window(self) -> float:
         """The longest window slots_in may be asked for (the shortest interval)."""
-        return float(self.intervals.min()) if self.rows.size else 1.0
+        return float(self.intervals.min()) if self.intervals.size else 1.0
 
     @property
     def rate(self) -> float:
         """Slots per second over all rows."""
-        return float((1.0 / self.intervals).sum()) if self.rows.size else 0.0
+        return float((1.0 / self.intervals).sum()) if self.intervals.size else 0.0
 
     def slots_in(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-        """Every slot with t0 <= time < t1, as (times, row positions) sorted by time.
+        """Every slot with t0 <= time < t1, as (times, rows) sorted by time.
 
         t1 - t0 must not exceed max_window, so no row has two slots in it.
         """
         if t1 - t0 > self.max_window + 1e-9:
             raise ValueError(f"window {t1 - t0}s is longer than the shortest interval")
-        if not self.rows.size:
+        if not self.intervals.size:
             return np.empty(0), np.empty(0, dtype=np.int64)
         k = self._first_k(t0)
         due = self.phases + k * self.intervals
@@ -87,7 +85,7 @@ class Schedule:
 
     def count_slots(self, t0: float, t1: float) -> int:
         """How many slots fall in [t0, t1), for any span (counting skipped time)."""
-        if not self.rows.size or t1 <= t0:
+        if not self.intervals.size or t1 <= t0:
             return 0
         return int((self._first_k(t1) - self._first_k(t0)).sum())
 

@@ -12,17 +12,17 @@ from healthplane.proto import codec
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
 
-def report_states(check_count: int, rows: np.ndarray, states: np.ndarray,
+def report_states(check_count: int, indices: np.ndarray, states: np.ndarray,
                   stale: np.ndarray, doubting: bool) -> np.ndarray:
-    """Registry-wide states: `states[r]` at registry index `rows[r]`, else 00.
+    """Registry-wide states: ``states[row]`` at registry index ``indices[row]``, else 00.
 
-    rows: registry index of each probed check; states: its verdict;
-    stale: True where the verdict is too old to vote with.
+    indices: per dispatcher row, the registry index of its check; states:
+    each row's verdict; stale: True where the verdict is too old to vote with.
     """
     out = np.zeros(check_count, dtype=np.uint8)
-    if doubting or rows.size == 0:
+    if doubting or indices.size == 0:
         return out
-    out[rows] = np.where(stale, codec.UNKNOWN, states)
+    out[indices] = np.where(stale, codec.UNKNOWN, states)
     return out
 
 

@@ -6,7 +6,8 @@ import asyncio
 
 import numpy as np
 import pytest
-from healthplane.checker.runner import Checker, UnknownChecker
+from healthplane.checker.plan import UnknownChecker
+from healthplane.checker.runner import Checker
 from healthplane.proto.codec import HEALTHY
 from healthplane.proto.config.model import Check
 

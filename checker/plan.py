@@ -1,0 +1,140 @@
+"""What a checker runs for one configuration: its checks, probers and dispatchers.
+
+:class:`Planner` turns a (registry, fleet) into a :class:`Plan`: the checks
+this checker owns (:mod:`healthplane.checker.ownership`) in a
+:class:`~healthplane.checker.dispatch.Dispatcher`, the fleet's canaries in a
+second, small one, and, per dispatcher row, the registry index of its check.
+Building a plan is pure CPU work (hashing, prober construction) that touches
+nothing running, so a reload builds it in a worker thread and the checker
+switches to it in one step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from healthplane.checker.dispatch import Dispatcher
+from healthplane.checker.metrics import KIND_CODE, CheckerMetrics
+from healthplane.checker.ownership import owned_mask
+from healthplane.checker.probes.base import Prober, ProbeResult
+from healthplane.proto.config.model import Check, Fleet, Registry
+
+from healthplane.runtime.clock import Clock
+from healthplane.runtime.listen import parse_hostport
+
+log = logging.getLogger("healthplane.checker")
+
+MakeProber = Callable[..., Prober]   # make_prober(check, *, allow_private) -> Prober
+
+
+def default_make_prober(check: Check, *, allow_private: bool) -> Prober:
+    """The prober of check's type (see healthplane.checker.probes)."""
+    from healthplane.checker.probes import make_prober
+
+    return make_prober(check, allow_private=allow_private)
+
+
+class UnknownChecker(ValueError):
+    """The checker id is not in the fleet."""
+
+
+@dataclass(slots=True)
+class Plan:
+    """One configuration, ready to run.
+
+    indices[row] is the registry index of the check in dispatcher row ``row``.
+    """
+
+    registry: Registry
+    fleet: Fleet
+    region: str
+    indices: np.ndarray
+    dispatcher: Dispatcher
+    canaries: Dispatcher
+
+
+def _broken_prober(reason: str) -> Prober:
+    result = ProbeResult(False, 0.0, reason)
+
+    async def probe() -> ProbeResult:
+        return result
+    return probe
+
+
+@dataclass(frozen=True)
+class Planner:
+    """Builds the plans of one checker (see Checker for the settings)."""
+
+    checker_id: str
+    clock: Clock
+    make_prober: MakeProber
+    metrics: CheckerMetrics
+    late_cap: float
+    canary_interval: float
+    canary_threshold: int
+
+    def plan(self, registry: Registry, fleet: Fleet) -> Plan:
+        """Everything a config needs, built without touching the running one.
+
+        Raises UnknownChecker if this checker is not in the fleet.
+        """
+        region = fleet.region_of(self.checker_id)
+        if region is None:
+            known = ", ".join(fleet.checker_ids) or "none"
+            raise UnknownChecker(f"checker id {self.checker_id!r} is not in the fleet "
+                                 f"(known: {known})")
+        indices = np.flatnonzero(owned_mask(registry, fleet, self.checker_id))
+        checks = [registry.checks[i] for i in indices.tolist()]
+        dispatcher = self._dispatcher_for(
+            checks, [self._prober(c, fleet.allow_private_targets) for c in checks],
+            count=True)
+        canaries = self._dispatcher_for(*self._canary_checks(fleet), count=False)
+        return Plan(registry, fleet, region, indices, dispatcher, canaries)
+
+    def _prober(self, check: Check, allow_private: bool) -> Prober:
+        try:
+            return self.make_prober(check, allow_private=allow_private)
+        except Exception as exc:  # one bad check must not stop the others
+            log.warning("check cannot be probed", extra={"check": check.id, "error": str(exc)})
+            return _broken_prober("config error")
+
+    def _canary_checks(self, fleet: Fleet) -> tuple[list[Check], list[Prober]]:
+        checks, probers = [], []
+        for address in fleet.canaries:
+            try:
+                host, port = parse_hostport(address)
+            except ValueError as exc:
+                log.warning("canary %s ignored: %s", address, exc)
+                continue
+            check = Check(id=f"canary:{address}", type="tcp", host=host, port=port,
+                          interval=self.canary_interval,
+                          timeout=min(1.0, self.canary_interval),
+                          failure_threshold=self.canary_threshold)
+            checks.append(check)
+            # Canaries are the operator's own infrastructure (by default the
+            # aggregators), named in fleet.yaml, so private addresses are fine.
+            probers.append(self._prober(check, True))
+        return checks, probers
+
+    def _dispatcher_for(self, checks: list[Check], probers: list[Prober], *,
+                        count: bool) -> Dispatcher:
+        m = self.metrics
+        return Dispatcher(
+            ids=[c.id for c in checks], probers=probers,
+            intervals=np.asarray([c.interval for c in checks], dtype=np.float64),
+            timeouts=np.asarray([c.timeout for c in checks], dtype=np.float64),
+            thresholds=np.asarray([c.failure_threshold for c in checks], dtype=np.uint8),
+            kinds=np.asarray([KIND_CODE.get(c.type, 0) for c in checks], dtype=np.int64),
+            checker_id=self.checker_id, clock=self.clock, late_cap=self.late_cap,
+            count_probes=m.count_probes if count else self._count_canaries,
+            observe_lateness=m.observe_lateness if count else None)
+
+    def _count_canaries(self, _kinds: np.ndarray, codes: np.ndarray) -> None:
+        ok = int(np.count_nonzero(codes == 0))
+        if ok:
+            self.metrics.canary_probes.labels("ok").inc(ok)
+        if codes.size - ok:
+            self.metrics.canary_probes.labels("failed").inc(codes.size - ok)
