@@ -89,6 +89,7 @@ class TickEngine:
         self.registry = registry
         self.fleet = fleet
         self.check_count = registry.check_count
+        self.ids = registry.ids  # built once: Registry.ids makes a new tuple per call
         self.nbytes = codec.packed_size(self.check_count)
         if fleet.unknown_as not in ("healthy", "unhealthy", "last_known"):
             raise ValueError(f"unknown_as must be healthy, unhealthy or last_known, "
@@ -117,7 +118,7 @@ class TickEngine:
         if mem is not None and mem.lane_words != slots.lane_words:
             # Lane positions moved (they depend on the words per row only, not
             # on the number of checkers): the memory moves with the checks.
-            self._memory = carry(mem, mem.registry, slots.lane_words)
+            self._memory = carry(mem, mem.ids, slots.lane_words)
         self._layout = build_layout(self.registry, self._calc_levels, slots)
         self._layout_key = key
         return self._layout
@@ -140,7 +141,7 @@ class TickEngine:
             raise RuntimeError("inherit() must come before the engine's first tick")
         mem = old.memory()
         if mem is not None:
-            self._memory = carry(mem, self.registry, lane_words_for(self.check_count),
+            self._memory = carry(mem, self.ids, lane_words_for(self.check_count),
                                  inverted=inverted_checks(self.registry), source=source)
 
     # -- the tick ----------------------------------------------------------
@@ -209,7 +210,7 @@ class TickEngine:
             ring = mem.last_change
             ring_tick = ring.advance(moved, now_unix_ms)
         self._memory = TickMemory(
-            registry=self.registry, lane_words=slots.lane_words, status=status,
+            ids=self.ids, lane_words=slots.lane_words, status=status,
             last_known=last_known, last_change=ring, established=None,
             inverted=lay.inverted, novote=lay.took_no_votes)
         self._ticked = True

@@ -30,18 +30,17 @@ from healthplane.aggregator.remap import source_indices
 from healthplane.aggregator.tick_result import LastChangeRing
 from healthplane.aggregator.votes import lane_of, to_lane_order
 from healthplane.proto import codec
-from healthplane.proto.config.model import Registry
 
 
 @dataclass(frozen=True)
 class TickMemory:
     """A tick engine's per-check memory, per lane of a geometry of lane_words.
 
-    Check ``index`` of ``registry`` sits at lane ``lane_of(index,
+    Check ``index`` (id ``ids[index]``) sits at lane ``lane_of(index,
     lane_words)``; lanes past the last check hold the fill values.
     """
 
-    registry: Registry
+    ids: tuple[str, ...]
     lane_words: int
     status: np.ndarray               # uint8 final status of the last tick (0: none yet)
     last_known: np.ndarray | None    # uint8; None when the engine keeps none
@@ -68,10 +67,32 @@ def _source_lanes(memory: TickMemory, source: np.ndarray, lane_words: int) -> np
     return to_lane_order(old_lanes, lane_words, fill=-1)
 
 
-def carry(memory: TickMemory, registry: Registry, lane_words: int, *,
+def from_check_order(ids: tuple[str, ...], lane_words: int, *, status: np.ndarray,
+                     last_known: np.ndarray | None, last_change_unix_ms: np.ndarray,
+                     established: np.ndarray | None, inverted: np.ndarray,
+                     novote: np.ndarray) -> TickMemory:
+    """A memory from per-check arrays in the order of ids (e.g. read back from a file)."""
+    def lanes(values: np.ndarray, fill: int | bool) -> np.ndarray:
+        return to_lane_order(np.asarray(values), lane_words, fill=fill)
+
+    ring = LastChangeRing(32 * lane_words)
+    ring.bufs[0][:] = lanes(np.asarray(last_change_unix_ms, dtype=np.int64), 0)
+    return TickMemory(
+        ids=ids, lane_words=lane_words,
+        status=lanes(np.asarray(status, dtype=np.uint8), 0),
+        last_known=(None if last_known is None
+                    else lanes(np.asarray(last_known, dtype=np.uint8), codec.HEALTHY)),
+        last_change=ring,
+        established=(None if established is None
+                     else lanes(np.asarray(established, dtype=bool), False)),
+        inverted=lanes(np.asarray(inverted, dtype=bool), False),
+        novote=lanes(np.asarray(novote, dtype=bool), True))
+
+
+def carry(memory: TickMemory, new_ids: tuple[str, ...], lane_words: int, *,
           inverted: np.ndarray | None = None,
           source: np.ndarray | None = None) -> TickMemory:
-    """memory, moved to registry by check id, laid out for lane_words.
+    """memory, moved to the registry whose checks are new_ids, laid out for lane_words.
 
     inverted: per new check, whether the engine taking the memory inverts
     it (None: as the memory has it). A check whose inversion was switched
@@ -81,14 +102,10 @@ def carry(memory: TickMemory, registry: Registry, lane_words: int, *,
     (calculated or disabled) has no last known vote to keep: it starts as
     never seen.
     """
-    n = registry.check_count
+    n = len(new_ids)
     if source is None:
-        if registry is memory.registry:
-            source = np.arange(n)
-        else:
-            old_ids, new_ids = memory.registry.ids, registry.ids
-            source = (np.arange(n) if old_ids == new_ids
-                      else source_indices(old_ids, new_ids))
+        source = (np.arange(n) if memory.ids is new_ids or memory.ids == new_ids
+                  else source_indices(memory.ids, new_ids))
     if source.shape != (n,):
         raise ValueError(f"source maps {source.size} checks, the new registry has {n}")
     src = _source_lanes(memory, source, lane_words)
@@ -108,7 +125,7 @@ def carry(memory: TickMemory, registry: Registry, lane_words: int, *,
     # The ring's tick 0 is the buffer its first advance reads as "before".
     ring.bufs[0][:] = _gather(memory.last_change_unix_ms(), src, 0)
     return TickMemory(
-        registry=registry,
+        ids=new_ids,
         lane_words=lane_words,
         status=_gather(memory.status, src, 0),
         last_known=last_known,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from healthplane.aggregator.remap import build_remap
 from healthplane.aggregator.tick import TickEngine
-from healthplane.aggregator.votes import SlotMatrix
+from healthplane.aggregator.tick_memory import carry, from_check_order
+from healthplane.aggregator.votes import SlotMatrix, to_check_order
 from healthplane.proto import codec
 
 from tests.aggregator.tick_helpers import Rig, calculated, fleet, probe, registry
@@ -50,7 +51,7 @@ def test_a_check_down_by_votes_stays_down_when_a_check_is_added_before_it() -> N
     assert res.status.tolist() == [H, H, U]
     assert res.last_change_unix_ms.tolist() == [0, 0, down_at]
     assert res.changed == 0
-    assert rig.engine.memory().registry.ids == ("added", "a", "b")   # "gone" is gone
+    assert rig.engine.memory().ids == ("added", "a", "b")   # "gone" is gone
 
 
 def test_without_inherit_the_dead_check_would_come_back() -> None:
@@ -211,3 +212,24 @@ def test_inversion_switched_across_two_changes_without_a_tick(between: bool, las
     rig.adopt(registry([probe("b", inverted=between)], version="v2"))
     rig.adopt(registry([probe("x"), probe("b", inverted=last)], version="v3"))
     assert rig.tick(fresh=[False]).status.tolist() == [H, expect]
+
+
+def test_memory_from_check_order_is_the_same_memory() -> None:
+    """A memory built from per-check arrays (as read back from a file) lays out like the tick's."""
+    rig, down_at = down_then_quiet()
+    mem = rig.engine.memory()
+    n = rig.registry.check_count
+    rebuilt = from_check_order(
+        mem.ids, mem.lane_words,
+        status=to_check_order(mem.status, n),
+        last_known=None,
+        last_change_unix_ms=to_check_order(mem.last_change_unix_ms(), n),
+        established=None,
+        inverted=to_check_order(mem.inverted, n),
+        novote=to_check_order(mem.novote, n))
+    assert np.array_equal(rebuilt.status, mem.status)
+    assert np.array_equal(rebuilt.last_change_unix_ms(), mem.last_change_unix_ms())
+    assert np.array_equal(rebuilt.novote, mem.novote)
+    moved = carry(rebuilt, ("b", "new"), mem.lane_words)
+    assert to_check_order(moved.status, 2).tolist() == [U, 0]
+    assert to_check_order(moved.last_change_unix_ms(), 2).tolist() == [down_at, 0]
