@@ -65,8 +65,7 @@ class Aggregator:
         self.transport_limit = transport_limit(registry.check_count)
         self.server: grpc.aio.Server | None = None
         self.port: int = 0
-        # grpc-stubs predates grpc_health's asyncio servicer.
-        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._health = health.aio.HealthServicer()
         self._loop_task: asyncio.Task[None] | None = None
 
     # -- the tick --------------------------------------------------------

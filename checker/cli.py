@@ -19,6 +19,7 @@ import gc
 import logging
 import signal
 import sys
+from typing import NoReturn
 
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
@@ -28,7 +29,7 @@ log = logging.getLogger("healthplane.checker")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + error
+    def error(self, message: str) -> NoReturn:  # one line, not usage + error
         print(f"{PROG}: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
