@@ -44,9 +44,11 @@ prometheus-client lock.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 KINDS: tuple[str, ...] = ("http", "https", "tcp", "grpc")
@@ -66,7 +68,7 @@ class _ArrayCollector(Collector):
     def __init__(self, owner: CheckerMetrics) -> None:
         self._m = owner
 
-    def collect(self):  # type: ignore[override]
+    def collect(self) -> Iterator[Metric]:
         m = self._m
         probes = CounterMetricFamily(_P + "probes", "Probes finished, by check type and result.",
                                      labels=["kind", "result"])

@@ -181,7 +181,7 @@ class Targets:
         else:
             factory = _Accept
         self._listeners[port] = await loop.create_server(
-            factory, self.host, port, reuse_address=True)  # type: ignore[arg-type]
+            factory, self.host, port, reuse_address=True)
 
     def _unlisten(self, port: int) -> None:
         server = self._listeners.pop(port)
