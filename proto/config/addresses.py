@@ -63,8 +63,8 @@ def forbidden_reason(address: str | ipaddress.IPv4Address | ipaddress.IPv6Addres
             if ip in net:
                 return why
         return None
-    for net, why in _V4_FORBIDDEN:
-        if ip in net:
+    for net4, why in _V4_FORBIDDEN:
+        if ip in net4:
             return why
     return None
 

@@ -51,11 +51,15 @@ def parse_fleet_root(root: MappingNode, errors: Errors) -> Fleet | None:
         if aggregators is not None:
             values["aggregators"] = aggregators
 
-    def number(key: str, default: float, **bounds: object) -> None:
+    numbers: dict[str, float] = {}
+
+    def number(key: str, default: float, lo: float | None = None, hi: float | None = None, *,
+               lo_open: bool = False, hi_open: bool = False) -> None:
         node = f.get(key)
-        value = default if node is None else as_number(node, key, errors, **bounds)
+        value = default if node is None else as_number(node, key, errors, lo, hi,
+                                                           lo_open=lo_open, hi_open=hi_open)
         if value is not None:
-            values[key] = value
+            values[key] = numbers[key] = value
 
     node = f.get("checkers_per_region")
     if node is not None and (value := as_int(node, "checkers_per_region", errors, 1)) is not None:
@@ -64,7 +68,7 @@ def parse_fleet_root(root: MappingNode, errors: Errors) -> Fleet | None:
     number("tick", 1.0, lo=CADENCE_MIN, hi=CADENCE_MAX)
     number("stale_after", 3.0, lo=2 * CADENCE_MIN, hi=STALE_AFTER_MAX)
     number("healthy_fraction", 0.18, lo=0, hi=1, hi_open=True)
-    _check_stale_after(f, values, errors)
+    _check_stale_after(f, numbers, errors)
 
     node = f.get("unknown_as")
     if node is not None and (text := as_str(node, "unknown_as", errors)) is not None:
@@ -104,21 +108,21 @@ def stale_after_problem(stale: float | None, report: float | None,
     return None
 
 
-def _check_stale_after(f: Fields, values: dict[str, object], errors: Errors) -> None:
-    stale, report, tick = (values.get(k) for k in ("stale_after", "report_interval", "tick"))
+def _check_stale_after(f: Fields, numbers: dict[str, float], errors: Errors) -> None:
+    stale, report, tick = (numbers.get(k) for k in ("stale_after", "report_interval", "tick"))
     node = f.get("stale_after")
     if node is not None:
-        problem = stale_after_problem(stale, report, tick)  # type: ignore[arg-type]
+        problem = stale_after_problem(stale, report, tick)
         if problem is not None:
             errors.add(node, "stale_after", problem)
         return
     # The default stale_after must fit the timings written.
     default = fmt_num(3.0)
     report_node, tick_node = f.get("report_interval"), f.get("tick")
-    if report_node is not None and report is not None and 2 * report > 3.0:  # type: ignore[operator]
+    if report_node is not None and report is not None and 2 * report > 3.0:
         errors.add(report_node, "report_interval",
                    f"must be <= stale_after / 2 (stale_after is {default} unless set)")
-    if tick_node is not None and tick is not None and tick > 3.0:  # type: ignore[operator]
+    if tick_node is not None and tick is not None and tick > 3.0:
         errors.add(tick_node, "tick",
                    f"must be <= stale_after (stale_after is {default} unless set)")
 

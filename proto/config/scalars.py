@@ -150,4 +150,6 @@ def _bounds_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: boo
                 f"{'<' if hi_open else '<='} {fmt_num(hi)}")
     if lo is not None:
         return f"{'>' if lo_open else '>='} {fmt_num(lo)}"
-    return f"{'<' if hi_open else '<='} {fmt_num(hi)}"
+    if hi is not None:
+        return f"{'<' if hi_open else '<='} {fmt_num(hi)}"
+    return "a number"

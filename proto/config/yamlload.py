@@ -81,7 +81,7 @@ class _BoundedComposer(Composer):
     def compose_node(self, parent: Node | None, index: object) -> Node:
         self._depth += 1
         try:
-            event = self.peek_event()  # type: ignore[attr-defined]
+            event = self.peek_event()
             if self._depth > MAX_DEPTH:
                 raise ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels",
                                     event.start_mark)
@@ -98,10 +98,10 @@ class _BoundedComposer(Composer):
         if not self._stream_this:
             return super().compose_sequence_node(anchor)
         self._stream_this = False
-        start = self.get_event()  # type: ignore[attr-defined]
+        start = self.get_event()
         tag = start.tag
         if tag is None or tag == "!":
-            tag = self.resolve(SequenceNode, None, start.implicit)  # type: ignore[attr-defined]
+            tag = self.resolve(SequenceNode, None, start.implicit)
         node = SequenceNode(tag, [], start.start_mark, None, flow_style=start.flow_style)
         if anchor is not None:
             self.anchors[anchor] = node
@@ -109,17 +109,17 @@ class _BoundedComposer(Composer):
         hook = self.item_hook
         assert hook is not None
         index = 0
-        while not self.check_event(SequenceEndEvent):  # type: ignore[attr-defined]
-            event = self.peek_event()  # type: ignore[attr-defined]
+        while not self.check_event(SequenceEndEvent):
+            event = self.peek_event()
             shared = isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None
             hook(index, self.compose_node(node, index), shared)
             node.value.append(_PLACEHOLDER)
             index += 1
-        node.end_mark = self.get_event().end_mark  # type: ignore[attr-defined]
+        node.end_mark = self.get_event().end_mark
         return node
 
 
-class SafeNodeLoader(_BoundedComposer, _Events, SafeConstructor, Resolver):  # type: ignore[misc]
+class SafeNodeLoader(_BoundedComposer, _Events, SafeConstructor, Resolver):
     """Compose-only safe loader: use with ``yaml.compose(text, Loader=SafeNodeLoader)``."""
 
     def __init__(self, stream: str) -> None:

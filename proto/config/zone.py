@@ -60,10 +60,10 @@ def parse_zone_root(root: MappingNode, errors: Errors, registry: Registry | None
     names: dict[str, tuple[str, int]] = {}        # name -> (first type, its line)
     check_ids = frozenset(registry.ids) if registry is not None else None
     for i, item in enumerate(items or []):
-        record = _record(item, f"records[{i}]", zone, check_ids, errors)
-        if record is None:
+        parsed = _record(item, f"records[{i}]", zone, check_ids, errors)
+        if parsed is None:
             continue
-        record, name_line = record
+        record, name_line = parsed
         key = (record.name, record.type)
         if key in seen:
             errors.add(name_line, f"records[{i}].name",
@@ -132,7 +132,7 @@ def _record(node: Node, path: str, zone: str | None, check_ids: frozenset[str] |
                 errors.add(f.key_node(key), f.sub(key), "does not apply to policy failover "
                                                          "(use primary and secondary)")
                 ok = False
-        slots = []
+        slots: list[RecordValue | None] = []
         for key in ("primary", "secondary"):
             slot_node = f.get(key)
             if slot_node is None:
@@ -169,7 +169,7 @@ def _record(node: Node, path: str, zone: str | None, check_ids: frozenset[str] |
         return None
     record = Record(name=name, type=kind, policy=policy, values=values,  # type: ignore[arg-type]
                     primary=primary, secondary=secondary, ttl=ttl, line=line_of(mapping))
-    return record, line_of(name_node)  # type: ignore[arg-type]
+    return record, line_of(name_node)
 
 
 def _choice(f: Fields, key: str, allowed: tuple[str, ...], default: str | None,
