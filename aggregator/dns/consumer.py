@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from statistics import median
@@ -130,7 +130,7 @@ class HealthConsumer:
         self._want_ids = True
         self._periods: list[float] = []
         self._current: str | None = None
-        self._listeners: list[Callable[[Snapshot], None]] = []
+        self._listeners: list[Callable[[Snapshot], object]] = []
         self._readers: set[LatestSlot[Snapshot]] = set()
         self._task: asyncio.Task[None] | None = None
         self.switches = 0           # times the consumer moved to another aggregator
@@ -166,12 +166,12 @@ class HealthConsumer:
             return self._fixed_tick
         return median(self._periods) if self._periods else self._default_tick
 
-    def add_listener(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+    def add_listener(self, callback: Callable[[Snapshot], object]) -> Callable[[], None]:
         """Call ``callback(snapshot)`` for every adopted snapshot; returns an unsubscriber."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
 
-    async def updates(self) -> AsyncIterator[Snapshot]:
+    async def updates(self) -> AsyncGenerator[Snapshot, None]:
         """Yield the freshest snapshot each time it changes; a slow reader skips, never queues."""
         slot: LatestSlot[Snapshot] = LatestSlot()
         if self._snapshot is not None:
@@ -319,7 +319,8 @@ class HealthConsumer:
             if version not in self._ids:
                 # Keep the current and the new version only: a registry change
                 # must not grow memory without bound.
-                keep = {version: {cid: i for i, cid in enumerate(msg.check_ids)}}
+                keep: dict[str, Mapping[str, int]] = {
+                    version: {cid: i for i, cid in enumerate(msg.check_ids)}}
                 held = self._snapshot.registry_version if self._snapshot else None
                 if held in self._ids:
                     keep[held] = self._ids[held]

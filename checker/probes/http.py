@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import cast
 from urllib.parse import quote
 
 import httptools
@@ -43,13 +44,13 @@ class _Response(stream.Exchange):
         self.request = request
         self.parser: httptools.HttpResponseParser | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = stream = cast(asyncio.Transport, transport)  # see Exchange
         if self.fut.done():
-            transport.abort()
+            stream.abort()
             return
         self.parser = httptools.HttpResponseParser(self)
-        transport.write(self.request)  # type: ignore[attr-defined]
+        stream.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         if self.fut.done():

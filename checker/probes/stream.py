@@ -23,6 +23,7 @@ import socket
 import ssl
 import struct
 from time import monotonic
+from typing import cast
 
 from .address import RESOLVER, literal
 from .base import ProbeResult
@@ -71,7 +72,7 @@ class Exchange(asyncio.Protocol):
         # uvloop's clock ticks in milliseconds; latency wants a finer one.
         self.started = monotonic()
         self.fut: asyncio.Future[ProbeResult] = loop.create_future()
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
         self.connecting = True
         self.expired = False
         self.task: asyncio.Task | None = None
@@ -79,10 +80,11 @@ class Exchange(asyncio.Protocol):
     def __call__(self) -> Exchange:
         return self
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # create_connection always hands a stream transport.
+        self.transport = stream = cast(asyncio.Transport, transport)
         if self.fut.done():                 # the deadline passed while connecting
-            transport.abort()
+            stream.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.fut.done():

@@ -6,6 +6,7 @@ The connection is dropped as soon as it is open; nothing is sent.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from healthplane.proto.config.model import Check
 
@@ -16,8 +17,8 @@ from .base import Prober
 class _Connect(stream.Exchange):
     __slots__ = ()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # see Exchange
         self.finish(True, "ok")
 
 
