@@ -199,7 +199,7 @@ class TickEngine:
         if mem is None:
             changed = 0
             ring = LastChangeRing(status.size)
-            ring_tick = ring.advance(None, now_unix_ms)
+            generation = ring.advance(None, now_unix_ms)
         else:
             moved = status != mem.status
             if mem.established is not None:
@@ -208,7 +208,7 @@ class TickEngine:
                 moved &= mem.established
             changed = int(np.count_nonzero(moved))
             ring = mem.last_change
-            ring_tick = ring.advance(moved, now_unix_ms)
+            generation = ring.advance(moved, now_unix_ms)
         self._memory = TickMemory(
             ids=self.ids, lane_words=slots.lane_words, status=status,
             last_known=last_known, last_change=ring, established=None,
@@ -226,7 +226,7 @@ class TickEngine:
             lanes_healthy=healthy,
             lanes_reporting=reporting,
             last_change=ring,
-            last_change_tick=ring_tick,
+            last_change_generation=generation,
             lane_words=slots.lane_words)
 
     def _encode(self, status: np.ndarray, lane_words: int) -> bytes:

@@ -50,7 +50,7 @@ class TickMemory:
     novote: np.ndarray               # bool: last_known holds no vote (never seen, no votes)
 
     def last_change_unix_ms(self) -> np.ndarray:
-        return self.last_change.get(self.last_change.tick)
+        return self.last_change.latest()
 
 
 def _gather(values: np.ndarray, src: np.ndarray, fill: int | bool) -> np.ndarray:

@@ -34,13 +34,16 @@ class LastChangeRing:
 
     def __init__(self, lanes: int) -> None:
         self.bufs = (np.zeros(lanes, np.int64), np.zeros(lanes, np.int64))
-        self.owner = [0, 0]   # the tick whose times each buffer holds
-        self.tick = 0
+        # Which write each buffer holds. A count of this ring's writes, not a
+        # tick number: the tick's sequence lives in the aggregator's state.
+        self.owner = [0, 0]
+        self.generation = 0
 
     def advance(self, moved: np.ndarray | None, now_unix_ms: int) -> int:
-        """Record one tick (moved: lanes whose status changed; None: the first tick)."""
-        self.tick += 1
-        k = self.tick
+        """Record one tick (moved: lanes whose status changed; None: the first
+        tick); returns the generation to read its times back with."""
+        self.generation += 1
+        k = self.generation
         out = self.bufs[k % 2]
         if moved is None:
             out.fill(0)
@@ -52,11 +55,14 @@ class LastChangeRing:
         self.owner[k % 2] = k
         return k
 
-    def get(self, tick: int) -> np.ndarray:
-        if self.owner[tick % 2] != tick:
-            raise RuntimeError(f"last-change times of tick {tick} were reused two ticks later; "
+    def get(self, generation: int) -> np.ndarray:
+        if self.owner[generation % 2] != generation:
+            raise RuntimeError("last-change times of this tick were reused two ticks later; "
                                "read them from a newer result")
-        return self.bufs[tick % 2]
+        return self.bufs[generation % 2]
+
+    def latest(self) -> np.ndarray:
+        return self.bufs[self.generation % 2]
 
 
 class TickResult:
@@ -71,7 +77,8 @@ class TickResult:
     def __init__(self, *, registry: Registry, sequence: int, states: bytes, changed: int,
                  fresh_checkers: int, generated_unix_ms: int, lanes_status: np.ndarray,
                  lanes_healthy: np.ndarray, lanes_reporting: np.ndarray,
-                 last_change: LastChangeRing, last_change_tick: int, lane_words: int) -> None:
+                 last_change: LastChangeRing, last_change_generation: int,
+                 lane_words: int) -> None:
         self.registry = registry
         self.sequence = sequence
         self.states = states
@@ -83,7 +90,7 @@ class TickResult:
         self._healthy = lanes_healthy
         self._reporting = lanes_reporting
         self._ring = last_change
-        self._ring_tick = last_change_tick
+        self._ring_generation = last_change_generation
         self._lane_words = lane_words
 
     @cached_property
@@ -102,7 +109,7 @@ class TickResult:
     @cached_property
     def last_change_unix_ms(self) -> np.ndarray:
         """Per check, when its status last changed (0: never). Read within two ticks."""
-        return to_check_order(self._ring.get(self._ring_tick), self.check_count)
+        return to_check_order(self._ring.get(self._ring_generation), self.check_count)
 
     def _lanes(self, indices: np.ndarray | list[int]) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64)
@@ -119,7 +126,7 @@ class TickResult:
         return self._status[self._lanes(indices)]
 
     def last_change_of(self, indices: np.ndarray | list[int]) -> np.ndarray:
-        return self._ring.get(self._ring_tick)[self._lanes(indices)]
+        return self._ring.get(self._ring_generation)[self._lanes(indices)]
 
     def status_counts(self) -> np.ndarray:
         """Checks per status (index 0..3), without reordering anything."""
