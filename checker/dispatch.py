@@ -201,7 +201,7 @@ class Dispatcher:
                 await self.clock.sleep_until(max(float(times[i]), now + self.resolution))
 
     def _launch(self, times: np.ndarray, rows: np.ndarray, i: int, j: int, now: float) -> int:
-        """Start the due slots times[i:j]; return the index of the first not handled."""
+        """Start the due slots times[i:j]; return the position of the first not handled."""
         due_rows = rows[i:j]
         late = now - times[i:j]
         keep = late <= self.late_bound[due_rows]
@@ -264,7 +264,7 @@ class Dispatcher:
         pairs = [(r_old, self.row_of[c]) for r_old, c in enumerate(old.ids) if c in self.row_of]
         if not pairs:
             return
-        o = np.asarray([p[0] for p in pairs], dtype=np.int64)
-        nw = np.asarray([p[1] for p in pairs], dtype=np.int64)
-        self.verdicts.carry_from(old.verdicts, o, nw)
-        self.last_result[nw] = old.last_result[o]
+        old_rows = np.asarray([p[0] for p in pairs], dtype=np.int64)
+        new_rows = np.asarray([p[1] for p in pairs], dtype=np.int64)
+        self.verdicts.carry_from(old.verdicts, old_rows, new_rows)
+        self.last_result[new_rows] = old.last_result[old_rows]

@@ -17,7 +17,7 @@ _RUN_CAP = 255  # runs only matter up to the threshold (<= 10); cap avoids overf
 
 
 class Verdicts:
-    """State, run lengths and threshold per registry index."""
+    """State, run lengths and threshold per row (a check's position in its dispatcher)."""
 
     def __init__(self, thresholds: np.ndarray) -> None:
         n = thresholds.size
@@ -26,40 +26,41 @@ class Verdicts:
         self.ok_run = np.zeros(n, dtype=np.uint8)
         self.fail_run = np.zeros(n, dtype=np.uint8)
 
-    def apply(self, idx: np.ndarray, ok: np.ndarray) -> None:
-        """Fold one batch of results (registry index, success) into the state.
+    def apply(self, rows: np.ndarray, ok: np.ndarray) -> None:
+        """Fold one batch of results (row, success) into the state.
 
-        Results for the same index must be applied in order; a batch holding
-        one index twice is split so each result counts once, in order.
+        Results for the same row must be applied in order; a batch holding
+        one row twice is split so each result counts once, in order.
         """
-        idx = np.asarray(idx, dtype=np.int64)
+        rows = np.asarray(rows, dtype=np.int64)
         ok = np.asarray(ok, dtype=bool)
-        if idx.size == 0:
+        if rows.size == 0:
             return
-        uniq, first = np.unique(idx, return_index=True)
-        if uniq.size != idx.size:
+        uniq, first = np.unique(rows, return_index=True)
+        if uniq.size != rows.size:
             # Rare (a result batch longer than a check's interval): keep order.
-            dup = np.ones(idx.size, dtype=bool)
+            dup = np.ones(rows.size, dtype=bool)
             dup[first] = False
-            self._apply_unique(idx[first], ok[first])
-            self.apply(idx[dup], ok[dup])
+            self._apply_unique(rows[first], ok[first])
+            self.apply(rows[dup], ok[dup])
             return
-        self._apply_unique(idx, ok)
+        self._apply_unique(rows, ok)
 
-    def _apply_unique(self, idx: np.ndarray, ok: np.ndarray) -> None:
-        ok_run = np.where(ok, np.minimum(self.ok_run[idx].astype(np.int32) + 1, _RUN_CAP), 0)
-        fail_run = np.where(ok, 0, np.minimum(self.fail_run[idx].astype(np.int32) + 1, _RUN_CAP))
-        self.ok_run[idx] = ok_run
-        self.fail_run[idx] = fail_run
-        state = self.state[idx]
-        thr = self.threshold[idx]
+    def _apply_unique(self, rows: np.ndarray, ok: np.ndarray) -> None:
+        ok_run = np.where(ok, np.minimum(self.ok_run[rows].astype(np.int32) + 1, _RUN_CAP), 0)
+        fail_run = np.where(ok, 0, np.minimum(self.fail_run[rows].astype(np.int32) + 1,
+                                              _RUN_CAP))
+        self.ok_run[rows] = ok_run
+        self.fail_run[rows] = fail_run
+        state = self.state[rows]
+        thr = self.threshold[rows]
         to_healthy = ok & ((state == UNKNOWN) | (ok_run >= thr))
         to_unhealthy = ~ok & (fail_run >= thr)
         new = np.where(to_healthy, HEALTHY, np.where(to_unhealthy, UNHEALTHY, state))
-        self.state[idx] = new.astype(np.uint8)
+        self.state[rows] = new.astype(np.uint8)
 
-    def carry_from(self, old: Verdicts, old_idx: np.ndarray, new_idx: np.ndarray) -> None:
+    def carry_from(self, old: Verdicts, old_rows: np.ndarray, new_rows: np.ndarray) -> None:
         """Copy state and runs of checks that kept their id across a reload."""
-        self.state[new_idx] = old.state[old_idx]
-        self.ok_run[new_idx] = old.ok_run[old_idx]
-        self.fail_run[new_idx] = old.fail_run[old_idx]
+        self.state[new_rows] = old.state[old_rows]
+        self.ok_run[new_rows] = old.ok_run[old_rows]
+        self.fail_run[new_rows] = old.fail_run[old_rows]
