@@ -86,8 +86,8 @@ class Checker:
         # is skipped, so two reports are never closer than half an interval
         # (a stall ends with at most one late report, never a burst).
         interval = fleet.report_interval
-        self.report_loop = GridLoop(lambda: self.report_once(), interval, self.clock,
-                                 late_limit=interval / 2)
+        self.report_loop = GridLoop(self._report, interval, self.clock,
+                                    late_limit=interval / 2)
         self.failed: BaseException | None = None   # set when a loop died of a bug
         self._running = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -206,6 +206,9 @@ class Checker:
 
     def stop(self) -> None:
         self.report_loop.stop()
+
+    def _report(self) -> None:
+        self.report_once()
 
     def report_once(self) -> snapshot.pb.CheckerSnapshot:
         """Build this report window's snapshot and offer it to every stream."""

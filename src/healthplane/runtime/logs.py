@@ -116,7 +116,7 @@ class JsonFormatter(LogfmtFormatter):
         return json.dumps(doc, default=str, ensure_ascii=True)
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler):
     """Marks the handler setup() installed, so a second setup() replaces it."""
 
 
@@ -138,7 +138,7 @@ def setup(level: str = "info", fmt: str = "logfmt", stream: IO[str] | None = Non
     logging.captureWarnings(True)
 
 
-class FieldsAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+class FieldsAdapter(logging.LoggerAdapter):
     """A logger that adds the same fields to every record (see :func:`bind`)."""
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]
