@@ -27,6 +27,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from healthplane.proto.config.addresses import forbidden_reason
@@ -70,7 +71,7 @@ class Resolver:
     The clock is injectable for tests; entries expire by monotonic time.
     """
 
-    def __init__(self, clock: object = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._cache: dict[tuple[str, bool], tuple[float, Resolved]] = {}
         self._pending: dict[tuple[str, bool], asyncio.Task[Resolved]] = {}
@@ -78,7 +79,7 @@ class Resolver:
     def cached(self, host: str, allow_private: bool) -> Resolved | None:
         """The cached verdict for host, or None when absent or expired."""
         entry = self._cache.get((host, allow_private))
-        if entry is not None and entry[0] > self._clock():  # type: ignore[operator]
+        if entry is not None and entry[0] > self._clock():
             return entry[1]
         return None
 
@@ -104,7 +105,7 @@ class Resolver:
             if len(self._cache) >= 100_000:
                 # Names come from the registry, but never let the cache grow unchecked.
                 self._cache.clear()
-            self._cache[key] = (self._clock() + ttl, verdict)  # type: ignore[operator]
+            self._cache[key] = (self._clock() + ttl, verdict)
             return verdict
         finally:
             if self._pending.get(key) is asyncio.current_task():
