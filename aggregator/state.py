@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from healthplane.aggregator.remap import Remap, build_remap
-from healthplane.aggregator.tick import TickEngine, TickResult
+from healthplane.aggregator.tick import TickEngine
+from healthplane.aggregator.tick_result import TickResult
 from healthplane.aggregator.votes import SlotMatrix
 from healthplane.proto import codec
 from healthplane.proto.config.model import Fleet, Registry
