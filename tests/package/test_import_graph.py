@@ -110,16 +110,27 @@ def test_checker_and_aggregator_never_import_each_other(side: str, other: str) -
     assert {k: v for k, v in bad.items() if v} == {}
 
 
+def _forget_package() -> None:
+    for loaded in [m for m in sys.modules if m.startswith("healthplane")
+                   and not m.startswith(GENERATED)]:
+        del sys.modules[loaded]
+
+
 def test_every_module_imports_on_its_own() -> None:
+    # The modules the rest of the suite already holds come back afterwards:
+    # classes imported twice would not compare equal across tests.
+    before = {m: mod for m, mod in sys.modules.items() if m.startswith("healthplane")}
     failures = []
-    for name in sorted(MODULES):
-        if name.endswith("__main__"):
-            continue
-        for loaded in [m for m in sys.modules if m.startswith("healthplane")
-                       and not m.startswith(GENERATED)]:
-            del sys.modules[loaded]
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - reported together below
-            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    try:
+        for name in sorted(MODULES):
+            if name.endswith("__main__"):
+                continue
+            _forget_package()
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - reported together below
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    finally:
+        _forget_package()
+        sys.modules.update(before)
     assert failures == []
