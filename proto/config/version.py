@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from itertools import chain, repeat
 from operator import attrgetter
@@ -119,7 +119,7 @@ _SIMPLE: dict[type, Callable[[Any], str]] = {
 }
 
 
-def _encode_slice(checks: tuple[Check, ...]) -> str:
+def _encode_slice(checks: Sequence[Check]) -> str:
     """The canonical objects of checks, comma-separated, as _ENCODE spells them."""
     pieces: list[Iterable[str]] = []
     for i, get in enumerate(_GETTERS):

@@ -98,9 +98,6 @@ def test_the_graph_sees_every_component() -> None:
     assert "healthplane.aggregator.tick" in GRAPH["healthplane.aggregator.state"]
 
 
-@pytest.mark.xfail((ROOT / "proto" / "config" / "checks_fast.py").exists(), strict=True,
-                   reason="checks_fast imports checks, whose loader falls back on it; "
-                          "it goes with the JSON registry")
 def test_no_import_circles() -> None:
     cycle = _cycle()
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])

@@ -132,7 +132,7 @@ def run_in_child(fn: Callable[..., T], *args: Any, timeout: float = TASTE_TIMEOU
         receive.close()
     if kind == "errors":
         raise ConfigError(value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 class Reloader(Generic[C]):
