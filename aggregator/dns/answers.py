@@ -71,9 +71,17 @@ class Answer:
         return self._rrset
 
 
+def name_wire(name: dns.name.Name) -> bytes:
+    """name in uncompressed wire form (to_wire without a file always returns bytes)."""
+    out = name.to_wire()
+    assert out is not None
+    return out
+
+
 def rr_wire(rdtype: int, ttl: int, rdata: dns.rdata.Rdata) -> bytes:
     """One record without its owner name (type, class, ttl, rdlength, rdata)."""
     data = rdata.to_wire()
+    assert data is not None  # as for names: no file, so bytes
     return struct.pack("!HHIH", rdtype, dns.rdataclass.IN, ttl, len(data)) + data
 
 
@@ -143,7 +151,7 @@ class AnswerTable:
                  zone: Zone | None = None, status: StatusFn | None = None,
                  apex: Apex | None = None) -> None:
         self.origin = origin
-        self.origin_wire = origin.to_wire()
+        self.origin_wire = name_wire(origin)
         self.names = names
         self.soa = soa
         negative = soa if negative_soa is None else negative_soa
@@ -166,7 +174,7 @@ class AnswerTable:
         ``qwire`` is ``qname.to_wire()`` when the caller already has it.
         ``full_any``: answer ANY with every RRset instead of RFC 8482's HINFO.
         """
-        key = (qname.to_wire() if qwire is None else qwire).lower()
+        key = (name_wire(qname) if qwire is None else qwire).lower()
         types = self.names.get(key)
         if types is None:
             return self._nxdomain if qname.is_subdomain(self.origin) else REFUSED

@@ -19,7 +19,16 @@ import dns.rdatatype
 from healthplane.proto import codec
 from healthplane.proto.config.model import Record, RecordValue, Zone
 
-from .answers import MULTIVALUE_MAX, Answer, AnswerTable, Choice, StatusFn, _answer, rr_wire
+from .answers import (
+    MULTIVALUE_MAX,
+    Answer,
+    AnswerTable,
+    Choice,
+    StatusFn,
+    _answer,
+    name_wire,
+    rr_wire,
+)
 from .apex import apex_sets
 
 
@@ -72,7 +81,7 @@ def _layout(rec: Record, zone: Zone, origin: dns.name.Name) -> _Layout:
     # Empty non-terminals exist (RFC 8020): a.b.zone makes b.zone answer NODATA.
     ents, parent = [], name.parent()
     while parent != origin and parent.is_subdomain(origin):
-        ents.append(parent.to_wire().lower())
+        ents.append(name_wire(parent).lower())
         parent = parent.parent()
     rdtype = dns.rdatatype.from_text(rec.type)
     ttl = zone.ttl if rec.ttl is None else rec.ttl
@@ -81,7 +90,7 @@ def _layout(rec: Record, zone: Zone, origin: dns.name.Name) -> _Layout:
         if v is not None:
             rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, v.value)
             records[v] = (rd, b"\xc0\x0c" + rr_wire(rdtype, ttl, rd))
-    return _Layout(name, name.to_wire().lower(), rdtype, ttl, ents, records)
+    return _Layout(name, name_wire(name).lower(), rdtype, ttl, ents, records)
 
 
 def _build_choice(rec: Record, lay: _Layout, selection: tuple[RecordValue, ...] | None) -> Choice:
@@ -147,7 +156,7 @@ def build_answers(zone: Zone, status: StatusFn, *, serial: int,
     layout = cache.layout_for(zone)
     origin = dns.name.from_text(zone.zone)
     apex_rrsets = apex_sets(zone, serial, nameservers)
-    origin_key = origin.to_wire().lower()
+    origin_key = name_wire(origin).lower()
     names: dict[bytes, dict[int, Choice]] = {origin_key: {}}
     used: dict[tuple[int, object], Choice] = {}
     for i, rec in enumerate(zone.records):
@@ -165,7 +174,7 @@ def build_answers(zone: Zone, status: StatusFn, *, serial: int,
     apex[dns.rdatatype.SOA] = Choice([_answer(apex_rrsets.soa)], key=None)
     apex[dns.rdatatype.NS] = Choice([_answer(apex_rrsets.ns)], key=None)
     for glue in apex_rrsets.glue:
-        names.setdefault(glue.name.to_wire().lower(), {})[glue.rdtype] = \
+        names.setdefault(name_wire(glue.name).lower(), {})[glue.rdtype] = \
             Choice([_answer(glue)], key=None)
     return AnswerTable(origin, names, apex_rrsets.soa, serial, rng,
                        negative_soa=apex_rrsets.negative_soa, zone=zone, status=status,

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import dns.asyncquery
 import dns.exception
@@ -61,9 +62,9 @@ class Notifier:
         self.attempts = attempts
         self.stats: Counter[str] = Counter()   # "sent", "acked", "failed"
         self._due = asyncio.Event()
-        self._late: set[asyncio.Future[object]] = set()
+        self._late: set[asyncio.Future[Any]] = set()
 
-    def _settle(self, query: asyncio.Future[object]) -> None:
+    def _settle(self, query: asyncio.Future[Any]) -> None:
         self._late.discard(query)
         if not query.cancelled() and query.exception() is None:
             self.stats["acked"] += 1

@@ -24,6 +24,11 @@ from healthplane.runtime.reload import Reloader, run_in_child
 log = logging.getLogger("healthplane.dns.reload")
 
 
+def _everything(state: int) -> Callable[[str], int]:
+    """A health function that says state for every check."""
+    return lambda _check_id: state
+
+
 def taste_zone(zone_path: str, checks_path: str | None) -> Zone:
     """In the child: the zone, loaded and exercised; raises ConfigError when it is bad."""
     from healthplane.proto import codec
@@ -35,7 +40,7 @@ def taste_zone(zone_path: str, checks_path: str | None) -> Zone:
     registry = load_checks(checks_path, allow_private_targets=True) if checks_path else None
     zone = load_zone(zone_path, registry)
     for state in (codec.HEALTHY, codec.UNHEALTHY):
-        zone_rrsets(build_answers(zone, lambda _c, s=state: s, serial=1))
+        zone_rrsets(build_answers(zone, _everything(state), serial=1))
     return zone
 
 
@@ -51,7 +56,7 @@ class ZoneFiles:
         return run_in_child(taste_zone, self.zone, self.checks)
 
 
-def zone_reloader(files: ZoneFiles, adopt: Callable[[Zone], None],
+def zone_reloader(files: ZoneFiles, adopt: Callable[[Zone], object],
                   current: Callable[[], Zone], counts: Counter[str], *,
                   clock: Clock, period: float) -> Reloader[Zone]:
     """A reloader of ``files`` that hands a changed zone to ``adopt``.

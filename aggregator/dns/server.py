@@ -28,7 +28,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from .answers import REFUSED, AnswerTable, Lookup
+from .answers import REFUSED, AnswerTable, Lookup, name_wire
 from .tcp import TcpLimits, TcpPool
 from .transfer import (
     XFR_TYPES,
@@ -46,7 +46,7 @@ DEFAULT_MAX_UDP = 1232     # DNS flag day 2020: fits any path MTU without fragme
 MAX_QUERY = 4096           # far above any real query; bigger ones are not worth parsing
 OPT = 41
 NOT_READY = Lookup(dns.rcode.SERVFAIL, authoritative=False)
-_RCODE_NAMES = {r: dns.rcode.to_text(r) for r in
+_RCODE_NAMES: dict[int, str] = {r: dns.rcode.to_text(r) for r in
                 (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)}
 
 
@@ -128,7 +128,7 @@ class DnsFront:
         q = query.question[0]
         if query.had_tsig or q.rdtype in XFR_TYPES:
             return self._checked(wire, query, tcp, peer, limit)
-        qwire = q.name.to_wire()
+        qwire = name_wire(q.name)
         if q.rdclass != dns.rdataclass.IN:
             found = REFUSED
         else:
@@ -164,8 +164,8 @@ class DnsFront:
         else:
             found = table.lookup(q.name, q.rdtype, full_any=tcp)
         if signed is None:
-            return self._render(wire, query, q.name.to_wire(), found, limit)
-        self.stats[dns.rcode.to_text(found.rcode)] += 1
+            return self._render(wire, query, name_wire(q.name), found, limit)
+        self.stats[dns.rcode.to_text(dns.rcode.Rcode(found.rcode))] += 1
         return signed_answer(signed, found, table, limit)
 
     def _render(self, wire: bytes, query: dns.message.Message, qwire: bytes,
@@ -197,7 +197,8 @@ class DnsFront:
             self.stats["truncated"] += 1
             flags |= 0x0200
             answer, authority, ancount, nscount = b"", b"", 0, 0
-        self.stats[_RCODE_NAMES.get(found.rcode) or dns.rcode.to_text(found.rcode)] += 1
+        name = _RCODE_NAMES.get(found.rcode) or dns.rcode.to_text(dns.rcode.Rcode(found.rcode))
+        self.stats[name] += 1
         return b"".join((
             wire[:2], struct.pack("!HHHHH", flags, 1, ancount, nscount, 1 if opt else 0),
             question, answer, authority, opt))

@@ -34,7 +34,7 @@ import dns.rrset
 import dns.tsig
 from healthplane.proto.config.model import Transfer
 
-from .answers import MULTIVALUE_MAX, AnswerTable, Lookup
+from .answers import MULTIVALUE_MAX, AnswerTable, Lookup, name_wire
 from .build import selection
 
 XFR_TYPES = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
@@ -88,6 +88,7 @@ def tsig_refusal(query: dns.message.Message, error: int) -> bytes:
     asked = query.tsig[0]
     rd = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, asked.algorithm,
                                    int(time.time()), asked.fudge, b"", query.id, error, b"")
+    assert query.keyname is not None  # a TSIG-signed query names its key
     response.tsig = dns.rrset.from_rdata(query.keyname, 0, rd)
     response.want_tsig_sign = False
     return response.to_wire()
@@ -97,7 +98,7 @@ def signed_answer(query: dns.message.Message, found: Lookup, table: AnswerTable,
                   max_size: int) -> bytes:
     """The answer to a verified TSIG-signed query, signed with the same key."""
     response = dns.message.make_response(query)
-    response.set_rcode(found.rcode)
+    response.set_rcode(dns.rcode.Rcode(found.rcode))
     if found.authoritative:
         response.flags |= dns.flags.AA
     response.answer = list(found.rrsets)
@@ -124,7 +125,7 @@ def zone_rrsets(table: AnswerTable) -> list[dns.rrset.RRset]:
 
 
 def _size(rrset: dns.rrset.RRset) -> int:
-    owner = len(rrset.name.to_wire())
+    owner = len(name_wire(rrset.name))
     return sum(owner + 10 + len(rd.to_wire()) for rd in rrset)
 
 

@@ -79,7 +79,7 @@ def parse_nameservers(node: Node, zone: str | None, errors: Errors) -> tuple[Nam
         name_node = f.require("name")
         name = _name(name_node, f.sub("name"), errors) if name_node is not None else None
         if name is not None and name in seen:
-            errors.add(name_node, f.sub("name"),  # type: ignore[arg-type]
+            errors.add(name_node, f.sub("name"),
                        f"duplicate name server {name} (first at line {seen[name]})")
             continue
         address = None
@@ -165,7 +165,7 @@ def _tsig(node: Node, errors: Errors) -> Tsig | None:
     name = _name(name_node, f.sub("name"), errors) if name_node is not None else None
     algorithm = as_str(alg_node, f.sub("algorithm"), errors) if alg_node is not None else None
     if algorithm is not None and algorithm.lower() not in TSIG_ALGORITHMS:
-        errors.add(alg_node, f.sub("algorithm"),  # type: ignore[arg-type]
+        errors.add(alg_node, f.sub("algorithm"),
                    f"must be one of {', '.join(TSIG_ALGORITHMS)} (got {quote(algorithm)})")
         algorithm = None
     secret = as_str(secret_node, f.sub("secret"), errors) if secret_node is not None else None
@@ -174,7 +174,7 @@ def _tsig(node: Node, errors: Errors) -> Tsig | None:
             if not base64.b64decode(secret, validate=True):
                 raise ValueError
         except (binascii.Error, ValueError):
-            errors.add(secret_node, f.sub("secret"),  # type: ignore[arg-type]
+            errors.add(secret_node, f.sub("secret"),
                        "must be a non-empty base64 key (as keymgr or tsig-keygen print)")
             secret = None
     if name is None or algorithm is None or secret is None:
