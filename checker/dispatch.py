@@ -21,6 +21,12 @@ Rules:
 * **Timeouts are failures.** Probers finish within their timeout by
   contract; a probe still running ``timeout + grace`` after its start, or
   when its check's next slot comes, is cancelled and counts as a timeout.
+
+The latest probe of each row leaves its detail in per-row arrays, read by
+detail reports and metrics: ``outcomes`` (:class:`Outcome` values, -1
+before the first result), ``reasons`` (its reason text), ``latencies``
+(seconds, NaN before the first result) and ``cert_not_after`` (Unix
+seconds the target's TLS certificate expires, NaN when not known).
 """
 
 from __future__ import annotations
@@ -31,14 +37,15 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from healthplane.checker.metrics import FAILED, OK, TIMEOUT
-from healthplane.checker.probes.base import Prober
+from healthplane.checker.probes.base import NO_CERT, Outcome, Prober, ProbeResult
 from healthplane.checker.schedule import Schedule
 from healthplane.checker.thresholds import Verdicts
 
 from healthplane.runtime.clock import Clock
 
 log = logging.getLogger("healthplane.checker")
+
+_BROKEN = ProbeResult(Outcome.ERROR, 0.0, "probe error")
 
 ProbeCounter = Callable[[np.ndarray, np.ndarray], None]
 LatenessObserver = Callable[[np.ndarray], None]
@@ -93,7 +100,11 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None] | None] = [None] * n
         self._gen = [0] * n
         self._res_rows: list[int] = []
-        self._res_codes: list[int] = []
+        self._res: list[ProbeResult] = []
+        self.outcomes = np.full(n, -1, dtype=np.int8)
+        self.reasons: list[str] = [""] * n
+        self.latencies = np.full(n, np.nan)
+        self.cert_not_after = np.full(n, NO_CERT)
         self._count_probes = count_probes
         self._observe_lateness = observe_lateness
         self._last_flush = -np.inf
@@ -106,39 +117,52 @@ class Dispatcher:
     # -- results ----------------------------------------------------------
 
     async def _one(self, row: int, gen: int) -> None:
-        code = FAILED
         try:
             result = await self._probers[row]()
-            code = OK if result.ok else (TIMEOUT if result.reason == "timeout" else FAILED)
         except asyncio.CancelledError:
             # Cancelled for overrunning its timeout (or at shutdown).
-            code = TIMEOUT
+            result = ProbeResult(Outcome.TIMEOUT, float(self.timeouts[row]), "timeout")
         except Exception as exc:  # a prober broke its never-raise contract
             log.debug("probe %s raised %r", self.ids[row], exc)
+            result = _BROKEN
         if self._gen[row] == gen:
             self._tasks[row] = None
             self._started[row] = np.inf
         if self._stopped:
             return
         self._res_rows.append(row)
-        self._res_codes.append(code)
+        self._res.append(result)
         self.in_flight -= 1
 
     def flush(self) -> None:
-        """Fold buffered results into verdicts and counters."""
+        """Fold buffered results into verdicts, per-row detail and counters."""
         if not self._res_rows:
             self._last_flush = self.clock.now()
             return
-        rows = np.asarray(self._res_rows, dtype=np.int64)
-        codes = np.asarray(self._res_codes, dtype=np.int64)
+        results = self._res
+        row_list = self._res_rows
+        rows = np.asarray(row_list, dtype=np.int64)
+        codes = np.asarray([r.outcome for r in results], dtype=np.int64)
         self._res_rows = []
-        self._res_codes = []
+        self._res = []
         self._last_flush = self.clock.now()
-        self.verdicts.apply(rows, codes == OK)
+        self.verdicts.apply(rows, codes == Outcome.OK)
         self.last_result[rows] = self.clock.now()
+        # Later results of a row overwrite earlier ones: the latest wins.
+        self.outcomes[rows] = codes
+        self.latencies[rows] = [r.latency for r in results]
+        self.cert_not_after[rows] = [r.cert_not_after for r in results]
+        reasons = self.reasons
+        for row, result in zip(row_list, results, strict=True):
+            reasons[row] = result.reason
         self.finished += rows.size
         if self._count_probes is not None:
             self._count_probes(self.kinds[rows], codes)
+
+    def certificates_expiring(self, seconds: float, wall_now: float) -> int:
+        """Rows whose latest TLS certificate expires within `seconds` of wall_now."""
+        with np.errstate(invalid="ignore"):
+            return int(np.count_nonzero(self.cert_not_after - wall_now < seconds))
 
     def stale(self, now: float) -> np.ndarray:
         """Rows with no result in their last two slots (plus timeout): not judged lately."""
@@ -268,3 +292,8 @@ class Dispatcher:
         new_rows = np.asarray([p[1] for p in pairs], dtype=np.int64)
         self.verdicts.carry_from(old.verdicts, old_rows, new_rows)
         self.last_result[new_rows] = old.last_result[old_rows]
+        self.outcomes[new_rows] = old.outcomes[old_rows]
+        self.latencies[new_rows] = old.latencies[old_rows]
+        self.cert_not_after[new_rows] = old.cert_not_after[old_rows]
+        for r_old, r_new in pairs:
+            self.reasons[r_new] = old.reasons[r_old]

@@ -3,9 +3,17 @@
 Served with ``--metrics HOST:PORT`` at ``/metrics``. Every name:
 
 ``healthplane_checker_probes_total{kind, result}``
-    Probes finished, by check type (http, https, tcp, grpc) and result
-    (ok, failed, timeout). Constant work means this rate stays flat whatever
-    the targets do.
+    Probes finished, by check type (http, https, tcp, grpc, dns) and outcome
+    (ok, failed, timeout, refused, reset, unreachable, tls_error,
+    resolve_failed, forbidden, error; see ``checker.probes.base.Outcome``).
+    Constant work means the total rate stays flat whatever the targets do.
+``healthplane_checker_certificates_expiring{within_days}``
+    Checks whose target's TLS certificate (https, grpc with tls), as seen
+    by their latest probe, expires within 14 and 30 days (expired ones
+    included).
+``healthplane_checker_dns_answers_dropped_total``
+    DNS answers dropped by dns probes as forged or malformed (wrong id or
+    question, not a response, unparseable).
 ``healthplane_checker_schedule_lateness_seconds`` (histogram)
     How long after its slot each probe started.
 ``healthplane_checker_missed_slots_total``
@@ -47,14 +55,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from healthplane.checker.probes import KINDS, dns
+from healthplane.checker.probes.base import OUTCOME_LABELS
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-KINDS: tuple[str, ...] = ("http", "https", "tcp", "grpc")
-KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(KINDS)}
-RESULTS: tuple[str, ...] = ("ok", "failed", "timeout")
-OK, FAILED, TIMEOUT = 0, 1, 2
+CERT_WINDOWS_DAYS: tuple[int, ...] = (14, 30)
 
 LATENESS_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -73,9 +80,12 @@ class _ArrayCollector(Collector):
         probes = CounterMetricFamily(_P + "probes", "Probes finished, by check type and result.",
                                      labels=["kind", "result"])
         for k, kind in enumerate(KINDS):
-            for r, result in enumerate(RESULTS):
+            for r, result in enumerate(OUTCOME_LABELS):
                 probes.add_metric([kind, result], float(m.probe_counts[k, r]))
         yield probes
+        yield CounterMetricFamily(_P + "dns_answers_dropped",
+                                  "DNS answers dropped as forged or malformed.",
+                                  value=float(dns.DROPPED[0]))
         cumulative = np.cumsum(m.lateness_counts)
         buckets = [(repr(b), float(cumulative[i])) for i, b in enumerate(LATENESS_BUCKETS)]
         buckets.append(("+Inf", float(cumulative[-1])))
@@ -90,7 +100,7 @@ class CheckerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.probe_counts = np.zeros((len(KINDS), len(RESULTS)), dtype=np.int64)
+        self.probe_counts = np.zeros((len(KINDS), len(OUTCOME_LABELS)), dtype=np.int64)
         self.lateness_counts = np.zeros(len(LATENESS_BUCKETS) + 1, dtype=np.int64)
         self.lateness_sum = 0.0
         self._bounds = np.asarray(LATENESS_BUCKETS)
@@ -121,6 +131,10 @@ class CheckerMetrics:
                                     registry=r)
         self.config_reloads = Counter(_P + "config_reloads", "Config reload attempts, by result.",
                                       ["result"], registry=r)
+        self.certificates_expiring = Gauge(
+            _P + "certificates_expiring",
+            "Checks whose TLS certificate expires within this many days.",
+            ["within_days"], registry=r)
         for reason in ("canaries", "schedule"):
             self.self_doubt_reason.labels(reason).set(0)
         for result in ("adopted", "unchanged", "failed"):
@@ -128,7 +142,7 @@ class CheckerMetrics:
 
     def count_probes(self, kinds: np.ndarray, codes: np.ndarray) -> None:
         """Add one batch of finished probes (kind code and result code each)."""
-        flat = kinds.astype(np.int64) * len(RESULTS) + codes
+        flat = kinds.astype(np.int64) * len(OUTCOME_LABELS) + codes
         self.probe_counts += np.bincount(flat, minlength=self.probe_counts.size).reshape(
             self.probe_counts.shape)
 

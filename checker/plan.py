@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from healthplane.checker.dispatch import Dispatcher
-from healthplane.checker.metrics import KIND_CODE, CheckerMetrics
+from healthplane.checker.metrics import CheckerMetrics
 from healthplane.checker.ownership import owned_mask
-from healthplane.checker.probes.base import Prober, ProbeResult
+from healthplane.checker.probes import KIND_CODE
+from healthplane.checker.probes.base import Outcome, Prober, ProbeResult
 from healthplane.proto.config.model import Check, Fleet, Registry
 
 from healthplane.runtime.clock import Clock
@@ -57,7 +58,7 @@ class Plan:
 
 
 def _broken_prober(reason: str) -> Prober:
-    result = ProbeResult(False, 0.0, reason)
+    result = ProbeResult(Outcome.ERROR, 0.0, reason)
 
     async def probe() -> ProbeResult:
         return result

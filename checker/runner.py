@@ -29,7 +29,7 @@ import numpy as np
 from healthplane.checker import snapshot
 from healthplane.checker.dispatch import Dispatcher
 from healthplane.checker.fdlimit import fit_probe_limit
-from healthplane.checker.metrics import CheckerMetrics
+from healthplane.checker.metrics import CERT_WINDOWS_DAYS, CheckerMetrics
 from healthplane.checker.plan import MakeProber, Plan, Planner, default_make_prober
 from healthplane.checker.selfdoubt import DoubtPolicy, SelfDoubt
 from healthplane.checker.streams import AggregatorStream
@@ -95,6 +95,10 @@ class Checker:
         self.canaries: Dispatcher
         self._install(self._planner.plan(registry, fleet), carry=False)
         self.metrics.in_flight.set_function(lambda: self.dispatcher.in_flight)
+        for days in CERT_WINDOWS_DAYS:
+            self.metrics.certificates_expiring.labels(str(days)).set_function(
+                lambda days=days: self.dispatcher.certificates_expiring(
+                    days * 86400.0, self.clock.wall_ms() / 1000))
 
     # -- configuration ----------------------------------------------------
 

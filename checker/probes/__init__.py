@@ -12,16 +12,22 @@ from types import ModuleType
 
 from healthplane.proto.config.model import Check
 
-from . import grpc, http, tcp
-from .base import Prober, ProbeResult
+from . import dns, grpc, http, tcp
+from .base import Outcome, Prober, ProbeResult
 
 PROBES: dict[str, ModuleType] = {
     "http": http,
     "https": http,
     "tcp": tcp,
     "grpc": grpc,
+    "dns": dns,
 }
 """Check type -> the module whose ``make_prober`` builds its prober."""
+
+KINDS: tuple[str, ...] = tuple(PROBES)
+"""Every probed check type, in the order of its kind code."""
+KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(KINDS)}
+"""Check type -> a small int, so per-probe counters are arrays indexed by kind."""
 
 
 def make_prober(check: Check, *, allow_private: bool) -> Prober:
@@ -32,4 +38,4 @@ def make_prober(check: Check, *, allow_private: bool) -> Prober:
     return module.make_prober(check, allow_private=allow_private)
 
 
-__all__ = ["PROBES", "ProbeResult", "Prober", "make_prober"]
+__all__ = ["KINDS", "KIND_CODE", "Outcome", "PROBES", "ProbeResult", "Prober", "make_prober"]

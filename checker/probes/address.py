@@ -29,8 +29,13 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from healthplane.proto.config.addresses import forbidden_reason
+
+from .base import Outcome
+
+Family = Literal["any", "ipv4", "ipv6"]
 
 POSITIVE_TTL = 30.0   # seconds a successful resolution is reused
 NEGATIVE_TTL = 5.0    # seconds a failed resolution is reused
@@ -42,6 +47,18 @@ class Resolved:
 
     ip: str | None          # the address to connect to; None when refused
     reason: str             # "" when ip is set, else e.g. "resolve failed"
+    outcome: Outcome = Outcome.OK   # RESOLVE_FAILED or FORBIDDEN when ip is None
+    ips: tuple[str, ...] = ()       # every address the name has, resolver order
+
+    def only(self, family: Family) -> Resolved:
+        """This verdict narrowed to one address family (``ip_family``)."""
+        if self.ip is None or family == "any":
+            return self
+        v6 = family == "ipv6"
+        for ip in self.ips:
+            if (":" in ip) == v6:
+                return Resolved(ip, "", Outcome.OK, self.ips)
+        return Resolved(None, f"no {family} address", Outcome.RESOLVE_FAILED, self.ips)
 
 
 def literal(host: str, *, allow_private: bool) -> Resolved | None:
@@ -56,13 +73,13 @@ def literal(host: str, *, allow_private: bool) -> Resolved | None:
 
 def _verdict(ips: list[str], allow_private: bool) -> Resolved:
     if not ips:
-        return Resolved(None, "resolve failed")
+        return Resolved(None, "resolve failed", Outcome.RESOLVE_FAILED)
     if not allow_private:
         for ip in ips:
             why = forbidden_reason(ip)
             if why is not None:
-                return Resolved(None, f"forbidden address ({why})")
-    return Resolved(ips[0], "")
+                return Resolved(None, f"forbidden address ({why})", Outcome.FORBIDDEN)
+    return Resolved(ips[0], "", Outcome.OK, tuple(ips))
 
 
 class Resolver:
@@ -117,7 +134,7 @@ class Resolver:
         try:
             infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
-            return Resolved(None, "resolve failed")
+            return Resolved(None, "resolve failed", Outcome.RESOLVE_FAILED)
         ips: list[str] = []
         for family, _, _, _, sockaddr in infos:
             if family in (socket.AF_INET, socket.AF_INET6):

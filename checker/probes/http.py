@@ -1,16 +1,21 @@
-"""http and https probes: one GET over a new connection, healthy on 2xx or 3xx.
+"""http and https probes: one request over a new connection, judged by its status.
 
 Each probe opens a fresh connection (``Connection: close``; a reused
 connection would hide exactly the failures a health check exists to see),
-sends a request whose bytes were built once with the prober, and parses the
-response with httptools (the parser behind uvicorn). Without a ``search``
-string the verdict is taken as soon as the status line and headers are in;
-with one, the first ``SEARCH_LIMIT`` bytes of the body must contain it.
+sends a request whose bytes were built once with the prober (``method``,
+``path``, the check's extra ``headers``), and parses the response with
+httptools (the parser behind uvicorn). The status must be one of
+``expected_status`` (default 200-399). Without a ``search`` string the
+verdict is taken as soon as the status line and headers are in; with one,
+the first ``SEARCH_LIMIT`` bytes of the body must contain it. At most
+``HEADER_LIMIT`` bytes are read before the headers end: a target that
+sends endless headers fails at that bound instead of costing the checker
+a parser run per chunk for the whole timeout.
 
 Like Route 53, https does not verify certificates unless the check sets
 ``verify_tls``; the SNI and the Host header are the check's ``hostname``
 (default: its host, and Host gets ``:port`` when the port is not the
-scheme's default).
+scheme's default). Every https probe records its certificate's expiry.
 """
 
 from __future__ import annotations
@@ -24,73 +29,88 @@ import httptools
 from healthplane.proto.config.model import Check
 
 from . import stream
-from .base import Prober
+from .base import Outcome, Prober
+from .certs import peer_not_after
 
 SEARCH_LIMIT = 5120          # bytes of body searched, as Route 53 does
+HEADER_LIMIT = 16384         # bytes read before the end of the headers
 USER_AGENT = "healthplane-checker"
+_HEADERS_TOO_LONG = f"headers over {HEADER_LIMIT} bytes"
 
 # Characters left as they are in a request target; everything else (spaces,
 # controls, non-ASCII) is percent-encoded so a path can never split the request.
 _PATH_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 
 
+def status_table(ranges: tuple[tuple[int, int], ...]) -> bytes:
+    """One byte per status code 0..999: 1 where the code is healthy."""
+    table = bytearray(1000)
+    for lo, hi in ranges:
+        table[lo:hi + 1] = b"\x01" * (hi + 1 - lo)
+    return bytes(table)
+
+
 class _Response(stream.Exchange):
     """Sends the request, judges the status line, stops reading there."""
 
-    __slots__ = ("request", "parser")
+    __slots__ = ("prober", "parser", "seen", "in_body")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, t0: float, request: bytes) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, t0: float, prober: HttpProber) -> None:
         super().__init__(loop, t0)
-        self.request = request
+        self.prober = prober
         self.parser: httptools.HttpResponseParser | None = None
+        self.seen = 0            # bytes received
+        self.in_body = False     # headers done, verdict waits for the body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = stream = cast(asyncio.Transport, transport)  # see Exchange
+        if self.prober.ssl_context is not None:
+            self.cert = peer_not_after(stream)
         if self.fut.done():
             stream.abort()
             return
         self.parser = httptools.HttpResponseParser(self)
-        stream.write(self.request)
+        stream.write(self.prober.request)
 
     def data_received(self, data: bytes) -> None:
         if self.fut.done():
             return
+        self.seen += len(data)
         try:
             self.parser.feed_data(data)  # type: ignore[union-attr]
         except httptools.HttpParserUpgrade:
-            self.finish(False, "bad response")
+            self.finish(Outcome.FAILED, "bad response")
         except httptools.HttpParserError:
             if not self.fut.done():
-                self.finish(False, "bad response")
+                self.finish(Outcome.FAILED, "bad response")
+        if self.seen > HEADER_LIMIT and not self.in_body and not self.fut.done():
+            self.finish(Outcome.FAILED, _HEADERS_TOO_LONG)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()  # type: ignore[union-attr]
-        if 200 <= status < 400:
+        if status < 1000 and self.prober.statuses[status]:
             self.headers_ok()
         else:
-            self.finish(False, f"status {status}")
+            self.finish(Outcome.FAILED, f"status {status}")
 
     def headers_ok(self) -> None:
-        self.finish(True, "ok")
+        self.finish(Outcome.OK, "ok")
 
-    def finish(self, ok: bool, reason: str) -> None:
-        super().finish(ok, reason)
+    def finish(self, outcome: Outcome, reason: str) -> None:
+        super().finish(outcome, reason)
         # The parser holds a reference to us: break the cycle so each probe
         # is freed by reference counting, not by the cyclic GC.
         self.parser = None
 
 
 class _SearchResponse(_Response):
-    """Also requires ``needle`` within the first SEARCH_LIMIT bytes of the body."""
+    """Also requires the needle within the first SEARCH_LIMIT bytes of the body."""
 
-    __slots__ = ("needle", "body", "in_body")
+    __slots__ = ("body",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, t0: float, request: bytes,
-                 needle: bytes) -> None:
-        super().__init__(loop, t0, request)
-        self.needle = needle
+    def __init__(self, loop: asyncio.AbstractEventLoop, t0: float, prober: HttpProber) -> None:
+        super().__init__(loop, t0, prober)
         self.body = bytearray()
-        self.in_body = False
 
     def headers_ok(self) -> None:
         self.in_body = True  # the verdict waits for the body
@@ -99,25 +119,26 @@ class _SearchResponse(_Response):
         if self.fut.done():
             return
         body = self.body
+        needle = self.prober.needle
         # Only the new bytes (plus an overlap for a needle split across chunks)
         # need searching, so a body that trickles in costs linear time.
-        start = max(0, len(body) - len(self.needle) + 1)
+        start = max(0, len(body) - len(needle) + 1)  # type: ignore[arg-type]
         body += chunk[:SEARCH_LIMIT - len(body)]
-        if body.find(self.needle, start) >= 0:
-            self.finish(True, "ok")
+        if body.find(needle, start) >= 0:  # type: ignore[arg-type]
+            self.finish(Outcome.OK, "ok")
         elif len(body) >= SEARCH_LIMIT:
-            self.finish(False, "search string missing")
+            self.finish(Outcome.FAILED, "search string missing")
 
     def on_message_complete(self) -> None:
         if not self.fut.done():
-            self.finish(False, "search string missing")
+            self.finish(Outcome.FAILED, "search string missing")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.fut.done():
             return
         if exc is None and self.in_body:
             # A body delimited by the end of the connection ends here.
-            self.finish(False, "search string missing")
+            self.finish(Outcome.FAILED, "search string missing")
         else:
             super().connection_lost(exc)
 
@@ -160,18 +181,22 @@ def build_request(check: Check) -> bytes:
     path = quote(check.path or "/", safe=_PATH_SAFE)
     if not path.startswith("/"):
         path = "/" + path
-    return (f"GET {path} HTTP/1.1\r\n"
+    # The loader refused names and values that could split the request; the
+    # values may be any Latin-1 text, as HTTP/1.1 allows (obs-text).
+    extra = "".join(f"{name}: {value}\r\n" for name, value in check.headers)
+    return (f"{check.method} {path} HTTP/1.1\r\n"
             f"Host: {host_header}\r\n"
             f"User-Agent: {USER_AGENT}\r\n"
             "Accept: */*\r\n"
+            f"{extra}"
             "Connection: close\r\n"
-            "\r\n").encode("ascii")
+            "\r\n").encode("latin-1")
 
 
 class HttpProber(stream.StreamProber):
     """Probes one http or https check. Build once per check, call once per slot."""
 
-    __slots__ = ("request", "needle")
+    __slots__ = ("request", "needle", "statuses")
 
     def __init__(self, check: Check, *, allow_private: bool) -> None:
         if check.host is None or check.port is None:
@@ -183,14 +208,16 @@ class HttpProber(stream.StreamProber):
             # for verification against the certificate's IP entries.
             server_hostname = (check.hostname or check.host).strip("[]")
         super().__init__(check.host, check.port, check.timeout, allow_private=allow_private,
-                         ssl_context=ssl_context, server_hostname=server_hostname)
+                         ssl_context=ssl_context, server_hostname=server_hostname,
+                         family=check.ip_family)
         self.request = build_request(check)
         self.needle = check.search.encode("utf-8") if check.search else None
+        self.statuses = status_table(check.expected_status)
 
     def exchange(self, loop: asyncio.AbstractEventLoop) -> stream.Exchange:
         if self.needle is None:
-            return _Response(loop, loop.time(), self.request)
-        return _SearchResponse(loop, loop.time(), self.request, self.needle)
+            return _Response(loop, loop.time(), self)
+        return _SearchResponse(loop, loop.time(), self)
 
 
 def make_prober(check: Check, *, allow_private: bool) -> Prober:

@@ -25,35 +25,36 @@ import struct
 from time import monotonic
 from typing import cast
 
-from .address import RESOLVER, literal
-from .base import ProbeResult
+from .address import RESOLVER, Family, literal
+from .base import NO_CERT, Outcome, ProbeResult
 
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)   # struct linger {l_onoff=1, l_linger=0}
 _UNREACHABLE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN,
                           errno.ENETDOWN})
 
 
-def connect_reason(exc: BaseException) -> str:
-    """A short reason for an exception raised while connecting or handshaking."""
+def connect_reason(exc: BaseException) -> tuple[Outcome, str]:
+    """The outcome and a short reason for an exception raised while connecting or talking."""
     if isinstance(exc, ConnectionRefusedError):
-        return "refused"
+        return Outcome.REFUSED, "refused"
     if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
-        return "reset"
+        return Outcome.RESET, "reset"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"tls error: {exc.verify_message or 'certificate verify failed'}"
+        return Outcome.TLS_ERROR, f"tls error: {exc.verify_message or 'certificate verify failed'}"
     if isinstance(exc, ssl.SSLError):
-        return f"tls error: {exc.reason or exc.strerror or 'handshake failed'}".lower()
+        return (Outcome.TLS_ERROR,
+                f"tls error: {exc.reason or exc.strerror or 'handshake failed'}".lower())
     if isinstance(exc, TimeoutError):
-        return "timeout"
+        return Outcome.TIMEOUT, "timeout"
     if isinstance(exc, OSError):
         if exc.errno in _UNREACHABLE:
-            return "unreachable"
+            return Outcome.UNREACHABLE, "unreachable"
         if exc.errno == errno.ECONNREFUSED:   # uvloop raises plain OSError sometimes
-            return "refused"
+            return Outcome.REFUSED, "refused"
         if exc.errno in (errno.ECONNRESET, errno.EPIPE):
-            return "reset"
-        return f"connect error: {(exc.strerror or str(exc)).lower()}"
-    return f"error: {type(exc).__name__}"
+            return Outcome.RESET, "reset"
+        return Outcome.ERROR, f"connect error: {(exc.strerror or str(exc)).lower()}"
+    return Outcome.ERROR, f"error: {type(exc).__name__}"
 
 
 class Exchange(asyncio.Protocol):
@@ -64,7 +65,8 @@ class Exchange(asyncio.Protocol):
     so connecting allocates no closure.
     """
 
-    __slots__ = ("loop", "t0", "started", "fut", "transport", "connecting", "expired", "task")
+    __slots__ = ("loop", "t0", "started", "fut", "transport", "connecting", "expired", "task",
+                 "cert")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, t0: float) -> None:
         self.loop = loop
@@ -76,6 +78,7 @@ class Exchange(asyncio.Protocol):
         self.connecting = True
         self.expired = False
         self.task: asyncio.Task | None = None
+        self.cert = NO_CERT                 # TLS kinds set it once the handshake is done
 
     def __call__(self) -> Exchange:
         return self
@@ -88,13 +91,16 @@ class Exchange(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.fut.done():
-            self.finish(False, "closed" if exc is None else connect_reason(exc))
+            if exc is None:
+                self.finish(Outcome.RESET, "closed")
+            else:
+                self.finish(*connect_reason(exc))
 
-    def finish(self, ok: bool, reason: str) -> None:
+    def finish(self, outcome: Outcome, reason: str) -> None:
         """Record the verdict (first one wins) and drop the connection."""
         fut = self.fut
         if not fut.done():
-            fut.set_result(ProbeResult(ok, monotonic() - self.started, reason))
+            fut.set_result(ProbeResult(outcome, monotonic() - self.started, reason, self.cert))
         transport = self.transport
         if transport is not None:
             self.transport = None
@@ -116,7 +122,7 @@ class Exchange(asyncio.Protocol):
         if self.connecting:
             self.task.cancel()  # type: ignore[union-attr]
         else:
-            self.finish(False, "timeout")
+            self.finish(Outcome.TIMEOUT, "timeout")
 
 
 class StreamProber:
@@ -130,17 +136,20 @@ class StreamProber:
     """
 
     __slots__ = ("host", "port", "timeout", "allow_private", "resolved", "ssl_context",
-                 "server_hostname")
+                 "server_hostname", "family")
 
     def __init__(self, host: str, port: int, timeout: float, *, allow_private: bool,
                  ssl_context: ssl.SSLContext | None = None,
-                 server_hostname: str | None = None) -> None:
+                 server_hostname: str | None = None, family: Family = "any") -> None:
         self.host = host
+        self.family = family
         self.port = port
         self.timeout = timeout
         self.allow_private = allow_private
         # An IP literal is judged once here; a name is resolved (cached) per probe.
         self.resolved = literal(host, allow_private=allow_private)
+        if self.resolved is not None:
+            self.resolved = self.resolved.only(family)
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
 
@@ -161,8 +170,10 @@ class StreamProber:
             resolved = self.resolved
             if resolved is None:
                 resolved = await RESOLVER.resolve(self.host, allow_private=self.allow_private)
+                if self.family != "any":
+                    resolved = resolved.only(self.family)
             if resolved.ip is None:
-                ex.finish(False, resolved.reason)
+                ex.finish(resolved.outcome, resolved.reason)
             else:
                 await loop.create_connection(ex, resolved.ip, self.port, ssl=self.ssl_context,
                                              server_hostname=self.server_hostname)
@@ -171,12 +182,12 @@ class StreamProber:
         except asyncio.CancelledError:
             # Ours (the deadline) or the caller's? Only ours becomes a result.
             if not ex.expired or task.uncancel() > 0:  # type: ignore[union-attr]
-                ex.finish(False, "cancelled")
+                ex.finish(Outcome.ERROR, "cancelled")
                 raise
-            ex.finish(False, "timeout")
+            ex.finish(Outcome.TIMEOUT, "timeout")
             return ex.fut.result()
         except Exception as exc:  # noqa: BLE001 - a probe never raises
-            ex.finish(False, connect_reason(exc))
+            ex.finish(*connect_reason(exc))
             return ex.fut.result()
         finally:
             timer.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from healthplane.proto.config import probe_fields
 from healthplane.proto.config.model import Check
 from healthplane.proto.config.names import id_problem, ip_literal, is_domain_name, is_id
 from healthplane.proto.config.scalars import as_bool, as_int, as_list, as_number, as_str
@@ -175,4 +176,6 @@ READERS = {
     "grpc_service": _read_grpc_service,
     "children": _read_children,
     "healthy_threshold": _read_healthy_threshold,
+    "tls": _read_bool,
+    **probe_fields.READERS,
 }

@@ -13,10 +13,10 @@ import gc
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from healthplane.proto.config import check_rules
+from healthplane.proto.config import check_rules, probe_fields
 from healthplane.proto.config.check_fields import READERS, Entry
 from healthplane.proto.config.errors import ConfigError
-from healthplane.proto.config.model import CHECK_TYPES, PROBE_TYPES, Check, Fleet, Registry
+from healthplane.proto.config.model import CHECK_TYPES, Check, Fleet, Registry
 from healthplane.proto.config.names import id_problem, is_id
 from healthplane.proto.config.scalars import as_list, as_mapping, as_str
 from healthplane.proto.config.version import registry_version
@@ -33,14 +33,19 @@ from healthplane.proto.config.yamlnodes import (
 )
 
 _COMMON = frozenset({"id", "type", "inverted", "disabled"})
-_PROBE = _COMMON | {"host", "port", "interval", "timeout", "failure_threshold", "regions"}
+_PROBE = _COMMON | {"host", "port", "interval", "timeout", "failure_threshold", "regions",
+                    "ip_family"}
+_HTTP = _PROBE | {"path", "hostname", "search", "method", "headers", "expected_status"}
 FIELDS_BY_TYPE: dict[str, frozenset[str]] = {
-    "http": _PROBE | {"path", "hostname", "search"},
-    "https": _PROBE | {"path", "hostname", "search", "verify_tls"},
-    "tcp": _PROBE,
-    "grpc": _PROBE | {"hostname", "grpc_service"},
+    "http": _HTTP,
+    "https": _HTTP | {"verify_tls"},
+    "tcp": _PROBE | {"send", "expect"},
+    "grpc": _PROBE | {"hostname", "grpc_service", "tls", "verify_tls"},
+    "dns": _PROBE | {"query_name", "query_type", "expect_rcode"},
     "calculated": _COMMON | {"children", "healthy_threshold"},
 }
+# Required fields by type; a dns check's port defaults to 53.
+_REQUIRED: dict[str, tuple[str, ...]] = {"dns": ("host",), "calculated": ("children",)}
 KNOWN_FIELDS = frozenset().union(*FIELDS_BY_TYPE.values())
 _TYPE_LIST = ", ".join(CHECK_TYPES)
 
@@ -165,7 +170,7 @@ def _parse_entry(node: Node, path: str, errors: Errors, source: object) -> Entry
             errors.add(f.key_node(key), f.sub(key), f"does not apply to type {kind}")
     present = {k: f.get(k) for k in f.entries if k in allowed and k not in ("id", "type")}
 
-    required = ("host", "port") if kind in PROBE_TYPES else ("children",) if kind else ()
+    required = _REQUIRED.get(kind, ("host", "port")) if kind else ()
     for key in required:
         if key not in present:
             errors.add(mapping, f.sub(key), f"required for type {kind}")
@@ -179,6 +184,7 @@ def _parse_entry(node: Node, path: str, errors: Errors, source: object) -> Entry
         else:
             values[key] = value
 
+    ok &= probe_fields.entry_problems(kind, values, present, f, errors)
     ok &= _check_timing(values, present, f, errors)
     ok &= _check_threshold(values, present, f, errors)
     if ok:

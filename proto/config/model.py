@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-CheckType = Literal["http", "https", "tcp", "grpc", "calculated"]
+CheckType = Literal["http", "https", "tcp", "grpc", "dns", "calculated"]
+IpFamily = Literal["any", "ipv4", "ipv6"]
 UnknownAs = Literal["healthy", "unhealthy", "last_known"]
 RecordType = Literal["A", "AAAA", "CNAME"]
 Policy = Literal["simple", "failover", "weighted", "multivalue"]
 
-PROBE_TYPES: tuple[str, ...] = ("http", "https", "tcp", "grpc")
+PROBE_TYPES: tuple[str, ...] = ("http", "https", "tcp", "grpc", "dns")
 CHECK_TYPES: tuple[str, ...] = PROBE_TYPES + ("calculated",)
 
 
@@ -40,6 +41,17 @@ class Check:
     healthy_threshold: int = 1       # calculated: healthy when >= this many children are
     verify_tls: bool = False         # https: verify the certificate (off, as Route 53)
     grpc_service: str = ""           # grpc: service name in the health request
+    method: str = "GET"              # http/https: GET or HEAD
+    headers: tuple[tuple[str, str], ...] = ()   # http/https: extra request headers, in order
+    expected_status: tuple[tuple[int, int], ...] = ((200, 399),)  # http/https: healthy
+                                     # status codes, as inclusive ranges
+    send: str | None = None          # tcp: bytes sent once connected
+    expect: str | None = None        # tcp: must appear in the first 5,120 bytes read
+    ip_family: IpFamily = "any"      # which addresses of a host name to probe
+    tls: bool = False                # grpc: probe a TLS server
+    query_name: str = ""             # dns: the name asked (absolute)
+    query_type: str = "A"            # dns: the record type asked
+    expect_rcode: str = "NOERROR"    # dns: the response code that is healthy
     line: int = field(default=0, compare=False)  # line of the entry in its file
 
 

@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from healthplane.checker.probes.base import ProbeResult
+from healthplane.checker.probes.base import Outcome, ProbeResult
 from healthplane.proto.config.model import Check, Fleet, Registry
 
 
@@ -61,7 +61,8 @@ class Recorder:
             if self.latency:
                 await clock.sleep_until(clock.now() + self.latency)
             ok = self.ok if isinstance(self.ok, bool) else self.ok.get(check.id, True)
-            return ProbeResult(ok, self.latency, "ok" if ok else "refused")
+            return ProbeResult(Outcome.OK if ok else Outcome.REFUSED, self.latency,
+                               "ok" if ok else "refused")
         return probe
 
 

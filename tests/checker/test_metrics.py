@@ -44,7 +44,7 @@ async def test_every_documented_metric_is_served_and_counts_probes():
     for name in names:
         assert re.search(rf"^{name}(_bucket|_count|_sum)?[{{ ]", text, re.M), name
     ok = float(re.search(r'probes_total\{kind="tcp",result="ok"\} (\S+)', text).group(1))
-    failed = float(re.search(r'probes_total\{kind="tcp",result="failed"\} (\S+)',
+    failed = float(re.search(r'probes_total\{kind="tcp",result="refused"\} (\S+)',
                              text).group(1))
     assert failed >= 4 and ok >= 9 * 4 and ok + failed == metrics.probes_total()
     assert "healthplane_checker_checks_owned 10.0" in text

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from healthplane.checker.metrics import FAILED, KIND_CODE, TIMEOUT, CheckerMetrics
+from healthplane.checker.metrics import CheckerMetrics
+from healthplane.checker.probes import KIND_CODE, Outcome
 from healthplane.checker.runner import Checker
 from healthplane.proto.codec import UNHEALTHY
 from healthplane.proto.config.model import Check
@@ -88,7 +89,7 @@ async def test_failing_endpoint_sees_exactly_one_connection_per_slot(kind, mode)
     # a 503 comes back at once, and the long timeout keeps a loaded machine
     # from turning it into a timeout.
     timeout = 0.5 if mode == "silent" else 4.0
-    result = TIMEOUT if mode == "silent" else FAILED
+    result = Outcome.TIMEOUT if mode == "silent" else Outcome.FAILED
     clock = FakeClock()
     async with CountingEndpoint(mode) as endpoint:
         check = Check(id="t", type=kind, host="127.0.0.1", port=endpoint.port,

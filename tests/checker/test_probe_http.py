@@ -16,7 +16,7 @@ import uvloop
 from aiohttp import web
 from healthplane.checker.probes import PROBES, make_prober
 from healthplane.checker.probes.http import SEARCH_LIMIT, build_request
-from healthplane.proto.config.model import Check
+from healthplane.proto.config.model import PROBE_TYPES, Check
 
 from tests.checker.helpers import closed_port, until
 
@@ -399,6 +399,6 @@ def test_core_cases_on_uvloop() -> None:
 
 
 def test_probes_table_covers_every_probed_type() -> None:
-    assert set(PROBES) == {"http", "https", "tcp", "grpc"}
+    assert set(PROBES) == set(PROBE_TYPES) == {"http", "https", "tcp", "grpc", "dns"}
     with pytest.raises(ValueError):
         make_prober(Check(id="calc", type="calculated", children=("a",)), allow_private=True)
