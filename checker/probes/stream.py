@@ -40,7 +40,10 @@ def connect_reason(exc: BaseException) -> tuple[Outcome, str]:
     if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
         return Outcome.RESET, "reset"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return Outcome.TLS_ERROR, f"tls error: {exc.verify_message or 'certificate verify failed'}"
+        # "Hostname mismatch, certificate is not valid for 'x'." -> "hostname mismatch":
+        # a stable phrase to group by, not text that repeats the target's names.
+        detail = (exc.verify_message or "certificate verify failed").split(",")[0]
+        return Outcome.TLS_ERROR, f"tls error: {detail.rstrip('.').lower()[:60]}"
     if isinstance(exc, ssl.SSLError):
         return (Outcome.TLS_ERROR,
                 f"tls error: {exc.reason or exc.strerror or 'handshake failed'}".lower())
