@@ -17,7 +17,7 @@ import dns.rcode
 import dns.rdatatype
 from healthplane.proto.config.names import ip_literal
 from healthplane.proto.config.scalars import as_list, as_mapping, as_str
-from healthplane.proto.config.yamlnodes import Errors, Fields, Node, ScalarNode, quote
+from healthplane.proto.config.yamlnodes import Errors, Fields, Node, ScalarNode, describe, quote
 
 PAYLOAD_LIMIT = 5120   # bytes of send and of expect
 MAX_HEADERS = 32
@@ -111,7 +111,7 @@ def _status_item(node: Node, path: str, errors: Errors) -> tuple[int, int] | Non
         hi = int(match.group(2) or lo)
         if 100 <= lo <= hi <= 599:
             return lo, hi
-    shown = quote(text) if text is not None else "that"
+    shown = quote(node.value) if isinstance(node, ScalarNode) else describe(node)
     errors.add(node, path, f'must be a status code 100..599 or a range "a-b" (got {shown})')
     return None
 

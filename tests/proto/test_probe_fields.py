@@ -1,0 +1,86 @@
+"""checks.yaml fields that shape a probe: values, defaults and what they mean
+for the registry version (the bad files live in testdata/bad/checks)."""
+
+from __future__ import annotations
+
+import json
+
+from healthplane.proto.config.loader import parse_checks
+from healthplane.proto.config.model import Check
+
+TEXT = """\
+checks:
+  - id: web
+    type: https
+    host: www.example.com
+    port: 443
+    method: HEAD
+    headers: {X-Probe: "1", Authorization: "Bearer abc"}
+    expected_status: [200, "300-399", 401]
+    ip_family: ipv6
+  - id: kv
+    type: tcp
+    host: 192.0.2.7
+    port: 6379
+    send: "PING\\r\\n"
+    expect: "+PONG"
+  - id: rpc
+    type: grpc
+    host: rpc.example.com
+    port: 443
+    tls: true
+    verify_tls: true
+    hostname: rpc.example.com
+  - id: ns
+    type: dns
+    host: 192.0.2.53
+    query_name: www.example.com
+  - id: ns-mx
+    type: dns
+    host: 192.0.2.53
+    port: 5353
+    query_name: example.com.
+    query_type: mx
+    expect_rcode: nxdomain
+"""
+
+
+def test_every_probe_field_is_read() -> None:
+    web, kv, rpc, ns, mx = parse_checks(TEXT, "checks.yaml").checks
+    assert (web.method, web.ip_family) == ("HEAD", "ipv6")
+    assert web.headers == (("X-Probe", "1"), ("Authorization", "Bearer abc"))
+    assert web.expected_status == ((200, 200), (300, 399), (401, 401))
+    assert (kv.send, kv.expect) == ("PING\r\n", "+PONG")
+    assert (rpc.tls, rpc.verify_tls, rpc.hostname) == (True, True, "rpc.example.com")
+    assert (ns.port, ns.query_name, ns.query_type, ns.expect_rcode) == (
+        53, "www.example.com.", "A", "NOERROR")
+    assert (mx.port, mx.query_name, mx.query_type, mx.expect_rcode) == (
+        5353, "example.com.", "MX", "NXDOMAIN")
+
+
+def test_defaults() -> None:
+    check = Check(id="x", type="http", host="192.0.2.1", port=80)
+    assert (check.method, check.headers, check.expected_status) == ("GET", (), ((200, 399),))
+    assert (check.send, check.expect, check.ip_family, check.tls) == (None, None, "any", False)
+    assert (check.query_type, check.expect_rcode) == ("A", "NOERROR")
+
+
+def test_a_written_default_keeps_the_version() -> None:
+    bare = "checks:\n  - {id: a, type: http, host: 192.0.2.1, port: 80}\n"
+    spelled = ('checks:\n  - {id: a, type: http, host: 192.0.2.1, port: 80, method: GET,'
+               ' expected_status: "200-399", ip_family: any}\n')
+    other = ("checks:\n  - {id: a, type: http, host: 192.0.2.1, port: 80,"
+             " expected_status: 200}\n")
+    versions = [parse_checks(t, "c.yaml").version for t in (bare, spelled, other)]
+    assert versions[0] == versions[1] != versions[2]
+
+
+def test_json_registry_reads_the_same() -> None:
+    doc = {"checks": [{"id": "web", "type": "http", "host": "192.0.2.1", "port": 80,
+                       "headers": {"X-Probe": "1"}, "expected_status": ["200-204"]},
+                      {"id": "ns", "type": "dns", "host": "192.0.2.53",
+                       "query_name": "www.example.com."}]}
+    from_json = parse_checks(json.dumps(doc, indent=1), "checks.json")
+    web, ns = from_json.checks
+    assert web.headers == (("X-Probe", "1"),) and web.expected_status == ((200, 204),)
+    assert ns.port == 53
