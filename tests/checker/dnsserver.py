@@ -3,8 +3,9 @@
 Answers by name: ``ok.<zone>`` NOERROR with an A record, ``broken.<zone>``
 SERVFAIL, ``silent.<zone>`` nothing, ``forged.<zone>`` first a reply with
 a wrong id and one with a wrong question, then the real answer; anything
-else NXDOMAIN. Runs in its own thread with its own event loop, so both the
-in-process probe tests and the end-to-end fleet can use it.
+else NXDOMAIN; with ``rcode`` set, every query gets that rcode. Runs in
+its own thread with its own event loop, so both the in-process probe tests
+and the end-to-end fleet can use it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class _Protocol(asyncio.DatagramProtocol):
         if label == "silent":
             return
         response = dns.message.make_response(query)
-        if label == "ok":
+        if self.server.rcode is not None:
+            response.set_rcode(self.server.rcode)
+        elif label == "ok":
             response.answer.append(dns.rrset.from_text(name, 30, "IN", "A", "192.0.2.1"))
         elif label == "broken":
             response.set_rcode(dns.rcode.SERVFAIL)
@@ -60,6 +63,7 @@ class DnsServer:
         self.host = host
         self.port = port
         self.queries = 0
+        self.rcode: int | None = None    # set: every query gets this rcode
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
