@@ -3,9 +3,12 @@
 The call is made by hand over HTTP/2 (the h2 library, sans-IO) on the same
 connection machinery as the http and tcp probes (see :mod:`.stream`): one
 new connection per probe, one request, no retries, one deadline. A
-grpc.aio channel per probe costs several times more CPU (HTTP/2 set-up
-through grpc's channel stack) and cannot probe a TLS server without
-verifying it or tell us the certificate it presented; this can.
+grpc.aio channel per probe cannot probe a TLS server without verifying it,
+nor tell us the certificate the server presented; this can. It is also a
+little cheaper: against a local grpc.aio health server on uvloop, 2,000
+probes, 20 at a time, measured about 1,700 probes per CPU-second against
+1,400 with a grpc.aio channel per probe (h2 is pure Python: a far cry from
+the http probe's several thousand; gRPC checks are expected to be few).
 
 With ``tls: true`` the connection is TLS with ALPN ``h2`` (gRPC servers
 require it), verified only when ``verify_tls`` is set, as for https; SNI
