@@ -7,6 +7,8 @@ anything else), is a response, and echoes our id and question. Anything
 else is a forgery or garbage: it is dropped and counted
 (``DROPPED``), and the probe keeps waiting for the real answer until its
 deadline, so a spoofer can delay a verdict to a timeout but never choose it.
+After ``MAX_DROPS`` such datagrams the probe closes its socket: a flood costs
+each probe a bounded amount of parsing.
 
 The verdict is the answer's rcode against ``expect_rcode`` (default
 NOERROR): "ok", or "rcode NXDOMAIN" and the like. Without EDNS the rcode is
@@ -31,6 +33,7 @@ from .base import Outcome, Prober, ProbeResult
 from .stream import connect_reason
 
 MAX_ANSWER = 4096    # bytes of an answer we parse; a UDP answer without EDNS is at most 512
+MAX_DROPS = 16       # datagrams dropped per probe before it stops reading (a flood)
 
 DROPPED = [0]
 """Answers dropped as forged or malformed, process-wide (a metric reads it)."""
@@ -39,15 +42,18 @@ _rng = random.SystemRandom()   # ids an off-path spoofer cannot predict
 
 
 class _Query(asyncio.DatagramProtocol):
-    __slots__ = ("query", "wire", "fut")
+    __slots__ = ("query", "wire", "fut", "transport", "drops")
 
     def __init__(self, query: dns.message.Message,
                  fut: asyncio.Future[tuple[Outcome, str, int]]) -> None:
         self.query = query
         self.wire = query.to_wire()
         self.fut = fut
+        self.transport: asyncio.BaseTransport | None = None
+        self.drops = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport
         transport.sendto(self.wire)  # type: ignore[attr-defined]
 
     def datagram_received(self, data: bytes, addr: object) -> None:
@@ -61,6 +67,11 @@ class _Query(asyncio.DatagramProtocol):
                 raise dns.exception.FormError("not our answer")
         except Exception:  # noqa: BLE001 - every malformed answer is dropped alike
             DROPPED[0] += 1
+            self.drops += 1
+            if self.drops >= MAX_DROPS and self.transport is not None:
+                # A flood: close the socket, so it costs this probe nothing
+                # more; the verdict is then the deadline's.
+                self.transport.abort()  # type: ignore[attr-defined]
             return
         self.fut.set_result((Outcome.OK, "", int(answer.rcode())))
 

@@ -1,4 +1,4 @@
-"""The connection machinery shared by the tcp and http probes.
+"""The connection machinery shared by the tcp, http and grpc probes.
 
 This is the checker's hot path: at thousands of probes per second the cost
 of every allocation and every await shows. So a probe is one plain
@@ -12,7 +12,8 @@ default loop and on uvloop.
 
 The whole probe (name resolution, connect, TLS handshake, and whatever the
 kind reads afterwards) fits in one deadline, and there is exactly one
-connection attempt: no retries, ever.
+connection attempt: no retries, ever. ``ip_family`` narrows a name's
+addresses to one family before the attempt; IP literals are narrowed once.
 """
 
 from __future__ import annotations

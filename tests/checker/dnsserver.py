@@ -2,7 +2,8 @@
 
 Answers by name: ``ok.<zone>`` NOERROR with an A record, ``broken.<zone>``
 SERVFAIL, ``silent.<zone>`` nothing, ``forged.<zone>`` first a reply with
-a wrong id and one with a wrong question, then the real answer; anything
+a wrong id and one with a wrong question, then the real answer,
+``flood.<zone>`` 200 replies with a wrong id before the real one; anything
 else NXDOMAIN; with ``rcode`` set, every query gets that rcode. Runs in
 its own thread with its own event loop, so both the in-process probe tests
 and the end-to-end fleet can use it.
@@ -43,6 +44,11 @@ class _Protocol(asyncio.DatagramProtocol):
             response.answer.append(dns.rrset.from_text(name, 30, "IN", "A", "192.0.2.1"))
         elif label == "broken":
             response.set_rcode(dns.rcode.SERVFAIL)
+        elif label == "flood":
+            fake = dns.message.make_response(query)
+            fake.id = (query.id + 1) % 0x10000
+            for _ in range(200):
+                self.transport.sendto(fake.to_wire(), addr)  # type: ignore[attr-defined]
         elif label == "forged":
             wrong_id = dns.message.make_response(query)
             wrong_id.id = (query.id + 1) % 0x10000

@@ -67,6 +67,16 @@ def test_forged_answers_are_dropped_and_counted(server: DnsServer, loop: str) ->
 
 
 @pytest.mark.parametrize("loop", LOOPS)
+def test_a_flood_of_forgeries_costs_a_bounded_parse_and_ends_in_a_timeout(
+        server: DnsServer, loop: str) -> None:
+    dropped = dns.DROPPED[0]
+    result = probe_on(loop, dns_check(server.port, "flood.example.test.", timeout=0.5))
+    # The real answer comes after the flood: the probe stopped listening by then.
+    assert (result.outcome, result.reason) == (Outcome.TIMEOUT, "timeout")
+    assert dns.DROPPED[0] - dropped == dns.MAX_DROPS
+
+
+@pytest.mark.parametrize("loop", LOOPS)
 def test_nothing_listening_is_refused(loop: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
