@@ -159,6 +159,10 @@ class Dispatcher:
         if self._count_probes is not None:
             self._count_probes(self.kinds[rows], codes)
 
+    def cert_days_left(self, wall_now: float) -> np.ndarray:
+        """Days until each row's latest TLS certificate expires (NaN: none seen)."""
+        return (self.cert_not_after - wall_now) / 86400.0
+
     def certificates_expiring(self, seconds: float, wall_now: float) -> int:
         """Rows whose latest TLS certificate expires within `seconds` of wall_now."""
         with np.errstate(invalid="ignore"):

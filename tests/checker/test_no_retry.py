@@ -42,6 +42,10 @@ class CountingEndpoint:
                 writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                              b"Connection: close\r\n\r\n")
                 await writer.drain()
+            elif self.mode == "wrong":        # a Redis-style server that is not ready
+                await reader.readline()
+                writer.write(b"-LOADING\r\n")
+                await writer.drain()
             elif self.mode == "silent":
                 await reader.read()           # never answer: the probe times out and hangs up
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -83,8 +87,14 @@ async def advance_to_slot(clock: FakeClock, checker: Checker, slot: int) -> None
     raise AssertionError(f"slot {slot} did not start within one interval")
 
 
-@pytest.mark.parametrize("kind, mode", [("http", "503"), ("http", "silent"), ("https", "silent")])
-async def test_failing_endpoint_sees_exactly_one_connection_per_slot(kind, mode):
+@pytest.mark.parametrize("kind, mode, fields", [
+    ("http", "503", {}), ("http", "silent", {}), ("https", "silent", {}),
+    ("http", "503", {"method": "HEAD", "headers": (("X-Probe", "1"),),
+                     "expected_status": ((200, 204),)}),
+    ("tcp", "wrong", {"send": "PING\r\n", "expect": "+PONG"}),
+    ("tcp", "silent", {"send": "PING\r\n", "expect": "+PONG"}),
+])
+async def test_failing_endpoint_sees_exactly_one_connection_per_slot(kind, mode, fields):
     # Real seconds: a silent endpoint makes every probe wait out its timeout;
     # a 503 comes back at once, and the long timeout keeps a loaded machine
     # from turning it into a timeout.
@@ -93,7 +103,7 @@ async def test_failing_endpoint_sees_exactly_one_connection_per_slot(kind, mode)
     clock = FakeClock()
     async with CountingEndpoint(mode) as endpoint:
         check = Check(id="t", type=kind, host="127.0.0.1", port=endpoint.port,
-                      interval=INTERVAL, timeout=timeout, failure_threshold=2)
+                      interval=INTERVAL, timeout=timeout, failure_threshold=2, **fields)
         fleet = make_fleet({"r": ("a",)}, report_interval=0.25)
         metrics = CheckerMetrics()
         checker = Checker(make_registry([check]), fleet, "a", clock=clock, metrics=metrics)
