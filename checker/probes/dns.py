@@ -49,12 +49,12 @@ class _Query(asyncio.DatagramProtocol):
         self.query = query
         self.wire = query.to_wire()
         self.fut = fut
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.DatagramTransport | None = None
         self.drops = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.DatagramTransport) -> None:  # type: ignore[override]
         self.transport = transport
-        transport.sendto(self.wire)  # type: ignore[attr-defined]
+        transport.sendto(self.wire)
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         if self.fut.done():
@@ -71,7 +71,7 @@ class _Query(asyncio.DatagramProtocol):
             if self.drops >= MAX_DROPS and self.transport is not None:
                 # A flood: close the socket, so it costs this probe nothing
                 # more; the verdict is then the deadline's.
-                self.transport.abort()  # type: ignore[attr-defined]
+                self.transport.abort()
             return
         self.fut.set_result((Outcome.OK, "", int(answer.rcode())))
 
@@ -121,11 +121,11 @@ class DnsProber:
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: _Query(query, fut), remote_addr=(resolved.ip, self.port))
                 outcome, reason, rcode = await fut
-                if outcome is Outcome.OK:
-                    if rcode != self.rcode:
-                        outcome, reason = Outcome.FAILED, f"rcode {dns.rcode.to_text(rcode)}"
-                    else:
-                        reason = "ok"
+                if outcome is Outcome.OK and rcode != self.rcode:
+                    name = dns.rcode.to_text(dns.rcode.Rcode(rcode))
+                    outcome, reason = Outcome.FAILED, f"rcode {name}"
+                elif outcome is Outcome.OK:
+                    reason = "ok"
         except TimeoutError:
             outcome, reason = Outcome.TIMEOUT, "timeout"
         except OSError as exc:

@@ -94,7 +94,7 @@ class _HealthCall(stream.Exchange):
         self.body = bytearray()
         self.seen = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         if self.prober.ssl_context is not None:
             self.cert = peer_not_after(transport)
@@ -105,7 +105,7 @@ class _HealthCall(stream.Exchange):
         conn.initiate_connection()
         conn.send_headers(1, self.prober.headers)
         conn.send_data(1, self.prober.message, end_stream=True)
-        transport.write(conn.data_to_send())  # type: ignore[attr-defined]
+        transport.write(conn.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         if self.fut.done() or self.conn is None:
@@ -124,8 +124,8 @@ class _HealthCall(stream.Exchange):
             if self.fut.done():
                 return
         pending = self.conn.data_to_send()   # SETTINGS and PING acknowledgements
-        if pending:
-            self.transport.write(pending)  # type: ignore[union-attr]
+        if pending and self.transport is not None:
+            self.transport.write(pending)
 
     def _event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.ResponseReceived):

@@ -106,11 +106,12 @@ class _Response(stream.Exchange):
 class _SearchResponse(_Response):
     """Also requires the needle within the first SEARCH_LIMIT bytes of the body."""
 
-    __slots__ = ("body",)
+    __slots__ = ("body", "needle")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, t0: float, prober: HttpProber) -> None:
         super().__init__(loop, t0, prober)
         self.body = bytearray()
+        self.needle: bytes = prober.needle or b""
 
     def headers_ok(self) -> None:
         self.in_body = True  # the verdict waits for the body
@@ -119,12 +120,12 @@ class _SearchResponse(_Response):
         if self.fut.done():
             return
         body = self.body
-        needle = self.prober.needle
+        needle = self.needle
         # Only the new bytes (plus an overlap for a needle split across chunks)
         # need searching, so a body that trickles in costs linear time.
-        start = max(0, len(body) - len(needle) + 1)  # type: ignore[arg-type]
+        start = max(0, len(body) - len(needle) + 1)
         body += chunk[:SEARCH_LIMIT - len(body)]
-        if body.find(needle, start) >= 0:  # type: ignore[arg-type]
+        if body.find(needle, start) >= 0:
             self.finish(Outcome.OK, "ok")
         elif len(body) >= SEARCH_LIMIT:
             self.finish(Outcome.FAILED, "search string missing")

@@ -32,12 +32,13 @@ class _Connect(stream.Exchange):
 class _Talk(stream.Exchange):
     """Sends ``send`` (if any), then waits for ``expect`` (if any) in the first bytes."""
 
-    __slots__ = ("prober", "buffer")
+    __slots__ = ("prober", "buffer", "needle")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, t0: float, prober: TcpProber) -> None:
         super().__init__(loop, t0)
         self.prober = prober
         self.buffer = bytearray()
+        self.needle: bytes = prober.expect or b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = stream = cast(asyncio.Transport, transport)  # see Exchange
@@ -53,7 +54,7 @@ class _Talk(stream.Exchange):
         if self.fut.done():
             return
         buffer = self.buffer
-        needle: bytes = self.prober.expect  # type: ignore[assignment]
+        needle = self.needle
         # Search only the new bytes plus an overlap, as the http search does.
         start = max(0, len(buffer) - len(needle) + 1)
         buffer += data[:EXPECT_LIMIT - len(buffer)]
