@@ -4,6 +4,7 @@ for the registry version (the bad files live in testdata/bad/checks)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from healthplane.proto.config.loader import parse_checks
 from healthplane.proto.config.model import Check
@@ -84,3 +85,19 @@ def test_json_registry_reads_the_same() -> None:
     web, ns = from_json.checks
     assert web.headers == (("X-Probe", "1"),) and web.expected_status == ((200, 204),)
     assert ns.port == 53
+
+
+def test_versions_of_registries_without_the_new_fields_are_unchanged() -> None:
+    # The version of the demo's registry before probe fields existed: processes
+    # of both releases must agree on it during a rolling upgrade.
+    from healthplane.proto.config.loader import load_checks, load_fleet
+    from healthplane.proto.config.version import EXTENSION_FIELDS, canonical_json
+
+    examples = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+    registry = load_checks(examples / "checks.yaml", load_fleet(examples / "fleet.yaml"))
+    assert registry.version == "435ffb581da18f1f"
+    doc = json.loads(canonical_json(registry.checks))
+    assert not set(EXTENSION_FIELDS) & set().union(*doc["checks"])
+    used = parse_checks(TEXT, "checks.yaml")
+    assert {"method", "headers", "query_name"} <= set().union(
+        *json.loads(canonical_json(used.checks))["checks"])
