@@ -27,7 +27,6 @@ import ssl
 import h2.config
 import h2.connection
 import h2.events
-import h2.exceptions
 from grpc_health.v1 import health_pb2
 from healthplane.proto.config.model import Check
 
@@ -85,7 +84,7 @@ def _body_verdict(body: bytes) -> tuple[Outcome, str]:
 class _HealthCall(stream.Exchange):
     """One Health/Check call on a fresh HTTP/2 connection."""
 
-    __slots__ = ("prober", "conn", "body", "seen")
+    __slots__ = ("prober", "conn", "body", "seen", "preface")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, t0: float, prober: GrpcProber) -> None:
         super().__init__(loop, t0)
@@ -93,6 +92,7 @@ class _HealthCall(stream.Exchange):
         self.conn: h2.connection.H2Connection | None = None
         self.body = bytearray()
         self.seen = 0
+        self.preface = b""    # the server's first frame header, until checked
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -114,9 +114,18 @@ class _HealthCall(stream.Exchange):
         if self.seen > RESPONSE_LIMIT:
             self.finish(Outcome.FAILED, "bad response")
             return
+        if len(self.preface) < 9:
+            # RFC 9113 3.4: the server's first frame is SETTINGS on stream 0.
+            # h2 would wait for the rest of a "frame" as long as the bytes of
+            # an HTTP/1 answer say (megabytes): judge it here instead.
+            self.preface += data[:9 - len(self.preface)]
+            if len(self.preface) == 9 and (self.preface[3] != 4 or
+                                           self.preface[5:9] != b"\0\0\0\0"):
+                self.finish(Outcome.FAILED, "bad response")
+                return
         try:
             events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError:
+        except Exception:  # noqa: BLE001 - h2's ProtocolError family, hpack's, any: one verdict
             self.finish(Outcome.FAILED, "bad response")
             return
         for event in events:

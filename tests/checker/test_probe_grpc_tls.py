@@ -96,3 +96,26 @@ def test_tls_probe_of_a_plaintext_server_fails(loop: str) -> None:
             await server.stop(None)
     result = run_on(loop, scenario)
     assert result.outcome in (Outcome.TLS_ERROR, Outcome.RESET), result.reason
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("garbage", [b"HTTP/1.1 200 OK\r\n\r\n", b"\x00" * 9 + b"\xff" * 200,
+                                     b"\x00\x00\x04\x04\x00\x00\x00\x00\x00" * 2000])
+def test_garbage_instead_of_http2_is_a_bad_response(loop: str, garbage: bytes) -> None:
+    import asyncio
+
+    async def scenario():
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1)
+            writer.write(garbage)
+            await writer.drain()
+            await reader.read()
+            writer.close()
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await make_prober(grpc_check(port, timeout=1.0), allow_private=True)()
+        finally:
+            server.close()
+    result = run_on(loop, scenario)
+    assert (result.outcome, result.reason) == (Outcome.FAILED, "bad response")
