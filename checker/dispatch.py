@@ -148,7 +148,9 @@ class Dispatcher:
         self._last_flush = self.clock.now()
         self.verdicts.apply(rows, codes == Outcome.OK)
         self.last_result[rows] = self.clock.now()
-        # Later results of a row overwrite earlier ones: the latest wins.
+        # A row with two results in one batch (rare: intervals are >= 1 s and
+        # batches a quarter second) keeps the later: 1-D assignment with a
+        # repeated index takes the last value, as the reasons loop does.
         self.outcomes[rows] = codes
         self.latencies[rows] = [r.latency for r in results]
         self.cert_not_after[rows] = [r.cert_not_after for r in results]
