@@ -7,12 +7,12 @@ import asyncio
 import math
 
 import numpy as np
-from healthplane.checker.clock import FakeClock
 from healthplane.checker.metrics import CheckerMetrics
 from healthplane.checker.probes import Outcome, ProbeResult
 from healthplane.checker.runner import Checker
 from healthplane.proto.config.model import Check
 
+from healthplane.runtime.clock import FakeClock
 from tests.checker.helpers import make_fleet, make_registry
 
 DAY = 86400.0
@@ -35,7 +35,7 @@ def scripted(clock: FakeClock, answers: dict[str, list[ProbeResult]]):
 
 async def test_latest_detail_per_check_and_expiring_certificates() -> None:
     clock = FakeClock()
-    wall = clock.wall()
+    wall = clock.wall_ms() / 1000
     answers = {
         "soon": [ProbeResult(Outcome.OK, 0.010, "ok", wall + 10 * DAY)],
         "later": [ProbeResult(Outcome.OK, 0.020, "ok", wall + 20 * DAY)],
@@ -49,7 +49,7 @@ async def test_latest_detail_per_check_and_expiring_certificates() -> None:
     checker = Checker(make_registry(checks), make_fleet({"r": ("a",)}), "a", clock=clock,
                       metrics=metrics, make_prober=scripted(clock, answers))
     task = asyncio.create_task(checker.run())
-    await clock.run_for(3.0, 0.05)
+    await clock.advance(3.0)
     checker.stop()
     await clock.advance(0.1)
     await task
