@@ -5,7 +5,10 @@ and nothing is sent. With ``send`` its bytes are written once connected;
 with ``expect`` the bytes read (at most ``EXPECT_LIMIT``) must contain the
 string before the one deadline, as Envoy's TCP health check and HAProxy's
 ``tcp-check expect`` do for a Redis ``PING``/``+PONG`` or an SMTP banner.
-Strings are sent and matched as UTF-8.
+Strings are sent and matched as UTF-8. ``send`` without ``expect`` is
+judged on the connect alone: the bytes are handed to the kernel and the
+connection is reset at once, like every probe's (no TIME_WAIT), so the
+target may or may not read them.
 """
 
 from __future__ import annotations
