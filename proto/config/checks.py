@@ -184,7 +184,9 @@ def _parse_entry(node: Node, path: str, errors: Errors, source: object) -> Entry
         else:
             values[key] = value
 
-    ok &= probe_fields.entry_problems(kind, values, present, f, errors)
+    for key, problem in probe_fields.entry_problems(kind, values, present):
+        errors.add(present.get(key, mapping), f.sub(key), problem)
+        ok = False
     ok &= _check_timing(values, present, f, errors)
     ok &= _check_threshold(values, present, f, errors)
     if ok:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from healthplane.proto.config import check_rules
+from healthplane.proto.config import check_rules, probe_fields
 from healthplane.proto.config.check_fields import READERS, Entry
 from healthplane.proto.config.checks import (
     FIELDS_BY_TYPE,
@@ -54,7 +54,8 @@ _ID_TYPE = frozenset({"id", "type"})
 _ID_MATCH = ID_RE.fullmatch
 _MEMO_LIMIT = 1 << 16            # distinct values remembered per load
 _HASH_SLICE = 2048               # checks hashed at a time while reading
-_REQUIRED = {kind: frozenset({"id", "type"} | ({"host", "port"} if kind in PROBE_TYPES
+_REQUIRED = {kind: frozenset({"id", "type"} | ({"host"} if kind == "dns" else
+                                              {"host", "port"} if kind in PROBE_TYPES
                                               else {"children"}))
              for kind in FIELDS_BY_TYPE}
 _RESOLVER = SafeNodeLoader("")
@@ -161,7 +162,10 @@ def _node(value: object) -> Node:
         return ScalarNode(NULL, "null", _MARK, _MARK)
     if kind is list:
         return SequenceNode(_SEQ, [_node(v) for v in value], _MARK, _MARK)  # type: ignore[attr-defined]
-    return MappingNode(_MAP, [], _MARK, _MARK)   # any reader refuses a mapping
+    if kind is dict:   # keys are strings and unique (see _duplicate_free)
+        return MappingNode(_MAP, [(ScalarNode(STR, k, _MARK, _MARK), _node(v))
+                                  for k, v in value.items()], _MARK, _MARK)  # type: ignore[attr-defined]
+    return MappingNode(_MAP, [], _MARK, _MARK)
 
 
 def _memo_key(key: str, value: object) -> tuple | None:
@@ -239,7 +243,7 @@ class _EntryReader:
         if kind == "calculated":
             if threshold_problem(values):
                 raise _ExactPass
-        elif timing_problem(values, item):
+        elif timing_problem(values, item) or probe_fields.entry_problems(kind, values, item):
             raise _ExactPass
         # Entries without list items share one empty tuple: at a million
         # checks, two empty lists each are 100 MB.

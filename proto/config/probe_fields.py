@@ -10,6 +10,7 @@ signature of those in :mod:`healthplane.proto.config.check_fields`;
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import dns.exception
 import dns.name
@@ -196,30 +197,27 @@ READERS = {
 }
 
 
-def entry_problems(kind: str | None, values: dict, present: dict, f: Fields,
-                   errors: Errors) -> bool:
-    """Rules joining two fields of one entry; False after reporting a problem.
+def entry_problems(kind: str | None, values: dict,
+                   present: Collection[str]) -> list[tuple[str, str]]:
+    """(field, message) for each rule joining two fields of one entry that fails.
 
-    Fills in what a type defaults differently (a dns check's port, 53).
+    values: the fields read so far (with "type"); present: every field the
+    entry has. Fills in what a type defaults differently (a dns check's
+    port, 53). Both the YAML and the JSON reader call this.
     """
-    ok = True
+    problems = []
     if values.get("method") == "HEAD" and "search" in present:
-        errors.add(present["search"], f.sub("search"), "needs method GET (HEAD has no body)")
-        ok = False
+        problems.append(("search", "needs method GET (HEAD has no body)"))
     family = values.get("ip_family", "any")
     host = values.get("host")
     if family != "any" and host is not None:
         ip = ip_literal(host)
         if ip is not None and (ip.version == 6) != (family == "ipv6"):
-            errors.add(present["ip_family"], f.sub("ip_family"),
-                       f"cannot reach host {host}, an IPv{ip.version} address")
-            ok = False
+            problems.append(("ip_family", f"cannot reach host {host}, an IPv{ip.version} address"))
     if kind == "grpc" and values.get("verify_tls") and not values.get("tls"):
-        errors.add(present["verify_tls"], f.sub("verify_tls"), "needs tls: true")
-        ok = False
+        problems.append(("verify_tls", "needs tls: true"))
     if kind == "dns":
         values.setdefault("port", 53)
         if "query_name" not in present:
-            errors.add(f.node, f.sub("query_name"), "required for type dns")
-            ok = False
-    return ok
+            problems.append(("query_name", "required for type dns"))
+    return problems

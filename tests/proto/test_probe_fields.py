@@ -76,6 +76,34 @@ def test_a_written_default_keeps_the_version() -> None:
     assert versions[0] == versions[1] != versions[2]
 
 
+def test_json_fast_path_reads_every_probe_field_as_yaml_does(tmp_path: Path) -> None:
+    import yaml
+    from healthplane.proto.config.loader import load_checks
+
+    doc = yaml.safe_load(TEXT)
+    (tmp_path / "checks.json").write_text(json.dumps(doc))
+    (tmp_path / "checks.yaml").write_text(TEXT)
+    from_json = load_checks(tmp_path / "checks.json")
+    from_yaml = load_checks(tmp_path / "checks.yaml")
+    assert from_json.checks == from_yaml.checks and from_json.version == from_yaml.version
+    assert from_json.checks[0].headers == (("X-Probe", "1"), ("Authorization", "Bearer abc"))
+
+
+def test_json_applies_the_rules_joining_probe_fields(tmp_path: Path) -> None:
+    import pytest
+    from healthplane.proto.config.errors import ConfigError
+    from healthplane.proto.config.loader import load_checks
+
+    doc = {"checks": [{"id": "w", "type": "http", "host": "192.0.2.1", "port": 80,
+                       "method": "HEAD", "search": "ok"}]}
+    path = tmp_path / "checks.json"
+    path.write_text(json.dumps(doc, indent=1))
+    with pytest.raises(ConfigError) as info:
+        load_checks(path)
+    assert info.value.errors == [
+        f"{path}:9: checks[0].search: needs method GET (HEAD has no body)"]
+
+
 def test_json_registry_reads_the_same() -> None:
     doc = {"checks": [{"id": "web", "type": "http", "host": "192.0.2.1", "port": 80,
                        "headers": {"X-Probe": "1"}, "expected_status": ["200-204"]},
