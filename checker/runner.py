@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 import numpy as np
 from healthplane.checker import snapshot
@@ -97,8 +98,13 @@ class Checker:
         self.metrics.in_flight.set_function(lambda: self.dispatcher.in_flight)
         for days in CERT_WINDOWS_DAYS:
             self.metrics.certificates_expiring.labels(str(days)).set_function(
-                lambda days=days: self.dispatcher.certificates_expiring(
-                    days * 86400.0, self.clock.wall_ms() / 1000))
+                self._expiring_within(days))
+
+    def _expiring_within(self, days: int) -> Callable[[], float]:
+        def count() -> float:
+            return self.dispatcher.certificates_expiring(days * 86400.0,
+                                                         self.clock.wall_ms() / 1000)
+        return count
 
     # -- configuration ----------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -94,18 +95,18 @@ class _HealthCall(stream.Exchange):
         self.seen = 0
         self.preface = b""    # the server's first frame header, until checked
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = stream = cast(asyncio.Transport, transport)  # see Exchange
         if self.prober.ssl_context is not None:
-            self.cert = peer_not_after(transport)
+            self.cert = peer_not_after(stream)
         if self.fut.done():
-            transport.abort()
+            stream.abort()
             return
         conn = self.conn = h2.connection.H2Connection(config=_CONFIG)
         conn.initiate_connection()
         conn.send_headers(1, self.prober.headers)
         conn.send_data(1, self.prober.message, end_stream=True)
-        transport.write(conn.data_to_send())
+        stream.write(conn.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         if self.fut.done() or self.conn is None:
