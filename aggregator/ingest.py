@@ -12,6 +12,16 @@ parsing it, and one that does not parse (``malformed``), without ending the
 stream. gRPC's ``max_receive_message_length`` (see
 :func:`aggregator.state.transport_limit`) is the hard cap: a message above
 it ends its stream with RESOURCE_EXHAUSTED before it is buffered.
+
+Identity. With TLS (``authenticate=True``) a snapshot counts only when its
+``checker_id`` is a DNS name in the subjectAltName of the client certificate
+of the stream it came on; any other is dropped as ``identity_mismatch``, and
+the stream goes on. Order. A snapshot must carry a higher
+``(incarnation, sequence)`` than the last one accepted from its checker, on
+any stream (see :mod:`healthplane.aggregator.sequence`); otherwise it is
+dropped as ``stale_sequence``. Streams are admitted up to the caps of
+:class:`healthplane.aggregator.limits.Admission`; past them a stream is
+refused with RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -21,8 +31,18 @@ from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf.message import DecodeError
-from healthplane.aggregator.state import MALFORMED, OVERSIZED, AggregatorState
+from healthplane.aggregator.limits import Admission, peer_key
+from healthplane.aggregator.sequence import SequenceMarks
+from healthplane.aggregator.state import (
+    IDENTITY_MISMATCH,
+    MALFORMED,
+    OVERSIZED,
+    STALE_SEQUENCE,
+    AggregatorState,
+)
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+
+from healthplane.runtime.tls import peer_dns_names
 
 log = logging.getLogger("healthplane.aggregator.ingest")
 
@@ -45,8 +65,14 @@ _MALFORMED = _Rejected(MALFORMED)
 class IngestService:
     """The Ingest servicer. Register with :meth:`add_to_server`."""
 
-    def __init__(self, state: AggregatorState) -> None:
+    def __init__(self, state: AggregatorState, *, authenticate: bool = False,
+                 marks: SequenceMarks | None = None,
+                 admission: Admission | None = None) -> None:
         self._state = state
+        self._authenticate = authenticate
+        self.marks = marks if marks is not None else SequenceMarks()
+        self.admission = admission if admission is not None else Admission(
+            "Report", 1 << 30, 1 << 30)
 
     def _deserialize(self, raw: bytes) -> pb.CheckerSnapshot | _Rejected:
         # Runs for every message before the handler sees it; refusing here
@@ -60,15 +86,46 @@ class IngestService:
 
     async def Report(self, request_iterator: AsyncIterator[pb.CheckerSnapshot | _Rejected],
                      context: grpc.aio.ServicerContext) -> pb.ReportSummary:
+        peer = peer_key(context, self._authenticate)
+        refused = self.admission.acquire(peer)
+        if refused is not None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
+        try:
+            return await self._report(request_iterator, context)
+        finally:
+            self.admission.release(peer)
+
+    async def _report(self, request_iterator: AsyncIterator[pb.CheckerSnapshot | _Rejected],
+                      context: grpc.aio.ServicerContext) -> pb.ReportSummary:
         accepted = dropped = 0
-        state = self._state
+        state, marks = self._state, self.marks
+        # Read once per stream: the certificate cannot change under a stream.
+        names = peer_dns_names(context) if self._authenticate else None
+        warned = False
         async for msg in request_iterator:
             if isinstance(msg, _Rejected):
                 state.count_drop(msg.reason)
                 reason: str | None = msg.reason
+            elif names is not None and msg.checker_id not in names:
+                state.count_drop(IDENTITY_MISMATCH)
+                reason = IDENTITY_MISMATCH
+                if not warned:
+                    warned = True   # once per stream: the counter carries the rate
+                    log.warning("stream from %s claims checker_id %s, not in its "
+                                "certificate; its snapshots are dropped",
+                                _shown(",".join(sorted(names)) or "a certificate without "
+                                       "DNS names"), _shown(msg.checker_id))
             else:
-                reason = state.accept(msg.checker_id, msg.region, msg.registry_version,
-                                      msg.check_count, msg.states)
+                now = state.clock.now()
+                if not marks.admits(msg.checker_id, msg.incarnation, msg.sequence, now,
+                                    state.fleet.stale_after):
+                    state.count_drop(STALE_SEQUENCE)
+                    reason = STALE_SEQUENCE
+                else:
+                    reason = state.accept(msg.checker_id, msg.region, msg.registry_version,
+                                          msg.check_count, msg.states)
+                    if reason is None:
+                        marks.record(msg.checker_id, msg.incarnation, msg.sequence, now)
             if reason is None:
                 accepted += 1
             else:
@@ -86,3 +143,8 @@ class IngestService:
         )
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE_NAME, {"Report": handler}),))
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """Client-chosen text made safe for one log line: escaped and cut."""
+    return repr(text[:limit])

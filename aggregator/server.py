@@ -8,12 +8,24 @@ Run it in-process (tests, the demo) with :func:`run_aggregator`::
 Pass ``clock=FakeClock()`` and ``start_ticking=False`` to drive ticks by
 hand with ``agg.on_tick()``. The server enables
 gRPC server reflection and the standard ``grpc.health.v1`` service.
+
+With ``tls=TlsFiles(...)`` the server speaks only TLS and requires a client
+certificate signed by the CA; snapshots then count only for the checker ids
+their stream's certificate names (see :mod:`healthplane.aggregator.ingest`).
+Without it, only a loopback address may be served unless ``insecure=True``.
+``limits`` bounds connections, streams and watchers
+(:mod:`healthplane.aggregator.limits`).
+
+A gRPC server can stop without being asked: grpcio's aio server loop dies
+on some malformed requests. :attr:`Aggregator.died` is set then, and the
+command exits non-zero at once so that a supervisor restarts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import time
@@ -23,9 +35,12 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from healthplane.aggregator.health_service import HealthService
+from healthplane.aggregator.guarded_health import GuardedHealthService
 from healthplane.aggregator.ingest import IngestService
+from healthplane.aggregator.limits import Admission, Limits, fit_open_files
 from healthplane.aggregator.metrics import AggregatorMetrics, AggregatorStats
+from healthplane.aggregator.security_metrics import SecurityCollector
+from healthplane.aggregator.sequence import SequenceMarks
 from healthplane.aggregator.snapshot_file import SnapshotFileWriter
 from healthplane.aggregator.state import AggregatorState, max_message_bytes, transport_limit
 from healthplane.aggregator.tick_result import TickResult
@@ -36,7 +51,9 @@ from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 from healthplane.runtime.clock import Clock, SystemClock
+from healthplane.runtime.grpclog import escape, sanitize_grpc_logs
 from healthplane.runtime.listen import parse_listen
+from healthplane.runtime.tls import TlsFiles
 
 log = logging.getLogger("healthplane.aggregator")
 
@@ -50,16 +67,32 @@ class ReloadRefused(Exception):
     """A new configuration that this running aggregator cannot adopt."""
 
 
+class InsecureListen(OSError):
+    """A plaintext gRPC listener on a non-loopback address without --insecure."""
+
+
 class Aggregator:
     """One aggregator. Build, ``await start(listen)``, ``await stop()``."""
 
     def __init__(self, registry: Registry, fleet: Fleet, *, clock: Clock | None = None,
-                 snapshot_file: str | None = None) -> None:
+                 snapshot_file: str | None = None,
+                 tls: TlsFiles | None = None, limits: Limits | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.tls = tls
+        self._limits_asked = limits or Limits()
+        self.limits = self._limits_asked.for_fleet(len(fleet.checker_ids))
+        self.marks = SequenceMarks()
+        self.report_admission = Admission("Report", self.limits.max_streams,
+                                          self.limits.max_streams_per_peer)
+        self.watch_admission = Admission("Watch", self.limits.max_watchers,
+                                         self.limits.max_watchers_per_peer)
+        self.died: asyncio.Event = asyncio.Event()   # the server stopped unasked
+        self.death_reason = ""
         self.state = AggregatorState(registry, fleet, self.clock)
         self.hub: LatestHub[TickResult] = LatestHub()
         self.snapshot_writer = SnapshotFileWriter(snapshot_file) if snapshot_file else None
         self.metrics = AggregatorMetrics(self.stats)
+        self.metrics.registry.register(SecurityCollector(self))
         self.tick_loop = TickLoop(self.on_tick, fleet.tick, self.clock)
         self.reloads: Counter[str] = Counter()
         self.transport_limit = transport_limit(registry.check_count)
@@ -67,6 +100,9 @@ class Aggregator:
         self.port: int = 0
         self._health = health.aio.HealthServicer()
         self._loop_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.health_service: GuardedHealthService | None = None
 
     # -- the tick --------------------------------------------------------
 
@@ -146,27 +182,53 @@ class Aggregator:
     # -- lifecycle -------------------------------------------------------
 
     async def start(self, listen: str, *, metrics_listen: str | None = None,
-                    start_ticking: bool = True) -> int:
-        """Bind, serve and start ticking; returns the bound gRPC port."""
+                    start_ticking: bool = True, insecure: bool = False) -> int:
+        """Bind, serve and start ticking; returns the bound gRPC port.
+
+        Raises InsecureListen for a plaintext non-loopback address without
+        insecure=True, OSError when the address cannot be bound.
+        """
         host, port = parse_listen(listen)
+        if self.tls is None and not insecure and not _is_loopback(host):
+            raise InsecureListen(
+                f"refusing to serve plaintext gRPC on {listen}: give --tls-cert, --tls-key "
+                "and --tls-ca, or --insecure to accept unauthenticated votes")
         _check_bindable(listen, host, port)
+        sanitize_grpc_logs()
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() is None:
+            from healthplane.runtime.grpclog import loop_exception_handler
+            loop.set_exception_handler(loop_exception_handler)
+        self.limits = fit_open_files(self.limits)
+        lim = self.limits
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", self.transport_limit),
             ("grpc.so_reuseport", 0),
-        ])
-        IngestService(self.state).add_to_server(server)
-        pb_grpc.add_HealthServicer_to_server(HealthService(self.state, self.hub), server)
+            *lim.server_options(),
+        ], maximum_concurrent_rpcs=lim.max_rpcs())
+        authenticate = self.tls is not None
+        IngestService(self.state, authenticate=authenticate, marks=self.marks,
+                      admission=self.report_admission).add_to_server(server)
+        self.health_service = GuardedHealthService(
+            self.state, self.hub, admission=self.watch_admission,
+            authenticate=authenticate, stall=lim.watch_stall)
+        pb_grpc.add_HealthServicer_to_server(self.health_service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        address = f"{_bracket(host)}:{port}"
         try:
-            bound = server.add_insecure_port(f"{_bracket(host)}:{port}")
+            if self.tls is None:
+                bound = server.add_insecure_port(address)
+            else:
+                bound = server.add_secure_port(address, self.tls.server_credentials())
         except RuntimeError:  # grpc's way of saying the bind failed
             bound = 0
         if bound == 0:
             raise OSError(f"cannot listen on {listen}: address in use or not available")
         await server.start()
         self.server, self.port = server, bound
+        self._watch_task = asyncio.create_task(self._watch_server(server), name="grpc-watch")
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if metrics_listen is not None:
@@ -182,8 +244,23 @@ class Aggregator:
             self._loop_task = asyncio.create_task(self.tick_loop.run(), name="tick-loop")
         return bound
 
+    async def _watch_server(self, server: grpc.aio.Server) -> None:
+        """Set died when the server terminates without stop() having asked."""
+        try:
+            await server.wait_for_termination()
+            reason = "the gRPC server stopped"
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - whatever killed grpc's server loop
+            reason = f"the gRPC server loop died: {type(exc).__name__}: {escape(str(exc))}"
+        if not self._stopping:
+            self.death_reason = reason
+            log.error("%s; exiting so that a supervisor restarts this aggregator", reason)
+            self.died.set()
+
     async def stop(self, grace: float = 1.0) -> None:
         """Stop ticking, end Watch streams, drain RPCs for up to grace seconds."""
+        self._stopping = True
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -194,6 +271,11 @@ class Aggregator:
         if self.server is not None:
             await self.server.stop(grace)
             self.server = None
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch_task
+            self._watch_task = None
         if self.snapshot_writer is not None:
             await self.snapshot_writer.stop()
         self.metrics.close()
@@ -220,6 +302,21 @@ def _check_bindable(listen: str, host: str, port: int) -> None:
                 raise OSError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
 
 
+def _is_loopback(host: str) -> bool:
+    """True when every address host stands for is a loopback one."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    if not host:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -229,10 +326,13 @@ async def run_aggregator(registry: Registry, fleet: Fleet, listen: str = "127.0.
                          clock: Clock | None = None,
                          snapshot_file: str | None = None, metrics_listen: str | None = None,
                          start_ticking: bool = True, grace: float = 0.5,
-                         ) -> AsyncIterator[Aggregator]:
+                         tls: TlsFiles | None = None, limits: Limits | None = None,
+                         insecure: bool = False) -> AsyncIterator[Aggregator]:
     """An aggregator serving on listen for the duration of the block."""
-    agg = Aggregator(registry, fleet, clock=clock, snapshot_file=snapshot_file)
-    await agg.start(listen, metrics_listen=metrics_listen, start_ticking=start_ticking)
+    agg = Aggregator(registry, fleet, clock=clock, snapshot_file=snapshot_file,
+                     tls=tls, limits=limits)
+    await agg.start(listen, metrics_listen=metrics_listen, start_ticking=start_ticking,
+                    insecure=insecure)
     try:
         yield agg
     finally:

@@ -35,8 +35,11 @@ PADDING_SET = "padding_set"
 RESERVED_STATE = "reserved_state"
 OVERSIZED = "oversized"
 MALFORMED = "malformed"
+IDENTITY_MISMATCH = "identity_mismatch"   # checker_id not in the stream's certificate
+STALE_SEQUENCE = "stale_sequence"         # not newer than the checker's last accepted one
 DROP_REASONS = (UNKNOWN_CHECKER, REGION_MISMATCH, UNKNOWN_VERSION, CHECK_COUNT_MISMATCH,
-                WRONG_LENGTH, PADDING_SET, RESERVED_STATE, OVERSIZED, MALFORMED)
+                WRONG_LENGTH, PADDING_SET, RESERVED_STATE, OVERSIZED, MALFORMED,
+                IDENTITY_MISMATCH, STALE_SEQUENCE)
 
 # Room for the non-state fields of a CheckerSnapshot (ids, version, numbers)
 # on top of the states themselves. Ids are short; this is generous.

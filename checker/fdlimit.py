@@ -18,40 +18,15 @@ from __future__ import annotations
 
 import logging
 
-try:
-    import resource
-except ImportError:   # not on POSIX: nothing to raise
-    resource = None  # type: ignore[assignment]
+from healthplane.runtime.fdlimit import ensure_open_files, resource
+
+__all__ = ["RESERVE", "ensure_open_files", "fit_probe_limit", "resource"]
 
 log = logging.getLogger("healthplane.checker")
 
 # Descriptors besides probe sockets: aggregator streams, the metrics server
 # and its clients, log files, the reload child's pipes, the event loop's own.
 RESERVE = 256
-
-
-def ensure_open_files(needed: int) -> int:
-    """Raise the soft RLIMIT_NOFILE to at least `needed` if the hard limit allows.
-
-    Returns the soft limit now in force (a very large number when unlimited
-    or unknown).
-    """
-    if resource is None:
-        return 1 << 30
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 1 << 30
-    if soft >= needed:
-        return soft
-    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as exc:
-            log.warning("cannot raise the open-files limit",
-                        extra={"soft": soft, "wanted": target, "error": str(exc)})
-    return soft
 
 
 def fit_probe_limit(limit: int, other_probes: int = 0) -> int:

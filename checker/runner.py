@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -81,6 +82,9 @@ class Checker:
         self.stream_backoff = stream_backoff
         self.doubt = SelfDoubt(doubt)
         self.sequence = 0
+        # Wall time on purpose, not the injected clock: it tells this run of
+        # the process from earlier ones, so it must grow across restarts.
+        self.incarnation = time.time_ns() // 1000
         self.last_states: np.ndarray = np.zeros(0, dtype=np.uint8)
         self._streams: dict[str, tuple[AggregatorStream, asyncio.Task[None] | None]] = {}
         # Reports on a fixed grid. A report more than half an interval late
@@ -244,7 +248,8 @@ class Checker:
         self.sequence += 1
         msg = snapshot.build(checker_id=self.checker_id, region=self.region,
                              registry_version=self.registry.version, sequence=self.sequence,
-                             sent_unix_ms=self.clock.wall_ms(), states=states)
+                             sent_unix_ms=self.clock.wall_ms(), states=states,
+                             incarnation=self.incarnation)
         m.snapshot_bytes.set(len(msg.states))
         for stream, _ in self._streams.values():
             stream.offer(msg)

@@ -27,8 +27,12 @@ def report_states(check_count: int, indices: np.ndarray, states: np.ndarray,
 
 
 def build(*, checker_id: str, region: str, registry_version: str, sequence: int,
-          sent_unix_ms: int, states: np.ndarray) -> pb.CheckerSnapshot:
-    """The CheckerSnapshot message for one report."""
+          sent_unix_ms: int, states: np.ndarray, incarnation: int = 0) -> pb.CheckerSnapshot:
+    """The CheckerSnapshot message for one report.
+
+    incarnation: this checker process's start time in microseconds; with the
+    sequence it orders the checker's snapshots across restarts.
+    """
     return pb.CheckerSnapshot(
         checker_id=checker_id,
         region=region,
@@ -37,4 +41,5 @@ def build(*, checker_id: str, region: str, registry_version: str, sequence: int,
         sent_unix_ms=sent_unix_ms,
         check_count=int(states.size),
         states=codec.pack(states),
+        incarnation=incarnation,
     )

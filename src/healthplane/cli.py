@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("healthplane.proto.validate_cli", "check checks.yaml, fleet.yaml and zone.yaml"),
     "query": ("healthplane.aggregator.query_cli", "show the health of checks from an aggregator"),
     "demo": ("healthplane.deploy.demo", "run a whole fleet on loopback with a live view"),
+    "certs": ("healthplane.certs", "write a development CA and certificates for a fleet"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import grpc
@@ -27,9 +28,15 @@ def make_fleet(**kw) -> Fleet:
     return Fleet(**base)
 
 
+_SEQUENCE = itertools.count(1)
+
+
 def snap(checker: str, region: str, registry: Registry, states: Sequence[int], *,
-         version: str | None = None, seq: int = 1) -> pb.CheckerSnapshot:
-    return pb.CheckerSnapshot(
+         version: str | None = None, seq: int | None = None,
+         incarnation: int = 1) -> pb.CheckerSnapshot:
+    """A snapshot; without seq, one above every earlier one (as a live checker sends)."""
+    seq = next(_SEQUENCE) if seq is None else seq
+    return pb.CheckerSnapshot(incarnation=incarnation,
         checker_id=checker, region=region,
         registry_version=registry.version if version is None else version,
         sequence=seq, sent_unix_ms=0, check_count=len(states), states=codec.encode(states))

@@ -42,8 +42,10 @@ BAD = [
 async def test_bad_snapshot_dropped_counted_and_stream_goes_on(reason, msg):
     async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg:
-        good = snap("use1-a", "us-east", REG, GOOD)
-        summary = await report(agg.port, [good, msg, good])
+        # Sequences around the bad one's, so only its own fault can drop it.
+        first = snap("use1-a", "us-east", REG, GOOD, seq=0)
+        last = snap("use1-a", "us-east", REG, GOOD, seq=1 << 62)
+        summary = await report(agg.port, [first, msg, last])
         assert (summary.accepted, summary.dropped) == (2, 1)
         assert dict(agg.state.counters.dropped) == {reason: 1}
         # The slot holds the good snapshot, not the bad one.

@@ -17,7 +17,7 @@ STATUS_HEALTHY: Status
 STATUS_UNHEALTHY: Status
 
 class CheckerSnapshot(_message.Message):
-    __slots__ = ("checker_id", "region", "registry_version", "sequence", "sent_unix_ms", "check_count", "states")
+    __slots__ = ("checker_id", "region", "registry_version", "sequence", "sent_unix_ms", "check_count", "states", "incarnation")
     CHECKER_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class CheckerSnapshot(_message.Message):
     SENT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     CHECK_COUNT_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     checker_id: str
     region: str
     registry_version: str
@@ -32,7 +33,8 @@ class CheckerSnapshot(_message.Message):
     sent_unix_ms: int
     check_count: int
     states: bytes
-    def __init__(self, checker_id: _Optional[str] = ..., region: _Optional[str] = ..., registry_version: _Optional[str] = ..., sequence: _Optional[int] = ..., sent_unix_ms: _Optional[int] = ..., check_count: _Optional[int] = ..., states: _Optional[bytes] = ...) -> None: ...
+    incarnation: int
+    def __init__(self, checker_id: _Optional[str] = ..., region: _Optional[str] = ..., registry_version: _Optional[str] = ..., sequence: _Optional[int] = ..., sent_unix_ms: _Optional[int] = ..., check_count: _Optional[int] = ..., states: _Optional[bytes] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class ReportSummary(_message.Message):
     __slots__ = ("accepted", "dropped")

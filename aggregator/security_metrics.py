@@ -1,0 +1,64 @@
+"""Prometheus metrics for admission, limits and TLS (prefix ``healthplane_aggregator_``).
+
+    rpcs_refused_total{rpc,limit}      counter  streams refused at a cap (RESOURCE_EXHAUSTED);
+                                                rpc: Report | Watch, limit: total | per_client
+    streams_open{rpc}                  gauge    Report and Watch streams open now
+    watchers_stalled_total             counter  Watch streams ended for not reading
+    connection_limit                   gauge    connections admitted at once (after fitting
+                                                the open-files limit)
+    tls_reloads_total{result}          counter  certificate/key/CA re-reads: adopted,
+                                                unchanged, failed (the old set kept)
+    tls_certificate_expiry_seconds     gauge    notAfter of the certificate in use (Unix time)
+
+Drops of snapshots for a foreign identity or an old sequence are in
+``snapshots_dropped_total{reason="identity_mismatch"|"stale_sequence"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from healthplane.aggregator.server import Aggregator
+
+PREFIX = "healthplane_aggregator_"
+
+
+class SecurityCollector(Collector):
+    def __init__(self, agg: Aggregator) -> None:
+        self._agg = agg
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        agg = self._agg
+        refused = CounterMetricFamily(PREFIX + "rpcs_refused",
+                                      "Streams refused at a cap, by RPC and limit.",
+                                      labels=["rpc", "limit"])
+        opened = GaugeMetricFamily(PREFIX + "streams_open", "Streams open now, by RPC.",
+                                   labels=["rpc"])
+        for adm in (agg.report_admission, agg.watch_admission):
+            for limit in ("total", "per_client"):
+                refused.add_metric([adm.kind, limit], adm.refused.get(limit, 0))
+            opened.add_metric([adm.kind], adm.open)
+        yield refused
+        yield opened
+        hs = agg.health_service
+        yield CounterMetricFamily(PREFIX + "watchers_stalled",
+                                  "Watch streams ended for not reading.",
+                                  value=hs.stalled if hs else 0)
+        yield GaugeMetricFamily(PREFIX + "connection_limit", "Connections admitted at once.",
+                                value=agg.limits.max_connections)
+        reloads = CounterMetricFamily(PREFIX + "tls_reloads",
+                                      "Re-reads of the TLS certificate, key and CA, by result.",
+                                      labels=["result"])
+        tls = agg.tls
+        for result in ("adopted", "unchanged", "failed"):
+            reloads.add_metric([result], tls.reloads.get(result, 0) if tls else 0)
+        yield reloads
+        if tls is not None:
+            yield GaugeMetricFamily(PREFIX + "tls_certificate_expiry_seconds",
+                                    "notAfter of the certificate in use, Unix time.",
+                                    value=tls.material.not_after.timestamp())
