@@ -9,11 +9,18 @@ Options:
                              0: only on SIGHUP; --reload-interval is an alias)
     --log-level LEVEL        debug | info | warning | error (default info)
     --log-format FORMAT      logfmt | json (default logfmt)
+    --tls-cert/--tls-key/--tls-ca FILE
+                             serve only mutual TLS: clients need a certificate
+                             from the CA; a checker may report only as a DNS
+                             name of its certificate. SIGHUP and the reload
+                             period re-read the three files.
+    --insecure               serve plaintext on a non-loopback address
 
 ``--listen 127.0.0.1:0`` picks a free port; the bound address is logged as
 ``listening on HOST:PORT``. SIGHUP reloads the configuration; SIGTERM and
 SIGINT stop gracefully. Exit 0 after a clean stop, 1 for a bad config or a
-port that cannot be bound, 2 for usage errors.
+port that cannot be bound, 2 for usage errors, 3 when the gRPC server
+stopped without being asked (a supervisor should restart the process).
 """
 
 from __future__ import annotations
@@ -37,6 +44,13 @@ if TYPE_CHECKING:
     from healthplane.aggregator.reload import FileSource
 
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.tls import (
+    TlsError,
+    TlsFiles,
+    add_tls_arguments,
+    tls_from_args,
+    tls_usage_error,
+)
 
 PROG = "healthplane aggregator"
 log = logging.getLogger("healthplane.aggregator")
@@ -56,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
                    metavar="SECONDS", dest="reload_period",
                    help="re-read the config files this often; 0 only on SIGHUP (default 60)")
     add_log_flags(p, default="info")
+    add_tls_arguments(p, insecure=True)
     return p
 
 
@@ -83,41 +98,76 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
     from healthplane.runtime.reload import Reloader
 
     clock = SystemClock()
-    agg = Aggregator(registry, fleet, clock=clock, snapshot_file=args.snapshot_file)
+    try:
+        tls = tls_from_args(args)
+    except TlsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    agg = Aggregator(registry, fleet, clock=clock, snapshot_file=args.snapshot_file, tls=tls)
     reloader = Reloader("config", source.load, lambda new: adopt_into(agg, new), clock=clock,
                         period=args.reload_period,
                         count=lambda result: agg.reloads.update([result]),
                         fingerprint=source.fingerprint, running=digest, logger=log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def hangup() -> None:
+        reloader.trigger()
+        if tls is not None:
+            tls.reload()
+
     # Handlers first: whoever sees the server up may send SIGHUP at once.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
-        port = await agg.start(args.listen, metrics_listen=args.metrics)
+        port = await agg.start(args.listen, metrics_listen=args.metrics,
+                               insecure=args.insecure)
     except OSError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         await agg.stop(0)
         return 1
     reload_task = asyncio.create_task(reloader.run(), name="config-reload")
+    tasks = [reload_task]
+    if tls is not None and args.reload_period > 0:
+        tasks.append(asyncio.create_task(_reread_tls(tls, args.reload_period),
+                                         name="tls-reload"))
     address = format_hostport(parse_listen(args.listen)[0], port)
     log.info("listening on %s", address,
              extra={"address": address, "checks": registry.check_count,
-                    "checkers": len(fleet.checker_ids), "registry": registry.version})
+                    "checkers": len(fleet.checker_ids), "registry": registry.version,
+                    "transport": "mutual TLS" if tls else "plaintext"})
+    if tls is None and args.insecure:
+        log.warning("serving plaintext gRPC with --insecure: anyone who can reach it can "
+                    "report votes as any checker and read every check and checker",
+                    extra={"address": address})
     if agg.metrics.port is not None:
         maddress = format_hostport(parse_listen(args.metrics)[0], agg.metrics.port)
         log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
+    stopper = asyncio.create_task(stop.wait())
+    dier = asyncio.create_task(agg.died.wait())
     try:
-        await stop.wait()
+        await asyncio.wait((stopper, dier), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopper.cancel()
+        dier.cancel()
+        died = agg.died.is_set()
         log.info("stopping")
         reloader.stop()
-        reload_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reload_task
-        await agg.stop(grace=2.0)
-    return 0
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # A dead server has nothing to drain: exit at once.
+        await agg.stop(grace=0 if died else 2.0)
+    return 3 if died else 0
+
+
+async def _reread_tls(tls: TlsFiles, period: float) -> None:
+    """Re-read the TLS files every period (SIGHUP does it at once)."""
+    while True:
+        await asyncio.sleep(period)
+        tls.reload()
 
 
 def main(argv: list[str]) -> int:
@@ -144,6 +194,9 @@ def main(argv: list[str]) -> int:
         digest: bytes | None = source.fingerprint()   # before loading: a change meanwhile is seen
     except UnreadableFile:
         digest = None                  # the loader names the unreadable file
+    if err := tls_usage_error(args):
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
     try:
         registry, fleet = _load(args.checks, args.fleet)
     except ConfigError as exc:

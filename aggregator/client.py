@@ -15,6 +15,8 @@ from healthplane.aggregator.health_service import NO_TICK_YET
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
+from healthplane.runtime.tls import TlsFiles, secure_channel
+
 T = TypeVar("T")
 
 # Query answers for every check of a big registry can be large.
@@ -32,11 +34,11 @@ class AggregatorError(Exception):
 class AggregatorClient:
     """``with AggregatorClient("127.0.0.1:7000") as c: c.query(["web-1"])``."""
 
-    def __init__(self, target: str, timeout: float = 3.0) -> None:
+    def __init__(self, target: str, timeout: float = 3.0, tls: TlsFiles | None = None) -> None:
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)])
+        self._channel = secure_channel(
+            target, tls, [("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)], aio=False)
         self._stub = pb_grpc.HealthStub(self._channel)
 
     def __enter__(self) -> AggregatorClient:

@@ -111,10 +111,11 @@ class IngestService:
                 reason = IDENTITY_MISMATCH
                 if not warned:
                     warned = True   # once per stream: the counter carries the rate
-                    log.warning("stream from %s claims checker_id %s, not in its "
-                                "certificate; its snapshots are dropped",
-                                _shown(",".join(sorted(names)) or "a certificate without "
-                                       "DNS names"), _shown(msg.checker_id))
+                    log.warning("snapshot for a checker its certificate does not name; "
+                                "dropping them (identity_mismatch)",
+                                extra={"claimed": msg.checker_id[:80],
+                                       "certificate": ",".join(sorted(names))[:200] or "-",
+                                       "peer": context.peer()})
             else:
                 now = state.clock.now()
                 if not marks.admits(msg.checker_id, msg.incarnation, msg.sequence, now,
@@ -144,7 +145,3 @@ class IngestService:
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE_NAME, {"Report": handler}),))
 
-
-def _shown(text: str, limit: int = 80) -> str:
-    """Client-chosen text made safe for one log line: escaped and cut."""
-    return repr(text[:limit])

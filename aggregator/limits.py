@@ -92,9 +92,10 @@ def fit_open_files(limits: Limits) -> Limits:
     if room >= limits.max_connections:
         return limits
     fitted = max(16, room)
-    log.warning("open-files limit %d leaves room for %d connections, not %d: lowering "
-                "the connection cap (raise `ulimit -Hn`, or LimitNOFILE under systemd)",
-                soft, fitted, limits.max_connections)
+    log.warning("open-files limit too low for the connection cap: lowering it (raise "
+                "`ulimit -Hn`, or LimitNOFILE under systemd)",
+                extra={"open_files": soft, "connections": fitted,
+                       "wanted": limits.max_connections})
     return replace(limits, max_connections=fitted)
 
 

@@ -21,6 +21,7 @@ from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
 from healthplane.runtime.listen import parse_hostport
 from healthplane.runtime.logs import add_log_flags, setup_from_args
+from healthplane.runtime.tls import TlsError, add_tls_arguments, tls_from_args, tls_usage_error
 
 PROG = "healthplane query"
 
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
                    help="give up after this long (default 3)")
     add_log_flags(p, default="warning")
+    add_tls_arguments(p)
     return p
 
 
@@ -99,8 +101,16 @@ def main(argv: list[str]) -> int:
     if args.timeout <= 0:
         print(f"{PROG}: --timeout must be > 0", file=sys.stderr)
         return 2
+    if err := tls_usage_error(args):
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
     try:
-        with AggregatorClient(args.aggregator, timeout=args.timeout) as client:
+        tls = tls_from_args(args)
+    except TlsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        with AggregatorClient(args.aggregator, timeout=args.timeout, tls=tls) as client:
             resp = client.query(args.check_ids)
     except AggregatorError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -255,7 +255,8 @@ class Aggregator:
             reason = f"the gRPC server loop died: {type(exc).__name__}: {escape(str(exc))}"
         if not self._stopping:
             self.death_reason = reason
-            log.error("%s; exiting so that a supervisor restarts this aggregator", reason)
+            log.error("gRPC server stopped unasked; exiting so that a supervisor restarts "
+                      "this aggregator", extra={"reason": reason})
             self.died.set()
 
     async def stop(self, grace: float = 1.0) -> None:

@@ -4,11 +4,16 @@
                         [--metrics HOST:PORT] [--reload-period SECONDS]
                         [--canary-interval SECONDS] [--log-level LEVEL]
                         [--log-format logfmt|json] [-v]
+                        [--tls-cert FILE --tls-key FILE --tls-ca FILE]
 
 Exits 0 after SIGTERM or SIGINT, 1 on a bad file or an unknown checker id,
 2 on bad arguments; errors are one line each, never a traceback. SIGHUP
 re-reads both files now. An unreachable aggregator is not an error: the
-checker keeps probing and keeps retrying the stream.
+checker keeps probing and keeps retrying the stream. With --tls-*, every
+stream is mutual TLS: the checker shows its certificate (whose DNS
+subjectAltName must be its --id) and verifies the aggregator's against the
+CA and the address dialled; SIGHUP and the reload period re-read the files,
+and the next stream opened uses them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ from typing import NoReturn
 
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.tls import (
+    TlsError,
+    add_tls_arguments,
+    certificate_dns_names,
+    tls_from_args,
+    tls_usage_error,
+)
 
 PROG = "healthplane checker"
 log = logging.getLogger("healthplane.checker")
@@ -61,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Quiet by default: warnings and errors. -v (info) adds state changes
     # and reloads, -vv (debug) everything.
     add_log_flags(p, default="warning", verbose_alias=True)
+    add_tls_arguments(p)
     return p
 
 
@@ -70,6 +83,14 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     setup_from_args(args)
+    if err := tls_usage_error(args):
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
+    try:
+        tls = tls_from_args(args)
+    except TlsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
 
     from healthplane.checker.reload import FileConfig
     from healthplane.proto.config.errors import ConfigError
@@ -88,6 +109,10 @@ def main(argv: list[str]) -> int:
         for line in exc.errors:
             print(f"{PROG}: {line}", file=sys.stderr)
         return 1
+    if tls is not None and args.checker_id not in certificate_dns_names(tls.material):
+        log.warning("the TLS certificate does not name this checker: aggregators will drop "
+                    "every snapshot of it (identity_mismatch)",
+                    extra={"checker": args.checker_id, "certificate": args.tls_cert})
     if fleet.region_of(args.checker_id) is None:
         known = ", ".join(fleet.checker_ids) or "none"
         print(f"{PROG}: {args.fleet}: --id {args.checker_id!r} is not a checker of the "
@@ -104,7 +129,7 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: --canary-interval must be > 0", file=sys.stderr)
         return 2
     try:
-        return run_event_loop(_serve(args, registry, fleet, config, metrics_addr, digest))
+        return run_event_loop(_serve(args, registry, fleet, config, metrics_addr, digest, tls))
     except OSError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
@@ -114,7 +139,7 @@ def main(argv: list[str]) -> int:
         return 1
 
 
-async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
+async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) -> int:
     from healthplane.checker import metrics as metrics_mod
     from healthplane.checker.reload import adopt_into
     from healthplane.checker.runner import Checker
@@ -131,7 +156,7 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
         except OSError as exc:
             raise OSError(f"--metrics {args.metrics}: {exc.strerror or exc}") from None
     checker = Checker(registry, fleet, args.checker_id, clock=clock, metrics=metrics,
-                      canary_interval=args.canary_interval)
+                      canary_interval=args.canary_interval, tls=tls)
 
     async def adopt(new) -> bool:
         if not await adopt_into(checker, new):
@@ -146,7 +171,13 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, checker.stop)
-    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+
+    def hangup() -> None:
+        reloader.trigger()
+        if tls is not None:
+            tls.reload()
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     log.info("started", extra={"checker": args.checker_id, "region": checker.region,
                                "checks": registry.check_count, "owned": checker.indices.size,
                                "aggregators": len(fleet.aggregators)})
@@ -155,12 +186,17 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     # prober and check and stall the loop (~200 ms at 50,000 checks).
     gc.freeze()
     reload_task = loop.create_task(reloader.run())
+    tls_task = (loop.create_task(_reread_tls(tls, args.reload_period))
+                if tls is not None and args.reload_period > 0 else None)
     try:
         await checker.run()
     finally:
         reloader.stop()
         reload_task.cancel()
-        await asyncio.gather(reload_task, return_exceptions=True)
+        if tls_task is not None:
+            tls_task.cancel()
+        await asyncio.gather(reload_task, *([tls_task] if tls_task else []),
+                             return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         if http_server is not None:
@@ -169,3 +205,10 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
         raise checker.failed
     log.info("stopped", extra={"checker": args.checker_id})
     return 0
+
+
+async def _reread_tls(tls, period: float) -> None:
+    """Re-read the TLS files every period (SIGHUP does it at once)."""
+    while True:
+        await asyncio.sleep(period)
+        tls.reload()

@@ -40,6 +40,7 @@ from healthplane.proto.config.model import Fleet, Registry
 
 from healthplane.runtime.clock import Clock, SystemClock
 from healthplane.runtime.grid import GridLoop
+from healthplane.runtime.tls import TlsFiles
 
 log = logging.getLogger("healthplane.checker")
 
@@ -72,8 +73,10 @@ class Checker:
                  metrics: CheckerMetrics | None = None, rng: random.Random | None = None,
                  canary_interval: float = 1.0, canary_threshold: int = 2,
                  late_cap: float = 0.5, doubt: DoubtPolicy | None = None,
-                 stream_backoff: tuple[float, float] = (0.2, 10.0)) -> None:
+                 stream_backoff: tuple[float, float] = (0.2, 10.0),
+                 tls: TlsFiles | None = None) -> None:
         self.checker_id = checker_id
+        self.tls = tls
         self.clock = clock or SystemClock()
         self.metrics = metrics or CheckerMetrics()
         self.rng = rng or random.Random()
@@ -190,7 +193,8 @@ class Checker:
             if address not in self._streams:
                 stream = AggregatorStream(address, clock=self.clock, metrics=self.metrics,
                                           rng=self.rng, base=base, cap=cap,
-                                          write_timeout=max(5.0, 5 * self.fleet.report_interval))
+                                          write_timeout=max(5.0, 5 * self.fleet.report_interval),
+                                          tls=self.tls)
                 task = asyncio.get_running_loop().create_task(stream.run())
                 task.add_done_callback(self._task_ended)
                 self._streams[address] = (stream, task)

@@ -24,6 +24,7 @@ from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 from healthplane.runtime.backoff import backoff
 from healthplane.runtime.clock import Clock
 from healthplane.runtime.slot import LatestSlot
+from healthplane.runtime.tls import TlsFiles, secure_channel
 
 log = logging.getLogger("healthplane.checker")
 
@@ -37,8 +38,9 @@ class AggregatorStream:
 
     def __init__(self, address: str, *, clock: Clock, metrics: CheckerMetrics,
                  rng: random.Random | None = None, base: float = 0.2, cap: float = 10.0,
-                 write_timeout: float = 5.0) -> None:
+                 write_timeout: float = 5.0, tls: TlsFiles | None = None) -> None:
         self.address = address
+        self.tls = tls
         self.clock = clock
         self.rng = rng or random.Random()
         self.base = base
@@ -76,8 +78,9 @@ class AggregatorStream:
                     # A fresh channel after every break: on one that keeps
                     # failing, gRPC's own reconnect backoff (growing towards
                     # two minutes) would override ours, and a returning
-                    # aggregator would wait that long for its snapshots.
-                    channel = grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+                    # aggregator would wait that long for its snapshots. With
+                    # TLS it also picks up rotated certificate files.
+                    channel = secure_channel(self.address, self.tls, _CHANNEL_OPTIONS)
                     stub = pb_grpc.IngestStub(channel)
                 call = stub.Report()
                 self.opened += 1

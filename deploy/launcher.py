@@ -9,6 +9,11 @@ and, on every way out (normal exit, exception, Ctrl-C, SIGTERM), stops
 every process it started: SIGTERM to the process group it created, then
 SIGKILL after a grace period, so grandchildren die too.
 
+With ``tls=True`` (the default) it first writes a development CA and a
+certificate per component into ``RUN_DIR/certs`` (see :mod:`healthplane.certs`)
+and runs every gRPC channel with mutual TLS; :meth:`Fleet.channel` gives a
+client channel with the ``query`` certificate.
+
 Used by ``healthplane demo``, the end-to-end tests and the benchmarks::
 
     with Fleet(checks, fleet, zone, targets=TargetsOptions()) as f:
@@ -35,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from healthplane.deploy.ports import (
     dns_answers,
     free_port,
@@ -57,6 +63,7 @@ from healthplane.proto.config.loader import load_config
 from healthplane.proto.config.model import Fleet as FleetConfig
 
 from healthplane.runtime.listen import parse_listen
+from healthplane.runtime.tls import TlsFiles, secure_channel
 
 __all__ = [
     "RUN_DIR_ENV", "Fleet", "LaunchError", "Proc", "TargetsOptions", "free_port", "free_ports",
@@ -102,6 +109,7 @@ class Fleet:
         ready_timeout: float = 60.0,
         grace: float = 5.0,
         log_args: Sequence[str] = (),
+        tls: bool = True,
     ) -> None:
         """dns_listen: HOST:PORT for the DNS front (port 0: a free one; None: no DNS
         front, or none when zone is None). targets: also run deploy.targets.
@@ -144,6 +152,7 @@ class Fleet:
         self.log_args = list(log_args)
         self.checkers: dict[str, Proc] = {}
         self.checker_metrics_ports: dict[str, int] = {}
+        self.aggregator_metrics_ports: dict[int, int] = {}
         self.aggregators: list[Proc] = []
         self.dns: Proc | None = None
         self.targets: Proc | None = None
@@ -152,6 +161,32 @@ class Fleet:
         self._started: list[Proc] = []      # every process ever started, for stop()
         self._atexit = False
         self._token = uuid.uuid4().hex
+        self.tls_dir: Path | None = None
+        if tls:
+            from healthplane.certs import write_fleet_certs
+            self.tls_dir = self.run_dir / "certs"
+            write_fleet_certs(self.tls_dir, self.checker_ids, self.aggregator_addresses)
+
+    # -- TLS -----------------------------------------------------------------
+
+    def tls_flags(self, name: str) -> list[str]:
+        """--tls-* for the component whose certificate is RUN_DIR/certs/NAME.pem."""
+        if self.tls_dir is None:
+            return []
+        d = self.tls_dir
+        return ["--tls-cert", str(d / f"{name}.pem"), "--tls-key", str(d / f"{name}-key.pem"),
+                "--tls-ca", str(d / "ca.pem")]
+
+    def client_tls(self, name: str = "query") -> TlsFiles | None:
+        """The TLS files of a client certificate of this fleet; None without TLS."""
+        if self.tls_dir is None:
+            return None
+        d = self.tls_dir
+        return TlsFiles(str(d / f"{name}.pem"), str(d / f"{name}-key.pem"), str(d / "ca.pem"))
+
+    def channel(self, address: str, name: str = "query") -> grpc.Channel:
+        """A blocking gRPC channel to address, with mutual TLS when the fleet has it."""
+        return secure_channel(address, self.client_tls(name), aio=False)  # type: ignore[return-value]
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -222,6 +257,7 @@ class Fleet:
             port = self.checker_metrics_ports.get(checker_id) or self._free_port()
             self.checker_metrics_ports[checker_id] = port
             args += ["--metrics", f"127.0.0.1:{port}"]
+        args += self.tls_flags(f"checker-{checker_id}")
         proc = self._spawn(f"checker-{checker_id}",
                            healthplane_argv("checker", *args, *self.log_args))
         self.checkers[checker_id] = proc
@@ -232,7 +268,11 @@ class Fleet:
     def start_aggregator(self, index: int, *, wait: bool = True) -> Proc:
         address = self.aggregator_addresses[index]
         args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path),
-                "--listen", address]
+                "--listen", address, *self.tls_flags("aggregator")]
+        if self.checker_metrics:
+            port = self.aggregator_metrics_ports.get(index) or self._free_port()
+            self.aggregator_metrics_ports[index] = port
+            args += ["--metrics", f"127.0.0.1:{port}"]
         proc = self._spawn(f"aggregator-{index}",
                            healthplane_argv("aggregator", *args, *self.log_args))
         if index < len(self.aggregators):
@@ -300,6 +340,7 @@ class Fleet:
                 "--tick", str(self.tick)]
         for a in self.aggregator_addresses:
             args += ["--aggregator", a]
+        args += self.tls_flags("dns")
         self.dns = self._spawn("dns", healthplane_argv("dns", *args, *self.log_args))
         assert self.zone_config is not None
         apex = self.zone_config.zone
@@ -307,7 +348,10 @@ class Fleet:
 
     def _wait_aggregator(self, index: int) -> None:
         address = self.aggregator_addresses[index]
-        self._wait(self.aggregators[index], lambda: grpc_serving(address), "gRPC health SERVING")
+        tls = self.client_tls()
+        creds = tls.channel_credentials() if tls is not None else None
+        self._wait(self.aggregators[index], lambda: grpc_serving(address, credentials=creds),
+                   "gRPC health SERVING")
 
     def _wait_checker(self, checker_id: str) -> None:
         proc = self.checkers[checker_id]

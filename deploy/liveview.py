@@ -59,7 +59,7 @@ class LiveView:
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.regions = list(dict.fromkeys(fleet.region_of.values()))
-        self.channels = {a: grpc.insecure_channel(a) for a in fleet.aggregator_addresses}
+        self.channels = {a: fleet.channel(a) for a in fleet.aggregator_addresses}
         records = fleet.zone_config.records if fleet.zone_config else ()
         self.records = list(dict.fromkeys((r.name, r.type) for r in records))
         # Weighted answers change on every query by design: not worth an event line.

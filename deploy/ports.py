@@ -69,10 +69,12 @@ def tcp_open(host: str, port: int) -> bool:
         return False
 
 
-def grpc_serving(address: str, timeout: float = 1.0) -> bool:
+def grpc_serving(address: str, timeout: float = 1.0,
+                 credentials: grpc.ChannelCredentials | None = None) -> bool:
     """True when the grpc.health.v1 service at address answers SERVING."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with (grpc.insecure_channel(address) if credentials is None
+              else grpc.secure_channel(address, credentials)) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=timeout)
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

@@ -61,6 +61,13 @@ from healthplane.proto.config.model import Zone
 from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.tls import (
+    TlsError,
+    add_tls_arguments,
+    tls_from_args,
+    tls_reloader,
+    tls_usage_error,
+)
 
 PROG = "healthplane dns"
 log = logging.getLogger("healthplane.dns")
@@ -101,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--serial-file", metavar="PATH",
                    help="keep the SOA serial here so it grows across restarts")
     add_log_flags(p, default="info")
+    add_tls_arguments(p)
     return p
 
 
@@ -129,6 +137,8 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return "--max-tcp-per-client must be >= 1"
     if args.reload_period < 0:
         return "--reload-period must be >= 0"
+    if err := tls_usage_error(args):
+        return err
     for name in args.nameserver:
         try:
             dns.name.from_text(name)
@@ -155,7 +165,12 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     from .tcp import TcpLimits
     from .transfer import TransferPolicy
 
-    consumer = HealthConsumer(args.aggregator, tick=args.tick)
+    try:
+        tls = tls_from_args(args)
+    except TlsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    consumer = HealthConsumer(args.aggregator, tick=args.tick, tls=tls)
     front: DnsFront | None = None
     notifier = Notifier(zone.zone, (), min_interval=lambda: consumer.tick_period,
                         soa=lambda: front.table.soa if front is not None else None)
@@ -202,7 +217,16 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+    # The next Watch channel (after a break or a switch) uses new TLS files.
+    certs = (tls_reloader(tls, clock=keeper.clock, period=args.reload_period, logger=log)
+             if tls is not None else None)
+
+    def hangup() -> None:
+        reloader.trigger()
+        if certs is not None:
+            certs.trigger()
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     host, port = parse_listen(args.listen)
     try:
         bound = await front.start(host, port)
@@ -230,6 +254,8 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     tasks = [asyncio.create_task(keeper.run(), name="answer-keeper"),
              asyncio.create_task(reloader.run(), name="zone-reload"),
              asyncio.create_task(notifier.run(), name="notify")]
+    if certs is not None:
+        tasks.append(asyncio.create_task(certs.run(), name="tls-reload"))
     try:
         await stop.wait()
     finally:

@@ -38,6 +38,7 @@ from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 from healthplane.runtime.backoff import backoff
 from healthplane.runtime.clock import Clock, SystemClock
 from healthplane.runtime.slot import LatestSlot
+from healthplane.runtime.tls import TlsFiles, secure_channel
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,12 @@ class HealthConsumer:
         backoff_cap: float = 10.0,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         if not aggregators:
             raise ValueError("at least one aggregator address is needed")
         self._sources = [_Source(a) for a in aggregators]
+        self._tls = tls   # each new channel uses the files as last read
         self._fixed_tick = tick
         self._default_tick = default_tick
         self._stall_periods = stall_periods
@@ -261,7 +264,7 @@ class HealthConsumer:
 
     async def _watch(self, src: _Source) -> None:
         if src.channel is None:
-            src.channel = grpc.aio.insecure_channel(src.address, options=_CHANNEL_OPTIONS)
+            src.channel = secure_channel(src.address, self._tls, _CHANNEL_OPTIONS)
         stub = pb_grpc.HealthStub(src.channel)
         with_ids = self._want_ids
         call = stub.Watch(pb.WatchRequest(include_check_ids=with_ids))

@@ -108,7 +108,7 @@ def query(f: Fleet, index: int | None = None) -> pb.QueryResponse:
     addresses = f.aggregator_addresses if index is None else [f.aggregator_addresses[index]]
     error: grpc.RpcError | None = None
     for address in addresses:
-        with grpc.insecure_channel(address) as channel:
+        with f.channel(address) as channel:
             try:
                 return pb_grpc.HealthStub(channel).Query(pb.QueryRequest(), timeout=1)
             except grpc.RpcError as e:

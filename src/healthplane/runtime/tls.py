@@ -125,6 +125,17 @@ def read_material(cert_path: str, key_path: str, ca_path: str) -> Material:
     return Material(cert_pem, key_pem, ca_pem, digest, leaf.not_valid_after_utc)
 
 
+def certificate_dns_names(material: Material) -> frozenset[str]:
+    """The DNS subjectAltNames of the leaf certificate of material."""
+    from cryptography import x509
+    leaf = x509.load_pem_x509_certificates(material.cert)[0]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return frozenset()
+    return frozenset(san.value.get_values_for_type(x509.DNSName))
+
+
 def _signed_by(cert: object, ca: object) -> bool:
     try:
         cert.verify_directly_issued_by(ca)  # type: ignore[attr-defined]
@@ -156,7 +167,8 @@ class TlsFiles:
             material = read_material(*self.paths)
         except TlsError as exc:
             self.reloads["failed"] += 1
-            log.error("TLS files not reloaded, keeping the running ones: %s", exc)
+            log.error("TLS files not reloaded, keeping the running ones",
+                      extra={"error": str(exc)})
             return False
         with self._lock:
             if material.digest == self._material.digest:
@@ -164,8 +176,8 @@ class TlsFiles:
                 return False
             self._material = material
         self.reloads["adopted"] += 1
-        log.info("TLS files reloaded: certificate valid until %s",
-                 f"{material.not_after:%Y-%m-%d %H:%M}Z")
+        log.info("TLS files reloaded",
+                 extra={"not_after": f"{material.not_after:%Y-%m-%dT%H:%M}Z"})
         return True
 
     def _config(self, m: Material) -> grpc.ServerCertificateConfiguration:
