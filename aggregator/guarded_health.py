@@ -1,17 +1,16 @@
 """The Health service with its Watch streams bounded.
 
 A watcher costs the aggregator a slot in the hub and, while it does not
-read, the buffers of the message gRPC is trying to send it. So Watch
-streams are admitted up to a total and a per-client cap
-(:class:`healthplane.aggregator.limits.Admission`, refused with
-RESOURCE_EXHAUSTED), and a watcher that has not taken a tick for
-``stall`` seconds is ended (DEADLINE_EXCEEDED, counted in ``stalled``): a
-live DNS front reads every tick within milliseconds.
+read, the message gRPC is trying to send it plus that stream's share of the
+HTTP/2 flow-control windows. So Watch streams are admitted up to a total and
+a per-client cap (:class:`healthplane.aggregator.limits.Admission`; past
+them refused with RESOURCE_EXHAUSTED and counted): what unread watchers can
+pin is at most the cap times one message each, whoever opens them.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator
 
 import grpc
 from healthplane.aggregator.health_service import HealthService
@@ -24,28 +23,19 @@ from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
 class GuardedHealthService(HealthService):
     def __init__(self, state: AggregatorState, hub: LatestHub[TickResult], *,
-                 admission: Admission, authenticate: bool, stall: float) -> None:
+                 admission: Admission, authenticate: bool) -> None:
         super().__init__(state, hub)
         self.admission = admission
         self._authenticate = authenticate
-        self._stall = stall
-        self.stalled = 0
 
-    async def Watch(self, request: pb.WatchRequest,  # type: ignore[override]
-                    context: grpc.aio.ServicerContext) -> None:
+    async def Watch(self, request: pb.WatchRequest,
+                    context: grpc.aio.ServicerContext) -> AsyncIterator[pb.HealthSnapshot]:
         peer = peer_key(context, self._authenticate)
         refused = self.admission.acquire(peer)
         if refused is not None:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
         try:
-            async for pub in self._hub.subscribe(first=self._state.latest):
-                msg = self._cache.get(pub, request.include_check_ids)
-                try:
-                    async with asyncio.timeout(self._stall):
-                        await context.write(msg)
-                except TimeoutError:
-                    self.stalled += 1
-                    await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                        f"watcher read nothing for {self._stall:g} s")
+            async for msg in super().Watch(request, context):
+                yield msg
         finally:
             self.admission.release(peer)

@@ -23,8 +23,8 @@ bounded, and every bound says what happens at it:
   already open, and everyone else's, go on.
 - **calls in all**: ``grpc.aio.server(maximum_concurrent_rpcs=...)``, the
   stream caps plus room for short unary calls (Get, Query, health checks).
-- **a watcher that stops reading** for ``watch_stall`` seconds is ended, so
-  an unread stream does not pin its buffers for ever.
+  A watcher that never reads pins one message and its stream's flow-control
+  window until its client goes; the Watch caps bound how many can.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ class Limits:
     streams_per_connection: int = 16
     handshake_timeout: float = 5.0
     idle_timeout: float = 60.0
-    watch_stall: float = 30.0
 
     def for_fleet(self, checkers: int) -> Limits:
         """Fill in max_streams: two per checker (a reconnect may overlap) plus room."""

@@ -3,7 +3,6 @@
     rpcs_refused_total{rpc,limit}      counter  streams refused at a cap (RESOURCE_EXHAUSTED);
                                                 rpc: Report | Watch, limit: total | per_client
     streams_open{rpc}                  gauge    Report and Watch streams open now
-    watchers_stalled_total             counter  Watch streams ended for not reading
     connection_limit                   gauge    connections admitted at once (after fitting
                                                 the open-files limit)
     tls_reloads_total{result}          counter  certificate/key/CA re-reads: adopted,
@@ -45,10 +44,6 @@ class SecurityCollector(Collector):
             opened.add_metric([adm.kind], adm.open)
         yield refused
         yield opened
-        hs = agg.health_service
-        yield CounterMetricFamily(PREFIX + "watchers_stalled",
-                                  "Watch streams ended for not reading.",
-                                  value=hs.stalled if hs else 0)
         yield GaugeMetricFamily(PREFIX + "connection_limit", "Connections admitted at once.",
                                 value=agg.limits.max_connections)
         reloads = CounterMetricFamily(PREFIX + "tls_reloads",

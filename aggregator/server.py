@@ -211,7 +211,7 @@ class Aggregator:
                       admission=self.report_admission).add_to_server(server)
         self.health_service = GuardedHealthService(
             self.state, self.hub, admission=self.watch_admission,
-            authenticate=authenticate, stall=lim.watch_stall)
+            authenticate=authenticate)
         pb_grpc.add_HealthServicer_to_server(self.health_service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
