@@ -150,7 +150,10 @@ def _hints(fleet: Fleet, plan: Plan) -> list[str]:
     lines.append("Try:")
     for name in _record_names(fleet)[:2]:
         lines.append(f"  dig @{host} -p {port} {name.rstrip('.')}")
-    lines.append(f"  healthplane query --aggregator {fleet.aggregator_addresses[0]}")
+    lines.append(f"  healthplane query --aggregator {fleet.aggregator_addresses[0]} "
+                 + " ".join(fleet.tls_flags("query")))
+    if fleet.tls_dir is not None:
+        lines.append(f"Mutual TLS: certificates in {fleet.tls_dir} (healthplane certs).")
     lines.append(f"Logs: {fleet.run_dir}   Ctrl-C stops everything.")
     return lines
 

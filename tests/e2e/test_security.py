@@ -243,3 +243,16 @@ def test_fleet_certificates_are_what_the_readme_says(fleet: Fleet) -> None:
     assert (d / "ca-key.pem").stat().st_mode & 0o077 == 0
     wait_for(lambda: all_status(fleet) == dict.fromkeys(PROBED_IDS, "healthy"), 10,
              what="still healthy")
+
+
+def test_query_command_needs_and_uses_a_certificate(fleet: Fleet) -> None:
+    import subprocess
+    import sys
+    address = fleet.aggregator_addresses[0]
+    base = [sys.executable, "-m", "healthplane", "query", "--aggregator", address]
+    ok = subprocess.run([*base, *fleet.tls_flags("query")], capture_output=True, text=True,
+                        timeout=30)
+    assert ok.returncode == 0, ok.stderr
+    assert "web-1" in ok.stdout
+    plain = subprocess.run(base, capture_output=True, text=True, timeout=30)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
