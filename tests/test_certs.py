@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+
 from healthplane.runtime.tls import TlsFiles, certificate_dns_names
 
 ROOT = Path(__file__).resolve().parents[1]
