@@ -7,13 +7,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from healthplane.aggregator.clock import FakeClock
 from healthplane.aggregator.limits import Limits
 from healthplane.aggregator.server import InsecureListen, run_aggregator
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 from healthplane.certs import issue, new_ca, write_fleet_certs, write_pair
+from healthplane.runtime.clock import FakeClock
 from healthplane.runtime.tls import TlsError, TlsFiles, secure_channel
 from tests.aggregator.conftest import make_fleet, make_registry, snap
 
@@ -103,7 +103,7 @@ async def test_checker_without_incarnation_restarts_only_after_going_stale(certs
             return snap("use1-a", "us-east", REG, GOOD, seq=seq, incarnation=0)
 
         assert (await send(agg.port, tls, [s(100), s(3)])).dropped == 1
-        clock.advance(FLEET.stale_after + 0.1)
+        await clock.advance(FLEET.stale_after + 0.1)
         assert (await send(agg.port, tls, [s(1), s(2)])).accepted == 2
 
 
