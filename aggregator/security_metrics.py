@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from healthplane.runtime.tls_metrics import TlsCollector
+
 if TYPE_CHECKING:
     from healthplane.aggregator.server import Aggregator
 
@@ -46,14 +48,5 @@ class SecurityCollector(Collector):
         yield opened
         yield GaugeMetricFamily(PREFIX + "connection_limit", "Connections admitted at once.",
                                 value=agg.limits.max_connections)
-        reloads = CounterMetricFamily(PREFIX + "tls_reloads",
-                                      "Re-reads of the TLS certificate, key and CA, by result.",
-                                      labels=["result"])
-        tls = agg.tls
-        for result in ("adopted", "unchanged", "failed"):
-            reloads.add_metric([result], tls.reloads.get(result, 0) if tls else 0)
-        yield reloads
-        if tls is not None:
-            yield GaugeMetricFamily(PREFIX + "tls_certificate_expiry_seconds",
-                                    "notAfter of the certificate in use, Unix time.",
-                                    value=tls.material.not_after.timestamp())
+        if agg.tls is not None:
+            yield from TlsCollector(agg.tls, PREFIX).collect()

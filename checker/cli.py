@@ -149,6 +149,9 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) 
 
     clock = SystemClock()
     metrics = metrics_mod.CheckerMetrics()
+    if tls is not None:
+        from healthplane.runtime.tls_metrics import TlsCollector
+        metrics.registry.register(TlsCollector(tls, "healthplane_checker_"))
     http_server = None
     if metrics_addr is not None:
         try:

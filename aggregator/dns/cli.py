@@ -238,7 +238,11 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
         from .metrics import serve_metrics
         mhost, mport = parse_listen(args.metrics)
         try:
-            httpd, mbound = serve_metrics(mhost, mport, front, consumer, keeper)
+            extra = []
+            if tls is not None:
+                from healthplane.runtime.tls_metrics import TlsCollector
+                extra.append(TlsCollector(tls, "healthplane_dns_"))
+            httpd, mbound = serve_metrics(mhost, mport, front, consumer, keeper, *extra)
         except OSError as exc:
             print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
                   file=sys.stderr)

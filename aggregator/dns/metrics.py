@@ -70,9 +70,14 @@ class DnsCollector(Collector):
 
 
 def serve_metrics(host: str, port: int, front: DnsFront, consumer: HealthConsumer,
-                  keeper: AnswerKeeper) -> tuple[WSGIServer, int]:
-    """Serve /metrics on host:port from a background thread; returns (server, bound port)."""
+                  keeper: AnswerKeeper, *extra: Collector) -> tuple[WSGIServer, int]:
+    """Serve /metrics on host:port from a background thread; returns (server, bound port).
+
+    extra: more collectors for the same page (the TLS files' metrics).
+    """
     registry = CollectorRegistry()
     registry.register(DnsCollector(front, consumer, keeper))
+    for collector in extra:
+        registry.register(collector)
     httpd, _thread = start_http_server(port, addr=host, registry=registry)
     return httpd, httpd.server_address[1]
