@@ -167,6 +167,10 @@ class Aggregator:
                 f"{needed} bytes, over this process's limit of {self.transport_limit}; "
                 "restart the aggregator to adopt it")
         st.adopt(registry, fleet)
+        # A derived stream cap follows the fleet (gRPC's own call cap, set at
+        # start, has room for unary calls on top).
+        self.report_admission.total = self._limits_asked.for_fleet(
+            len(fleet.checker_ids)).max_streams
         if fleet.tick != self.tick_loop.interval and self._loop_task is not None:
             self._restart_loop(fleet.tick)
         return True
