@@ -113,7 +113,12 @@ def read_material(cert_path: str, key_path: str, ca_path: str) -> Material:
     except (ValueError, TypeError):
         raise TlsError(f"{key_path}: not an unencrypted PEM private key") from None
     leaf = chain[0]
-    if key.public_key().public_numbers() != leaf.public_key().public_numbers():  # type: ignore[union-attr]
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        matches = key.public_key().public_bytes(*spki) == leaf.public_key().public_bytes(*spki)
+    except (TypeError, ValueError):   # a key type without that encoding
+        matches = False
+    if not matches:
         raise TlsError(f"{key_path}: key does not match the certificate {cert_path}")
     issuers = [*chain[1:], *cas]
     if not any(_signed_by(leaf, ca) for ca in issuers):
