@@ -210,3 +210,25 @@ def test_bad_tls_files_are_one_line_errors(certs: Path, tmp_path: Path):
     with pytest.raises(TlsError, match="cannot read"):
         TlsFiles(str(tmp_path / "missing.pem"), str(certs / "dns-key.pem"),
                  str(certs / "ca.pem"))
+
+
+async def test_idle_sockets_are_capped_and_closed_at_the_handshake_timeout(kit):
+    import os
+    import socket
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    limits = Limits(max_connections=5, handshake_timeout=1.0)
+    async with run_aggregator(REG, FLEET, kit=kit, start_ticking=False,
+                              limits=limits) as agg:
+        base = fds()
+        socks = [socket.create_connection(("127.0.0.1", agg.port)) for _ in range(8)]
+        try:
+            await asyncio.sleep(0.3)
+            # Past the cap, a connection is closed at once (its fd never stays).
+            assert fds() - base <= 8 + 5
+            await _until(lambda: fds() - base <= 8, timeout=5.0)   # handshake timeout
+        finally:
+            for s in socks:
+                s.close()
