@@ -67,6 +67,10 @@ class ReloadRefused(Exception):
     """A new configuration that this running aggregator cannot adopt."""
 
 
+# How often the server's liveness is polled: the longest a dead server goes unnoticed.
+_WATCH_PERIOD = 0.5
+
+
 class InsecureListen(OSError):
     """A plaintext gRPC listener on a non-loopback address without --insecure."""
 
@@ -249,14 +253,27 @@ class Aggregator:
         return bound
 
     async def _watch_server(self, server: grpc.aio.Server) -> None:
-        """Set died when the server terminates without stop() having asked."""
-        try:
-            await server.wait_for_termination()
-            reason = "the gRPC server stopped"
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - whatever killed grpc's server loop
-            reason = f"the gRPC server loop died: {type(exc).__name__}: {escape(str(exc))}"
+        """Set died when the server terminates without stop() having asked.
+
+        Polled with a timeout: when grpc's server loop crashes while calls
+        are open, its own shutdown never completes, but
+        ``wait_for_termination(timeout)`` raises the crash at the timeout.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                t0 = loop.time()
+                await server.wait_for_termination(timeout=_WATCH_PERIOD)
+                # Its return value has meant both things across grpcio
+                # releases; returning before the timeout means: terminated.
+                if loop.time() - t0 < _WATCH_PERIOD * 0.9:
+                    reason = "the gRPC server stopped"
+                    break
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - whatever killed grpc's server loop
+                reason = f"the gRPC server loop died: {type(exc).__name__}: {escape(str(exc))}"
+                break
         if not self._stopping:
             self.death_reason = reason
             log.error("gRPC server stopped unasked; exiting so that a supervisor restarts "

@@ -256,3 +256,32 @@ def test_query_command_needs_and_uses_a_certificate(fleet: Fleet) -> None:
     assert "web-1" in ok.stdout
     plain = subprocess.run(base, capture_output=True, text=True, timeout=30)
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
+
+
+def test_malformed_frame_the_fleet_keeps_answering(fleet: Fleet) -> None:
+    """The 139-byte packet: a stranger cannot deliver it past TLS; an insider who
+    does takes one aggregator down with a non-zero exit (a supervisor restarts
+    it), and the DNS front answers from the other one meanwhile."""
+    from tests.aggregator.test_server_death import _send_plain, _send_tls, malformed_frame
+
+    assert fleet.tls_dir is not None
+    frame = malformed_frame()
+    proc = fleet.aggregators[0]
+    port = int(fleet.aggregator_addresses[0].rsplit(":", 1)[1])
+    _send_plain(port, frame)
+    assert not _send_tls(port, frame, fleet.tls_dir / "ca.pem", None, None)
+    time.sleep(1.0)
+    assert proc.alive()
+    _assert_answers_unchanged(fleet)
+    assert _send_tls(port, frame, fleet.tls_dir / "ca.pem", fleet.tls_dir / "query.pem",
+                     fleet.tls_dir / "query-key.pem")
+    assert proc.popen is not None
+    assert proc.popen.wait(10) == 3
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        assert answers(fleet, "www.example.test") == ALL_WWW
+        assert answers(fleet, "api.example.test") == {API_PRIMARY}
+        time.sleep(0.3)
+    fleet.start_aggregator(0)        # what systemd's Restart=always does
+    wait_for(lambda: all_status(fleet, 0) == dict.fromkeys(PROBED_IDS, "healthy"), 30,
+             what="the restarted aggregator healthy again")
