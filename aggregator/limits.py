@@ -17,8 +17,8 @@ bounded, and every bound says what happens at it:
 - **streams per connection**: ``streams_per_connection`` (HTTP/2
   MAX_CONCURRENT_STREAMS); the client waits for one to end.
 - **Report streams and Watch streams**: a total cap and a cap per client
-  identity (the DNS names of its certificate; without TLS there are no
-  identities and only the totals apply). One more is refused with
+  (the DNS names of its certificate and its address; without TLS there are
+  no identities and only the totals apply). One more is refused with
   RESOURCE_EXHAUSTED and counted (:attr:`Admission.refused`); the streams
   already open, and everyone else's, go on.
 - **calls in all**: ``grpc.aio.server(maximum_concurrent_rpcs=...)``, the
@@ -99,12 +99,25 @@ def fit_open_files(limits: Limits) -> Limits:
 
 
 def peer_key(context: grpc.aio.ServicerContext, authenticated: bool) -> str | None:
-    """Who a call comes from, for per-client caps; None without TLS (no identity)."""
+    """Who a call comes from, for per-client caps; None without TLS (no identity).
+
+    The certificate's names and the peer's address: DNS fronts on several
+    hosts may share one certificate without sharing one budget, while one
+    client holding one certificate gets one.
+    """
     if not authenticated:
         return None
     auth = context.auth_context()
     names = auth.get("peer_dns") or auth.get("x509_subject") or ()
-    return ",".join(sorted(v.decode("ascii", "replace") for v in names)) or "?"
+    who = ",".join(sorted(v.decode("ascii", "replace") for v in names)) or "?"
+    return f"{who}@{_peer_host(context.peer() or '')}"
+
+
+def _peer_host(peer: str) -> str:
+    """The address of a gRPC peer string: ipv4:1.2.3.4:5 -> 1.2.3.4, ipv6:[::1]:5 -> ::1."""
+    _, _, rest = peer.partition(":")
+    host = rest.rsplit(":", 1)[0] if rest.count(":") >= 1 else rest
+    return host.strip("[]")
 
 
 class Admission:

@@ -68,3 +68,10 @@ def test_grpc_records_become_one_escaped_line():
     assert _FILTER.filter(record)
     assert record.exc_info is None and "\n" not in record.getMessage()
     assert record.getMessage().startswith("bad /\\x0a\\x1b")
+
+
+def test_peer_host():
+    from healthplane.aggregator.limits import _peer_host
+    assert _peer_host("ipv4:10.0.0.7:51234") == "10.0.0.7"
+    assert _peer_host("ipv6:[::1]:51234") == "::1"
+    assert _peer_host("unix:/run/x.sock") == "/run/x.sock"
