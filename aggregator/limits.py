@@ -5,7 +5,8 @@ authenticated but misbehaving client can hold (streams, watchers) are each
 bounded, and every bound says what happens at it:
 
 - **connections**: at most ``max_connections`` open at once (gRPC's
-  ``grpc.max_allowed_incoming_connections``); one more is closed at accept.
+  ``grpc.max_allowed_incoming_connections``); one more is closed at accept
+  (gRPC does not count these for us; ``connection_limit`` shows the cap).
   The open-files limit is raised to fit them (:func:`fit_open_files`), or
   they are lowered to fit it.
 - **handshakes**: a connection that has not finished TLS and HTTP/2 set-up
