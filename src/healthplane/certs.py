@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from healthplane.runtime.logs import add_log_flags, setup_from_args
+
 PROG = "healthplane certs"
 CLIENTS = ("dns", "query", "pdns-backend")
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
@@ -159,11 +161,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--aggregator", action="append", default=[], metavar="HOST",
                    help="another name or address the aggregators are dialled by (repeatable)")
     p.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    add_log_flags(p, default="warning")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    setup_from_args(args)
     if not 1 <= args.days <= 3650:
         print(f"{PROG}: --days must be 1..3650", file=sys.stderr)
         return 2

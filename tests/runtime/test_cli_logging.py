@@ -16,6 +16,8 @@ from healthplane.checker import cli as checker_cli
 from healthplane.deploy import demo
 from healthplane.proto import validate_cli
 
+from healthplane import certs
+
 PARSERS = {
     "checker": (checker_cli.build_parser, ["--checks", "c", "--fleet", "f", "--id", "a"]),
     "aggregator": (aggregator_cli._parser, ["--checks", "c", "--fleet", "f", "--listen", ":0"]),
@@ -23,6 +25,7 @@ PARSERS = {
     "validate": (validate_cli._parser, ["checks.yaml"]),
     "query": (query_cli._parser, ["--aggregator", "127.0.0.1:1"]),
     "demo": (demo._parser, []),
+    "certs": (certs._parser, ["--out", "d"]),
 }
 
 
