@@ -46,9 +46,9 @@ if TYPE_CHECKING:
 from healthplane.runtime.loop import run_event_loop
 from healthplane.runtime.tls import (
     TlsError,
-    TlsFiles,
     add_tls_arguments,
     tls_from_args,
+    tls_reloader,
     tls_usage_error,
 )
 
@@ -111,10 +111,13 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
+    certs = (tls_reloader(tls, clock=clock, period=args.reload_period, logger=log)
+             if tls is not None else None)
+
     def hangup() -> None:
         reloader.trigger()
-        if tls is not None:
-            tls.reload()
+        if certs is not None:
+            certs.trigger()
 
     # Handlers first: whoever sees the server up may send SIGHUP at once.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -129,9 +132,8 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
         return 1
     reload_task = asyncio.create_task(reloader.run(), name="config-reload")
     tasks = [reload_task]
-    if tls is not None and args.reload_period > 0:
-        tasks.append(asyncio.create_task(_reread_tls(tls, args.reload_period),
-                                         name="tls-reload"))
+    if certs is not None:
+        tasks.append(asyncio.create_task(certs.run(), name="tls-reload"))
     address = format_hostport(parse_listen(args.listen)[0], port)
     log.info("listening on %s", address,
              extra={"address": address, "checks": registry.check_count,
@@ -154,6 +156,8 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
         died = agg.died.is_set()
         log.info("stopping")
         reloader.stop()
+        if certs is not None:
+            certs.stop()
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,13 +165,6 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
         # A dead server has nothing to drain: exit at once.
         await agg.stop(grace=0 if died else 2.0)
     return 3 if died else 0
-
-
-async def _reread_tls(tls: TlsFiles, period: float) -> None:
-    """Re-read the TLS files every period (SIGHUP does it at once)."""
-    while True:
-        await asyncio.sleep(period)
-        tls.reload()
 
 
 def main(argv: list[str]) -> int:

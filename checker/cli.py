@@ -33,6 +33,7 @@ from healthplane.runtime.tls import (
     add_tls_arguments,
     certificate_dns_names,
     tls_from_args,
+    tls_reloader,
     tls_usage_error,
 )
 
@@ -175,10 +176,13 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, checker.stop)
 
+    certs = (tls_reloader(tls, clock=clock, period=args.reload_period, logger=log)
+             if tls is not None else None)
+
     def hangup() -> None:
         reloader.trigger()
-        if tls is not None:
-            tls.reload()
+        if certs is not None:
+            certs.trigger()
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
     log.info("started", extra={"checker": args.checker_id, "region": checker.region,
@@ -189,12 +193,13 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) 
     # prober and check and stall the loop (~200 ms at 50,000 checks).
     gc.freeze()
     reload_task = loop.create_task(reloader.run())
-    tls_task = (loop.create_task(_reread_tls(tls, args.reload_period))
-                if tls is not None and args.reload_period > 0 else None)
+    tls_task = loop.create_task(certs.run()) if certs is not None else None
     try:
         await checker.run()
     finally:
         reloader.stop()
+        if certs is not None:
+            certs.stop()
         reload_task.cancel()
         if tls_task is not None:
             tls_task.cancel()
@@ -208,10 +213,3 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) 
         raise checker.failed
     log.info("stopped", extra={"checker": args.checker_id})
     return 0
-
-
-async def _reread_tls(tls, period: float) -> None:
-    """Re-read the TLS files every period (SIGHUP does it at once)."""
-    while True:
-        await asyncio.sleep(period)
-        tls.reload()

@@ -14,10 +14,11 @@ them into a :class:`TlsFiles`, which hands out
   subjectAltName); callers build a fresh channel after a break, which then
   uses the files as last read.
 
-:meth:`TlsFiles.reload` re-reads the three files (SIGHUP and the reload
-period call it). The new set is adopted only when every file parses, the key
-matches the certificate and the certificate chains to the CA; otherwise the
-old set stays, and the failure is logged and counted (``reloads["failed"]``).
+:func:`tls_reloader` re-reads the three files through the shared
+:class:`healthplane.runtime.reload.Reloader` (SIGHUP and the reload period).
+The new set is adopted only when every file parses, the key matches the
+certificate and the certificate chains to the CA; otherwise the old set
+stays, and the failure is logged and counted (``reloads["failed"]``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,19 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
+from healthplane.runtime.files import UnreadableFile, read_bounded
+
 log = logging.getLogger("healthplane.tls")
+
+MAX_PEM_BYTES = 1 << 20
+
+if TYPE_CHECKING:
+    from healthplane.runtime.clock import Clock
+    from healthplane.runtime.reload import Reloader
 
 
 class TlsError(Exception):
@@ -92,11 +102,12 @@ def read_material(cert_path: str, key_path: str, ca_path: str) -> Material:
     from cryptography.hazmat.primitives import serialization
 
     def read(path: str, what: str) -> bytes:
+        # Bounded and never blocking (a FIFO or /dev/zero is refused): no real
+        # chain is anywhere near 1 MiB.
         try:
-            with open(path, "rb") as f:
-                return f.read(1 << 20)   # no real chain is anywhere near 1 MiB
-        except OSError as exc:
-            raise TlsError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+            return bytes(read_bounded(path, MAX_PEM_BYTES))
+        except UnreadableFile as exc:
+            raise TlsError(f"cannot read {what}: {exc}") from None
 
     cert_pem, key_pem, ca_pem = (read(cert_path, "certificate"), read(key_path, "key"),
                                  read(ca_path, "CA"))
@@ -163,27 +174,40 @@ class TlsFiles:
     def material(self) -> Material:
         return self._material
 
-    def reload(self) -> bool:
-        """Re-read the files; True when a changed, valid set was adopted.
+    def load(self) -> Material:
+        """Read and check the files (for a Reloader): ConfigError names the problem."""
+        from healthplane.proto.config.errors import ConfigError
+        try:
+            return read_material(*self.paths)
+        except TlsError as exc:
+            raise ConfigError([str(exc)]) from None
 
-        A bad set keeps the running one: logged once per attempt, counted.
+    def adopt(self, material: Material) -> bool:
+        """Use material for new connections; False when it is the set in use."""
+        with self._lock:
+            if material.digest == self._material.digest:
+                return False
+            self._material = material
+        log.info("TLS files adopted",
+                 extra={"not_after": f"{material.not_after:%Y-%m-%dT%H:%M}Z"})
+        return True
+
+    def reload(self) -> bool:
+        """Re-read the files now; True when a changed, valid set was adopted.
+
+        A bad set keeps the running one: logged, counted. Commands run this
+        through :func:`tls_reloader` (SIGHUP and a period, like the config).
         """
         try:
             material = read_material(*self.paths)
         except TlsError as exc:
             self.reloads["failed"] += 1
-            log.error("TLS files not reloaded, keeping the running ones",
-                      extra={"error": str(exc)})
+            log.error("TLS files not reloaded, kept the running ones",
+                      extra={"problem": str(exc)})
             return False
-        with self._lock:
-            if material.digest == self._material.digest:
-                self.reloads["unchanged"] += 1
-                return False
-            self._material = material
-        self.reloads["adopted"] += 1
-        log.info("TLS files reloaded",
-                 extra={"not_after": f"{material.not_after:%Y-%m-%dT%H:%M}Z"})
-        return True
+        adopted = self.adopt(material)
+        self.reloads["adopted" if adopted else "unchanged"] += 1
+        return adopted
 
     def _config(self, m: Material) -> grpc.ServerCertificateConfiguration:
         return grpc.ssl_server_certificate_configuration([(m.key, m.cert)], m.ca)
@@ -210,6 +234,25 @@ class TlsFiles:
         m = self._material
         return grpc.ssl_channel_credentials(root_certificates=m.ca, private_key=m.key,
                                             certificate_chain=m.cert)
+
+
+def tls_reloader(tls: TlsFiles, *, clock: Clock, period: float,
+                 logger: logging.Logger | None = None) -> Reloader[Material]:
+    """The shared Reloader for tls's three files: trigger() on SIGHUP, run() as a task.
+
+    Unchanged files are not parsed again; results land in ``tls.reloads``.
+    """
+    from healthplane.runtime.files import Fingerprint
+    from healthplane.runtime.reload import Reloader
+
+    fingerprint = Fingerprint(tls.paths, MAX_PEM_BYTES)
+    try:
+        running: bytes | None = fingerprint()
+    except UnreadableFile:
+        running = None
+    return Reloader("certificates", tls.load, tls.adopt, clock=clock, period=period,
+                    count=lambda result: tls.reloads.update([result]),
+                    fingerprint=fingerprint, running=running, logger=logger or log)
 
 
 def secure_channel(target: str, tls: TlsFiles | None, options: object = (),
