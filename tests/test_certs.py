@@ -44,12 +44,14 @@ def test_certs_with_a_bad_fleet_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr and out.stderr.startswith("healthplane certs: ")
 
 
-@pytest.mark.parametrize("command", ["aggregator", "checker", "dns", "query"])
+@pytest.mark.parametrize("command", ["aggregator", "checker", "dns", "query", "pdns-backend"])
 def test_partial_tls_flags_are_a_usage_error(command: str, tmp_path: Path) -> None:
     base = {"aggregator": ["--checks", "c", "--fleet", "f", "--listen", "127.0.0.1:0"],
             "checker": ["--checks", "c", "--fleet", "f", "--id", "x"],
             "dns": ["--zone", "z", "--aggregator", "127.0.0.1:1"],
-            "query": ["--aggregator", "127.0.0.1:1"]}[command]
+            "query": ["--aggregator", "127.0.0.1:1"],
+            "pdns-backend": ["--zone", "z", "--aggregator", "127.0.0.1:1", "--socket", "s"],
+            }[command]
     out = run(command, *base, "--tls-cert", str(tmp_path / "x.pem"))
     assert out.returncode == 2
     assert "--tls-key and --tls-ca" in out.stderr and "Traceback" not in out.stderr

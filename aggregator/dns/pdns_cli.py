@@ -15,6 +15,9 @@ Options:
     --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
     --log-level LEVEL        debug | info | warning | error (default info)
     --log-format FORMAT      logfmt | json (default logfmt)
+    --tls-cert/--tls-key/--tls-ca FILE
+                             mutual TLS to the aggregators (re-read on SIGHUP
+                             and every --reload-period)
 
 Start it before pdns_server: PowerDNS fills its zone cache from
 ``getAllDomains`` at start and exits when the socket is not there. The
@@ -39,6 +42,13 @@ from healthplane.proto.config.model import Zone
 from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.tls import (
+    TlsError,
+    add_tls_arguments,
+    tls_from_args,
+    tls_reloader,
+    tls_usage_error,
+)
 
 PROG = "healthplane pdns-backend"
 log = logging.getLogger("healthplane.pdns")
@@ -61,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="re-read zone.yaml this often; 0 only on SIGHUP (default 60)")
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
     add_log_flags(p, default="info")
+    add_tls_arguments(p)
     return p
 
 
@@ -79,7 +90,7 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return "--stale-after and --reload-period must be >= 0"
     if len(os.fsencode(args.socket)) > 107:
         return "--socket: path longer than a Unix socket allows (107 bytes)"
-    return None
+    return tls_usage_error(args)
 
 
 async def _serve(args: argparse.Namespace, zone: Zone) -> int:
@@ -88,7 +99,12 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     from .pdns_backend import RemoteBackend, serve_unix
     from .reload import ZoneFiles, zone_reloader
 
-    consumer = HealthConsumer(args.aggregator, tick=args.tick)
+    try:
+        tls = tls_from_args(args)
+    except TlsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    consumer = HealthConsumer(args.aggregator, tick=args.tick, tls=tls)
     keeper = AnswerKeeper(zone, consumer, lambda _table: None, stale_after=args.stale_after,
                           nameservers=args.nameserver)
     backend = RemoteBackend(lambda: keeper.table)
@@ -99,7 +115,15 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+    certs = (tls_reloader(tls, clock=keeper.clock, period=args.reload_period, logger=log)
+             if tls is not None else None)
+
+    def hangup() -> None:
+        reloader.trigger()
+        if certs is not None:
+            certs.trigger()
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         server = await serve_unix(backend, args.socket)
     except OSError as exc:
@@ -110,7 +134,11 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
         from .pdns_metrics import serve_metrics
         mhost, mport = parse_listen(args.metrics)
         try:
-            httpd, mbound = serve_metrics(mhost, mport, backend, consumer, keeper)
+            extra = []
+            if tls is not None:
+                from healthplane.runtime.tls_metrics import TlsCollector
+                extra.append(TlsCollector(tls, "healthplane_pdns_"))
+            httpd, mbound = serve_metrics(mhost, mport, backend, consumer, keeper, *extra)
         except OSError as exc:
             print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
                   file=sys.stderr)
@@ -124,6 +152,8 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     await consumer.start()
     tasks = [asyncio.create_task(keeper.run(), name="answer-keeper"),
              asyncio.create_task(reloader.run(), name="zone-reload")]
+    if certs is not None:
+        tasks.append(asyncio.create_task(certs.run(), name="tls-reload"))
     try:
         await stop.wait()
     finally:

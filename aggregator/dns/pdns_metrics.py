@@ -51,8 +51,11 @@ class PdnsCollector(Collector):
 
 
 def serve_metrics(host: str, port: int, backend: RemoteBackend, consumer: HealthConsumer,
-                  keeper: AnswerKeeper) -> tuple[WSGIServer, int]:
+                  keeper: AnswerKeeper, *extra: Collector) -> tuple[WSGIServer, int]:
+    """extra: more collectors for the same page (the TLS files' metrics)."""
     registry = CollectorRegistry()
     registry.register(PdnsCollector(backend, consumer, keeper))
+    for collector in extra:
+        registry.register(collector)
     httpd, _thread = start_http_server(port, addr=host, registry=registry)
     return httpd, httpd.server_address[1]

@@ -285,3 +285,32 @@ def test_malformed_frame_the_fleet_keeps_answering(fleet: Fleet) -> None:
     fleet.start_aggregator(0)        # what systemd's Restart=always does
     wait_for(lambda: all_status(fleet, 0) == dict.fromkeys(PROBED_IDS, "healthy"), 30,
              what="the restarted aggregator healthy again")
+
+
+def test_pdns_backend_follows_the_fleet_over_mutual_tls(fleet: Fleet, tmp_path: Path) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+    assert fleet.zone is not None
+    sock = str(tmp_path / "pdns.sock")
+    log = tmp_path / "pdns.log"
+    argv = [sys.executable, "-m", "healthplane", "pdns-backend", "--zone", str(fleet.zone),
+            "--socket", sock, *fleet.tls_flags("pdns-backend")]
+    for address in fleet.aggregator_addresses:
+        argv += ["--aggregator", address]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "following aggregator" in log.read_text(), 20,
+                 what="pdns-backend following an aggregator")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(sock)
+            s.sendall(json.dumps({"method": "lookup", "parameters": {
+                "qname": "www.example.test.", "qtype": "A"}}).encode() + b"\n")
+            reply = json.loads(s.makefile().readline())
+        assert {r["content"] for r in reply["result"]} == ALL_WWW
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert "Traceback" not in log.read_text()
