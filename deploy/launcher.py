@@ -186,7 +186,7 @@ class Fleet:
 
     def channel(self, address: str, name: str = "query") -> grpc.Channel:
         """A blocking gRPC channel to address, with mutual TLS when the fleet has it."""
-        return secure_channel(address, self.client_tls(name), aio=False)  # type: ignore[return-value]
+        return secure_channel(address, self.client_tls(name), aio=False)
 
     # -- lifecycle ---------------------------------------------------------
 
