@@ -15,38 +15,40 @@ Drops of snapshots for a foreign identity or an old sequence are in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
 
+from healthplane.aggregator.limits import Admission
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from healthplane.runtime.tls import TlsFiles
 from healthplane.runtime.tls_metrics import TlsCollector
-
-if TYPE_CHECKING:
-    from healthplane.aggregator.server import Aggregator
 
 PREFIX = "healthplane_aggregator_"
 
 
 class SecurityCollector(Collector):
-    def __init__(self, agg: Aggregator) -> None:
-        self._agg = agg
+    """Reads the admissions, the connection cap and the TLS files at scrape time."""
+
+    def __init__(self, admissions: Sequence[Admission], connection_limit: Callable[[], int],
+                 tls: TlsFiles | None) -> None:
+        self._admissions = admissions
+        self._connection_limit = connection_limit
+        self._tls = tls
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        agg = self._agg
         refused = CounterMetricFamily(PREFIX + "rpcs_refused",
                                       "Streams refused at a cap, by RPC and limit.",
                                       labels=["rpc", "limit"])
         opened = GaugeMetricFamily(PREFIX + "streams_open", "Streams open now, by RPC.",
                                    labels=["rpc"])
-        for adm in (agg.report_admission, agg.watch_admission):
+        for adm in self._admissions:
             for limit in ("total", "per_client"):
                 refused.add_metric([adm.kind, limit], adm.refused.get(limit, 0))
             opened.add_metric([adm.kind], adm.open)
         yield refused
         yield opened
         yield GaugeMetricFamily(PREFIX + "connection_limit", "Connections admitted at once.",
-                                value=agg.limits.max_connections)
-        if agg.tls is not None:
-            yield from TlsCollector(agg.tls, PREFIX).collect()
+                                value=self._connection_limit())
+        if self._tls is not None:
+            yield from TlsCollector(self._tls, PREFIX).collect()

@@ -96,7 +96,9 @@ class Aggregator:
         self.hub: LatestHub[TickResult] = LatestHub()
         self.snapshot_writer = SnapshotFileWriter(snapshot_file) if snapshot_file else None
         self.metrics = AggregatorMetrics(self.stats)
-        self.metrics.registry.register(SecurityCollector(self))
+        self.metrics.registry.register(SecurityCollector(
+            (self.report_admission, self.watch_admission),
+            lambda: self.limits.max_connections, tls))
         self.tick_loop = TickLoop(self.on_tick, fleet.tick, self.clock)
         self.reloads: Counter[str] = Counter()
         self.transport_limit = transport_limit(registry.check_count)
