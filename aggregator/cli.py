@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from healthplane.aggregator.reload import FileSource
 
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.parent import watch_parent
 
 PROG = "healthplane aggregator"
 log = logging.getLogger("healthplane.aggregator")
@@ -94,6 +95,7 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+    watch_parent(loop)
     try:
         port = await agg.start(args.listen, metrics_listen=args.metrics)
     except OSError as exc:

@@ -23,6 +23,7 @@ from typing import NoReturn
 
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.parent import watch_parent
 
 PROG = "healthplane checker"
 log = logging.getLogger("healthplane.checker")
@@ -147,6 +148,7 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, checker.stop)
     loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+    watch_parent(loop)
     log.info("started", extra={"checker": args.checker_id, "region": checker.region,
                                "checks": registry.check_count, "owned": checker.indices.size,
                                "aggregators": len(fleet.aggregators)})

@@ -7,7 +7,9 @@ front and, if asked, the probe targets of :mod:`deploy.targets`. It waits
 until each is ready, writes every process's output to ``RUN_DIR/NAME.log``
 and, on every way out (normal exit, exception, Ctrl-C, SIGTERM), stops
 every process it started: SIGTERM to the process group it created, then
-SIGKILL after a grace period, so grandchildren die too.
+SIGKILL after a grace period, so grandchildren die too. Each child also
+watches a lifeline pipe (:mod:`healthplane.runtime.parent`), so a launcher
+that dies without cleaning up (SIGKILL) still takes its children with it.
 
 Used by ``healthplane demo``, the end-to-end tests and the benchmarks::
 
@@ -57,6 +59,7 @@ from healthplane.proto.config.loader import load_config
 from healthplane.proto.config.model import Fleet as FleetConfig
 
 from healthplane.runtime.listen import parse_listen
+from healthplane.runtime.parent import parent_pipe
 
 __all__ = [
     "RUN_DIR_ENV", "Fleet", "LaunchError", "Proc", "TargetsOptions", "free_port", "free_ports",
@@ -152,6 +155,9 @@ class Fleet:
         self._started: list[Proc] = []      # every process ever started, for stop()
         self._atexit = False
         self._token = uuid.uuid4().hex
+        # The lifeline: children watch the read end; when this process ends in
+        # any way the kernel closes the write end and they stop themselves.
+        self._lifeline: tuple[int, int] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -211,6 +217,11 @@ class Fleet:
             for sig, handler in old.items():
                 signal.signal(sig, handler)  # type: ignore[arg-type]
             atexit.unregister(self.stop)
+            if self._lifeline is not None:
+                for fd in self._lifeline:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._lifeline = None
 
     # -- individual processes ------------------------------------------------
 
@@ -329,7 +340,9 @@ class Fleet:
             # The last line of defence when a caller forgets stop(): nothing stays behind.
             atexit.register(self.stop)
             self._atexit = True
-        proc = spawn(name, argv, self.run_dir, self._token)
+        if self._lifeline is None:
+            self._lifeline = parent_pipe()
+        proc = spawn(name, argv, self.run_dir, self._token, parent_fd=self._lifeline[0])
         self._started.append(proc)
         return proc
 

@@ -61,6 +61,7 @@ from healthplane.proto.config.model import Zone
 from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.parent import watch_parent
 
 PROG = "healthplane dns"
 log = logging.getLogger("healthplane.dns")
@@ -203,6 +204,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
+    watch_parent(loop)
     host, port = parse_listen(args.listen)
     try:
         bound = await front.start(host, port)
