@@ -4,7 +4,8 @@ Options:
 
     --snapshot-file PATH     also write each tick's snapshot to PATH (msgpack,
                              replaced atomically; see healthplane.aggregator.snapshot_file)
-    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+    --metrics HOST:PORT      (alias --http) the HTTP side port: /metrics, /healthz,
+                             /readyz, the status page at / and /api/v1/checks
     --reload-period SECS     re-read the config files this often (default 60;
                              0: only on SIGHUP; --reload-interval is an alias)
     --log-level LEVEL        debug | info | warning | error (default info)
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="gRPC address to serve on (port 0 picks a free port)")
     p.add_argument("--snapshot-file", metavar="PATH",
                    help="write each tick's health snapshot to PATH (msgpack, atomic)")
-    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    p.add_argument("--metrics", "--http", metavar="HOST:PORT",
+                   help="serve the HTTP side port: /metrics, /healthz, /readyz, the status "
+                   "page at / and /api/v1/checks")
     p.add_argument("--reload-period", "--reload-interval", type=float, default=60.0,
                    metavar="SECONDS", dest="reload_period",
                    help="re-read the config files this often; 0 only on SIGHUP (default 60)")

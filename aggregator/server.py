@@ -172,7 +172,7 @@ class Aggregator:
         if metrics_listen is not None:
             mhost, mport = parse_listen(metrics_listen)
             try:
-                self.metrics.serve(mhost, mport)
+                await self.metrics.serve(mhost, mport)
             except OSError as exc:
                 raise OSError(f"cannot serve metrics on {metrics_listen}: "
                               f"{exc.strerror or exc}") from None
@@ -196,7 +196,7 @@ class Aggregator:
             self.server = None
         if self.snapshot_writer is not None:
             await self.snapshot_writer.stop()
-        self.metrics.close()
+        await self.metrics.close()
 
 
 def _check_bindable(listen: str, host: str, port: int) -> None:

@@ -24,6 +24,7 @@ from typing import NoReturn
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
 from healthplane.runtime.parent import watch_parent
+from healthplane.runtime.sideport import SidePort
 
 PROG = "healthplane checker"
 log = logging.getLogger("healthplane.checker")
@@ -52,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fleet", required=True, metavar="PATH", help="fleet.yaml")
     p.add_argument("--id", required=True, metavar="CHECKER_ID", dest="checker_id",
                    help="this checker's id, as listed under regions in fleet.yaml")
-    p.add_argument("--metrics", metavar="HOST:PORT",
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    p.add_argument("--metrics", "--http", metavar="HOST:PORT",
+                   help="serve the HTTP side port: /metrics, /healthz, /readyz "
+                   "(ready while streaming to at least one aggregator)")
     p.add_argument("--reload-period", "--reload-interval", type=_positive, default=30.0,
                    metavar="SECONDS", dest="reload_period",
                    help="re-read both files this often (default 30; 0: only on SIGHUP)")
@@ -125,14 +127,15 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
 
     clock = SystemClock()
     metrics = metrics_mod.CheckerMetrics()
-    http_server = None
-    if metrics_addr is not None:
-        try:
-            http_server = metrics_mod.serve(metrics, *metrics_addr)
-        except OSError as exc:
-            raise OSError(f"--metrics {args.metrics}: {exc.strerror or exc}") from None
     checker = Checker(registry, fleet, args.checker_id, clock=clock, metrics=metrics,
                       canary_interval=args.canary_interval)
+    http_server = None
+    if metrics_addr is not None:
+        http_server = SidePort(metrics.registry, lambda: metrics_mod.readiness(checker))
+        try:
+            await http_server.start(*metrics_addr)
+        except OSError as exc:
+            raise OSError(f"--metrics {args.metrics}: {exc.strerror or exc}") from None
 
     async def adopt(new) -> bool:
         if not await adopt_into(checker, new):
@@ -166,7 +169,7 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         if http_server is not None:
-            http_server.shutdown()
+            await http_server.stop()
     if checker.failed is not None:
         raise checker.failed
     log.info("stopped", extra={"checker": args.checker_id})

@@ -1,6 +1,8 @@
 """Prometheus metrics of one checker process.
 
-Served with ``--metrics HOST:PORT`` at ``/metrics``. Every name:
+Served with ``--metrics HOST:PORT`` at ``/metrics`` (see
+:mod:`healthplane.runtime.sideport`; ``process_*`` and
+``healthplane_build_info`` too). Every name:
 
 ``healthplane_checker_probes_total{kind, result}``
     Probes finished, by check type (http, https, tcp, grpc) and result
@@ -45,11 +47,15 @@ prometheus-client lock.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from healthplane.checker.runner import Checker
 
 KINDS: tuple[str, ...] = ("http", "https", "tcp", "grpc")
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(KINDS)}
@@ -144,13 +150,14 @@ class CheckerMetrics:
         return int(self.probe_counts.sum())
 
 
-def serve(metrics: CheckerMetrics, host: str, port: int):
-    """Serve /metrics on host:port in a background thread; returns the server.
+def readiness(checker: Checker) -> tuple[bool, str]:
+    """/readyz of a checker: ready while a Report stream to an aggregator is open.
 
-    Call ``.shutdown()`` on the result to stop it. Raises OSError when the
-    address cannot be bound.
+    A checker that reaches no aggregator probes in vain; a rollout that
+    waits for readiness stops there instead of replacing every checker.
     """
-    from prometheus_client import start_http_server
-
-    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
-    return server
+    streams = checker.streams
+    up = sorted(a for a, s in streams.items() if s.connected)
+    if up:
+        return True, f"streaming to {', '.join(up)}"
+    return False, f"no Report stream open (aggregators: {', '.join(sorted(streams)) or 'none'})"

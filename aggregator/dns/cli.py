@@ -6,7 +6,8 @@ zone.yaml, answering from the freshest health snapshot of the aggregators.
 Options:
 
     --checks PATH            checks.yaml: reject a zone that names unknown checks
-    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+    --metrics HOST:PORT      (alias --http) the HTTP side port: /metrics, /healthz,
+                             /readyz
     --tick SECONDS           the aggregators' tick period (default: learned from
                              the snapshots; 1 s until two have arrived)
     --stale-after SECONDS    fail open (serve every value) once the freshest
@@ -77,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:5353", metavar="HOST:PORT",
                    help="DNS address, UDP and TCP (default 127.0.0.1:5353; port 0 picks one)")
     p.add_argument("--checks", metavar="PATH", help="checks.yaml, to verify the zone's check ids")
-    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    p.add_argument("--metrics", "--http", metavar="HOST:PORT",
+                   help="serve the HTTP side port: /metrics, /healthz, /readyz "
+                   "(ready once a fresh health snapshot arrived)")
     p.add_argument("--tick", type=float, metavar="SECONDS",
                    help="aggregator tick period (default: learned)")
     p.add_argument("--stale-after", type=float, default=30.0, metavar="SECONDS",
@@ -213,10 +216,11 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
         return 1
     httpd = None
     if args.metrics:
-        from .metrics import serve_metrics
+        from .metrics import side_port
         mhost, mport = parse_listen(args.metrics)
+        httpd = side_port(front, consumer, keeper, args.stale_after)
         try:
-            httpd, mbound = serve_metrics(mhost, mport, front, consumer, keeper)
+            mbound = await httpd.start(mhost, mport)
         except OSError as exc:
             print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
                   file=sys.stderr)
@@ -244,8 +248,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
         await consumer.stop()
         await front.stop()
         if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
+            await httpd.stop()
     return 0
 
 
