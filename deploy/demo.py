@@ -151,6 +151,7 @@ def _hints(fleet: Fleet, plan: Plan) -> list[str]:
     for name in _record_names(fleet)[:2]:
         lines.append(f"  dig @{host} -p {port} {name.rstrip('.')}")
     lines.append(f"  healthplane query --aggregator {fleet.aggregator_addresses[0]}")
+    lines.append(f"  status page: http://127.0.0.1:{fleet.aggregator_http_ports[0]}/")
     lines.append(f"Logs: {fleet.run_dir}   Ctrl-C stops everything.")
     return lines
 

@@ -147,6 +147,9 @@ class Fleet:
         self.log_args = list(log_args)
         self.checkers: dict[str, Proc] = {}
         self.checker_metrics_ports: dict[str, int] = {}
+        # HTTP side ports (/metrics, /healthz, /readyz; the aggregators' status page).
+        self.aggregator_http_ports: list[int] = []
+        self.dns_http_port: int | None = None
         self.aggregators: list[Proc] = []
         self.dns: Proc | None = None
         self.targets: Proc | None = None
@@ -242,8 +245,11 @@ class Fleet:
 
     def start_aggregator(self, index: int, *, wait: bool = True) -> Proc:
         address = self.aggregator_addresses[index]
+        while len(self.aggregator_http_ports) <= index:
+            self.aggregator_http_ports.append(self._free_port())
         args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path),
-                "--listen", address]
+                "--listen", address,
+                "--http", f"127.0.0.1:{self.aggregator_http_ports[index]}"]
         proc = self._spawn(f"aggregator-{index}",
                            healthplane_argv("aggregator", *args, *self.log_args))
         if index < len(self.aggregators):
@@ -311,6 +317,9 @@ class Fleet:
                 "--tick", str(self.tick)]
         for a in self.aggregator_addresses:
             args += ["--aggregator", a]
+        if self.dns_http_port is None:
+            self.dns_http_port = self._free_port()
+        args += ["--http", f"127.0.0.1:{self.dns_http_port}"]
         self.dns = self._spawn("dns", healthplane_argv("dns", *args, *self.log_args))
         assert self.zone_config is not None
         apex = self.zone_config.zone

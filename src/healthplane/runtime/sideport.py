@@ -24,7 +24,13 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Info, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.process_collector import ProcessCollector
 
 from healthplane import __version__
@@ -36,6 +42,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def add_process_metrics(registry: CollectorRegistry) -> None:
     """process_* and healthplane_build_info in a component's own registry."""
+    # Every counter's *_created twin would double the series for a value
+    # process_start_time_seconds already gives.
+    disable_created_metrics()
     ProcessCollector(registry=registry)
     Info("healthplane_build", "The healthplane version of this process.",
          registry=registry).info({"version": __version__})
