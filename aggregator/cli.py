@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Fleet, Registry
 
+from healthplane.runtime import notify
 from healthplane.runtime.listen import format_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 
@@ -113,9 +114,11 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
     if agg.metrics.port is not None:
         maddress = format_hostport(parse_listen(args.metrics)[0], agg.metrics.port)
         log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
+    notify.ready(f"listening on {address}")
     try:
         await stop.wait()
     finally:
+        notify.stopping()
         log.info("stopping")
         reloader.stop()
         reload_task.cancel()

@@ -21,6 +21,7 @@ import signal
 import sys
 from typing import NoReturn
 
+from healthplane.runtime import notify
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
 from healthplane.runtime.parent import watch_parent
@@ -160,9 +161,11 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     # prober and check and stall the loop (~200 ms at 50,000 checks).
     gc.freeze()
     reload_task = loop.create_task(reloader.run())
+    notify.ready(f"checker {args.checker_id}: {checker.rows.size} checks owned")
     try:
         await checker.run()
     finally:
+        notify.stopping()
         reloader.stop()
         reload_task.cancel()
         await asyncio.gather(reload_task, return_exceptions=True)

@@ -59,6 +59,7 @@ import dns.name
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Zone
 
+from healthplane.runtime import notify
 from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
@@ -236,9 +237,11 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     tasks = [asyncio.create_task(keeper.run(), name="answer-keeper"),
              asyncio.create_task(reloader.run(), name="zone-reload"),
              asyncio.create_task(notifier.run(), name="notify")]
+    notify.ready(f"listening on {address} for zone {zone.zone}")
     try:
         await stop.wait()
     finally:
+        notify.stopping()
         log.info("stopping")
         for task in tasks:
             task.cancel()
