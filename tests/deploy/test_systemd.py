@@ -155,7 +155,16 @@ def test_shipped_env_files_name_every_variable_the_units_use() -> None:
              "healthplane-checker@.service": "checker-use1-a.env",
              "healthplane-dns.service": "dns.env"}
     for unit, names in used.items():
-        assert names <= set(read_env(UNITS / "env" / files[unit.name])), unit.name
+        env = read_env(UNITS / "env" / files[unit.name])
+        assert names <= set(env), unit.name
+        # TLS files come from the unit's credentials, which only it can read.
+        loaded = {v.split(":", 1)[0] for k, v in service_section(unit) if k == "LoadCredential"}
+        assert loaded == {"tls.crt", "tls.key", "ca.crt"}, unit.name
+        args = env["HEALTHPLANE_ARGS"].split()
+        credentials = f"/run/credentials/{unit.name.replace('@.', '@use1-a.')}/"
+        for flag, name in (("--tls-cert", "tls.crt"), ("--tls-key", "tls.key"),
+                           ("--tls-ca", "ca.crt")):
+            assert args[args.index(flag) + 1] == credentials + name, (unit.name, flag)
 
 
 @pytest.mark.parametrize("unit", UNIT_FILES, ids=lambda p: p.name)
