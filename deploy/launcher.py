@@ -204,11 +204,12 @@ class Fleet:
             if self._stopped:
                 return
             self._stopped = True
-        # A second Ctrl-C (or a SIGTERM) must not interrupt the cleanup half way.
+        # A second Ctrl-C (or a SIGTERM, or the terminal closing) must not
+        # interrupt the cleanup half way.
         old: dict[int, object] = {}
         if threading.current_thread() is threading.main_thread():
             old = {sig: signal.signal(sig, signal.SIG_IGN)
-                   for sig in (signal.SIGINT, signal.SIGTERM)}
+                   for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             stop_all(self._started, self.grace)
             # A Ctrl-C between fork and bookkeeping leaves a child off the list;
