@@ -7,10 +7,10 @@ import json
 import urllib.error
 import urllib.request
 
-from healthplane.aggregator.clock import FakeClock
 from healthplane.aggregator.server import run_aggregator
 
 from healthplane import __version__
+from healthplane.runtime.clock import FakeClock
 from tests.aggregator.conftest import make_fleet, make_registry, report, snap
 
 REG = make_registry()
@@ -82,7 +82,7 @@ async def test_readiness_stays_once_reached(kit):
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 1, 1, 1, 1])])
         agg.tick_now()
         assert (await get(agg.metrics.port, "/readyz"))[0] == 200
-        clock.advance(FLEET.stale_after + 1)    # every vote goes stale
+        await clock.advance(FLEET.stale_after + 1)    # every vote goes stale
         agg.tick_now()
         assert agg.state.latest is not None and agg.state.latest.fresh_checkers == 0
         assert (await get(agg.metrics.port, "/readyz"))[0] == 200

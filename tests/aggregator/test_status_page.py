@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from healthplane.aggregator.clock import FakeClock
 from healthplane.aggregator.kit import default_kit
 from healthplane.aggregator.server import run_aggregator
 from healthplane.proto.config.model import Check, Fleet, Registry
 
+from healthplane.runtime.clock import FakeClock
 from tests.aggregator.conftest import report, snap
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
