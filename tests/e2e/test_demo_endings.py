@@ -1,8 +1,9 @@
 """However the demo ends, its children end with it and free their ports.
 
-Ctrl-C and SIGTERM are covered in test_demo.py (the demo cleans up itself);
-here the terminal goes away (tmux kill-session: SIGHUP) and the demo is
-SIGKILLed, when only the lifeline pipe can tell the children.
+SIGINT and SIGTERM sent to the demo are covered in test_demo.py; here Ctrl-C
+is typed into a real terminal (tmux), the terminal goes away (tmux
+kill-session: SIGHUP), and the demo is SIGKILLed, when only the lifeline
+pipe can tell the children.
 """
 
 from __future__ import annotations
@@ -112,27 +113,35 @@ def test_sigkill_of_the_demo_takes_every_child_with_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_closing_the_demos_terminal_takes_every_child_with_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ending", ["kill-session", "ctrl-c"])
+def test_closing_the_terminal_or_ctrl_c_takes_every_child_with_it(tmp_path: Path,
+                                                                  ending: str) -> None:
+    """In a real terminal: tmux closes it (SIGHUP), or types Ctrl-C into it."""
     _demo_ports_free()
     run_dir, dns_port = tmp_path / "run", free_port()
     tmux = ["tmux", "-S", str(tmp_path / "tmux.sock")]
     command = (f"{sys.executable} -m healthplane demo --run-dir {run_dir} "
-               f"--dns-listen 127.0.0.1:{dns_port}")
+               f"--dns-listen 127.0.0.1:{dns_port}; echo demo-exit=$?; sleep 60")
     env = dict(os.environ, TERM="xterm")
     subprocess.run([*tmux, "new-session", "-d", "-s", "demo", "-x", "160", "-y", "50",
                     command], check=True, env=env, timeout=30)
     try:
-        pane_pid = int(subprocess.run(
-            [*tmux, "list-panes", "-t", "demo", "-F", "#{pane_pid}"], capture_output=True,
-            text=True, check=True, timeout=10).stdout.split()[0])
         _wait_started(run_dir)
         assert all(_alive(pid) for pid in _started_pids(run_dir))
-        subprocess.run([*tmux, "kill-session", "-t", "demo"], check=True, timeout=10)
-        assert _wait_children_gone(run_dir) == [], "children outlived the demo's terminal"
-        deadline = time.monotonic() + 10
-        while _alive(pane_pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _alive(pane_pid), "the demo outlived its terminal"
+        if ending == "kill-session":
+            subprocess.run([*tmux, "kill-session", "-t", "demo"], check=True, timeout=10)
+        else:
+            subprocess.run([*tmux, "send-keys", "-t", "demo", "C-c"], check=True, timeout=10)
+        assert _wait_children_gone(run_dir) == [], f"children outlived the demo ({ending})"
+        if ending == "ctrl-c":
+            deadline = time.monotonic() + 30
+            screen = ""
+            while "demo-exit=" not in screen and time.monotonic() < deadline:
+                time.sleep(0.3)
+                screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "demo"],
+                                        capture_output=True, text=True, timeout=10).stdout
+            assert "demo-exit=0" in screen, screen
+            assert "stopped" in screen
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
         for pid in _started_pids(run_dir) if (run_dir / "pids").exists() else []:
