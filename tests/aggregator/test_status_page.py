@@ -113,15 +113,29 @@ async def test_page_at_10000_checks_renders_filters_and_reads_without_colour(tmp
 
 
 async def write_readme_screenshot(out: Path) -> None:
-    """The picture in README: a small fleet with one check down and one region split."""
+    """The picture in README: 40 checks, two of them down a minute ago, one region split."""
     import tempfile
-    cm, agg = await serve_page(40, down={3, 17}, split={8})
-    try:
+    import time as _time
+
+    reg = registry(40)
+    fleet = Fleet(regions=dict(REGIONS), aggregators=("127.0.0.1:7000",), tick=1.0,
+                  stale_after=3600.0)
+    clock = FakeClock(wall_start_ms=int(_time.time() * 1000) - 75_000)
+    async with run_aggregator(reg, fleet, clock=clock, kit=default_kit(), start_ticking=False,
+                              metrics_listen="127.0.0.1:0") as agg:
+        everyone = [(c, r) for r, ids in REGIONS.items() for c in ids]
+        await report(agg.port, [snap(c, r, reg, votes(reg, set(), set(), c))
+                                for c, r in everyone])
+        agg.tick_now()
+        await clock.advance(60.0)
+        await report(agg.port, [snap(c, r, reg, votes(reg, {3, 17}, {8}, c), seq=2)
+                                for c, r in everyone])
+        agg.tick_now()
+        await clock.advance(15.0)
+        agg.tick_now()
         await chromium(Path(tempfile.mkdtemp()), "--virtual-time-budget=10000",
                        f"--screenshot={out}", "--window-size=1100,640",
                        f"http://127.0.0.1:{agg.metrics.port}/")
-    finally:
-        await cm.__aexit__(None, None, None)
 
 
 if __name__ == "__main__":    # python -m tests.aggregator.test_status_page docs/status-page.png
