@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     from healthplane.proto.config.errors import ConfigError
 
     from healthplane.runtime.files import UnreadableFile
-    from healthplane.runtime.listen import parse_hostport
+    from healthplane.runtime.listen import parse_listen
 
     config = FileConfig(args.checks, args.fleet, args.checker_id)
     try:
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
     metrics_addr = None
     if args.metrics:
         try:
-            metrics_addr = parse_hostport(args.metrics)
+            metrics_addr = parse_listen(args.metrics)
         except ValueError as exc:
             print(f"{PROG}: --metrics: {exc}", file=sys.stderr)
             return 2
@@ -134,9 +134,12 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     if metrics_addr is not None:
         http_server = SidePort(metrics.registry, lambda: metrics_mod.readiness(checker))
         try:
-            await http_server.start(*metrics_addr)
+            bound = await http_server.start(*metrics_addr)
         except OSError as exc:
             raise OSError(f"--metrics {args.metrics}: {exc.strerror or exc}") from None
+        from healthplane.runtime.listen import format_hostport
+        maddress = format_hostport(metrics_addr[0], bound)
+        log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
 
     async def adopt(new) -> bool:
         if not await adopt_into(checker, new):
