@@ -156,6 +156,7 @@ def test_workloads_deploy_as_they_stand(name: str) -> None:
                 assert m["name"] in volumes
             if c["name"] == "registry":
                 assert c["restartPolicy"] == "Always" and "startupProbe" in c
+                assert "livenessProbe" in c
                 continue
             ports = {p["name"]: p for p in c["ports"]}
             assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -237,6 +238,7 @@ def test_registry_sidecar_assembles_a_registry_over_one_configmap(tmp_path: Path
             assert proc.poll() is None, log.read_text()
             time.sleep(0.2)
         assert out.read_text() == text
+        assert (run_dir / "checks.yaml.alive").exists()      # the liveness heartbeat
         assert load_checks(out, allow_private_targets=False).check_count == 12_000
         # A broken new version is refused and the running file kept.
         bad = split(text.replace("    port: 443\n", "    port: 0\n", 1))
