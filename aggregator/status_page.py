@@ -92,6 +92,7 @@ class StatusPage:
         self._agg = agg
         self._cached: tuple[Published, bytes, float] | None = None
         self._building: tuple[Published, asyncio.Future[bytes]] | None = None
+        self.requests = 0           # /api/v1/checks answers, for tests and curiosity
         self._html = resources.files("healthplane.aggregator").joinpath(
             "status/index.html").read_bytes()
 
@@ -103,6 +104,7 @@ class StatusPage:
                             headers={"Cache-Control": "no-cache"})
 
     async def checks(self, request: web.Request) -> web.Response:
+        self.requests += 1
         pub = self._agg.state.latest
         if pub is None:
             return web.json_response({"error": "no tick has been computed yet"}, status=503)
