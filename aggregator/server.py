@@ -26,8 +26,10 @@ from grpc_reflection.v1alpha import reflection
 from healthplane.aggregator.health_service import HealthService
 from healthplane.aggregator.ingest import IngestService
 from healthplane.aggregator.metrics import AggregatorMetrics, AggregatorStats
+from healthplane.aggregator.readiness import AggregatorReadiness
 from healthplane.aggregator.snapshot_file import SnapshotFileWriter
 from healthplane.aggregator.state import AggregatorState, max_message_bytes, transport_limit
+from healthplane.aggregator.status_page import StatusPage
 from healthplane.aggregator.tick_result import TickResult
 from healthplane.aggregator.tickloop import TickLoop
 from healthplane.aggregator.watchers import LatestHub
@@ -52,6 +54,9 @@ class ReloadRefused(Exception):
 
 class Aggregator:
     """One aggregator. Build, ``await start(listen)``, ``await stop()``."""
+
+    # The status page behind the side port (start(metrics_listen=...)); None without it.
+    status_page: StatusPage | None = None
 
     def __init__(self, registry: Registry, fleet: Fleet, *, clock: Clock | None = None,
                  snapshot_file: str | None = None) -> None:
@@ -171,8 +176,10 @@ class Aggregator:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if metrics_listen is not None:
             mhost, mport = parse_listen(metrics_listen)
+            self.status_page = StatusPage(self)
             try:
-                await self.metrics.serve(mhost, mport)
+                await self.metrics.serve(mhost, mport, AggregatorReadiness(self),
+                                         self.status_page.routes())
             except OSError as exc:
                 raise OSError(f"cannot serve metrics on {metrics_listen}: "
                               f"{exc.strerror or exc}") from None

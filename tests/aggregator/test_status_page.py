@@ -82,7 +82,7 @@ async def test_page_at_10000_checks_renders_filters_and_reads_without_colour(tmp
         dom = await chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", url)
         assert "tick 1" in dom and "10000 checks" in dom, dom[:3000]
         # Live: the page fetched the checks again and again (every 2 s of its time).
-        assert agg.metrics.status_page.requests >= 3
+        assert agg.status_page is not None and agg.status_page.requests >= 3
         assert 'data-status="healthy">✔ 9997 healthy' in dom
         assert 'data-status="unhealthy">✖ 3 unhealthy' in dom
         drawn = rows(dom)
