@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from healthplane.deploy.launcher import Fleet
+from healthplane.deploy.launcher import Fleet, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from healthplane import __version__
@@ -96,3 +99,25 @@ def test_readme_metric_tables_match_the_endpoints(fleet: Fleet, component: str,
     assert own <= live, f"documented but not served: {sorted(own - live)}"
     missing = live - common - own
     assert not missing, f"served by the {component} but not in README: {sorted(missing)}"
+
+
+def test_pdns_backend_side_port_and_its_readme_table(fleet: Fleet, tmp_path: Path) -> None:
+    assert fleet.zone is not None
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "healthplane", "pdns-backend", "--zone", str(fleet.zone),
+         "--aggregator", fleet.aggregator_addresses[0], "--socket", str(tmp_path / "pdns.sock"),
+         "--http", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: get(port, "/readyz")[0] == 200, 20, what="pdns-backend ready")
+        assert get(port, "/healthz") == (200, "ok\n") and get(port, "/nope")[0] == 404
+        live = served(port)
+        documented_names = documented("Common") | documented("PowerDNS backend")
+        assert documented_names == live
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
