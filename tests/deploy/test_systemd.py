@@ -188,8 +188,6 @@ def test_unit_commands_run_validate_notify_reload_and_stop(unit: Path, etc: Path
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert notify.wait("READY=1", proc).startswith("READY=1\nSTATUS=")
-        if "dns" in unit.name and "SIGHUP" not in (ROOT / "aggregator/dns/cli.py").read_text():
-            pytest.xfail("the DNS front does not handle SIGHUP (zone reload) yet")
         reload = expand(one(unit, "ExecReload").replace("$MAINPID", str(proc.pid)), {},
                         instance, {})
         assert subprocess.run(reload, timeout=10).returncode == 0
