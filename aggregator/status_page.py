@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import web
-from healthplane.aggregator.query_json import STATUS_NAMES
 from healthplane.proto import codec
 
 if TYPE_CHECKING:
     from healthplane.aggregator.server import Aggregator
-    from healthplane.aggregator.state import AggregatorState, Published
+    from healthplane.aggregator.state import AggregatorState
+    from healthplane.aggregator.tick_result import TickResult
 
 # Bounds the cost of one document: ~130 bytes a check; 50,000 checks take
 # about a second of CPU to build.
@@ -57,14 +57,14 @@ def region_votes(state: AggregatorState, n: int) -> tuple[list[str], np.ndarray,
     for checker_id, row in state.rows.items():
         if not fresh[row]:
             continue
-        states = codec.unpack(bytes(state.kit.row(state.slots, row)), count)[:n]
+        states = codec.unpack(bytes(state.slots.row(row)), count)[:n]
         r = where[state.regions[checker_id]]
         healthy[r] += states == codec.HEALTHY
         reporting[r] += (states == codec.HEALTHY) | (states == codec.UNHEALTHY)
     return regions, healthy, reporting
 
 
-def _document(pub: Published, regions: list[str], arrays: dict[str, np.ndarray],
+def _document(pub: TickResult, regions: list[str], arrays: dict[str, np.ndarray],
               by_region: tuple[np.ndarray, np.ndarray] | None) -> bytes:
     ids = pub.registry.ids
     status = arrays["status"].tolist()
@@ -73,7 +73,7 @@ def _document(pub: Published, regions: list[str], arrays: dict[str, np.ndarray],
     pairs = (np.stack(by_region, axis=-1).transpose(1, 0, 2).tolist()
              if by_region is not None else None)
     checks: list[dict[str, Any]] = [
-        {"id": ids[i], "status": STATUS_NAMES.get(status[i], "unknown"),
+        {"id": ids[i], "status": codec.state_name(status[i]),
          "healthy_votes": healthy[i], "reporting_votes": reporting[i],
          "last_change_unix_ms": last[i],
          "by_region": pairs[i] if pairs is not None else None}
@@ -90,8 +90,8 @@ class StatusPage:
 
     def __init__(self, agg: Aggregator) -> None:
         self._agg = agg
-        self._cached: tuple[Published, bytes, float] | None = None
-        self._building: tuple[Published, asyncio.Future[bytes]] | None = None
+        self._cached: tuple[TickResult, bytes, float] | None = None
+        self._building: tuple[TickResult, asyncio.Future[bytes]] | None = None
         self.requests = 0           # /api/v1/checks answers, for tests and curiosity
         self._html = resources.files("healthplane.aggregator").joinpath(
             "status/index.html").read_bytes()
@@ -112,7 +112,7 @@ class StatusPage:
         return web.Response(body=body, content_type="application/json",
                             headers={"Cache-Control": "no-cache"})
 
-    async def document(self, pub: Published) -> bytes:
+    async def document(self, pub: TickResult) -> bytes:
         """The JSON document of pub, built once however many ask at once."""
         now = time.monotonic()
         if self._cached is not None and (self._cached[0] is pub
@@ -124,15 +124,14 @@ class StatusPage:
         self._cached = (pub, body, now)
         return body
 
-    async def _build(self, pub: Published) -> bytes:
+    async def _build(self, pub: TickResult) -> bytes:
         state = self._agg.state
         n = min(pub.registry.check_count, MAX_CHECKS)
         idx = np.arange(n, dtype=np.int64)
-        res = pub.result
-        healthy, reporting = res.votes(idx)
-        arrays = {"status": res.status_of(idx).copy(), "healthy": healthy.copy(),
-                  "reporting": reporting.copy(), "last": res.last_change_of(idx).copy()}
-        regions = list(pub.fleet.regions)
+        healthy, reporting = pub.votes(idx)
+        arrays = {"status": pub.status_of(idx).copy(), "healthy": healthy.copy(),
+                  "reporting": reporting.copy(), "last": pub.last_change_of(idx).copy()}
+        regions = list(state.fleet.regions)
         by_region = None
         if pub.registry is state.registry:
             regions, h, r = region_votes(state, n)

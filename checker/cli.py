@@ -164,7 +164,7 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest) -> int:
     # prober and check and stall the loop (~200 ms at 50,000 checks).
     gc.freeze()
     reload_task = loop.create_task(reloader.run())
-    notify.ready(f"checker {args.checker_id}: {checker.rows.size} checks owned")
+    notify.ready(f"checker {args.checker_id}: {checker.indices.size} checks owned")
     try:
         await checker.run()
     finally:

@@ -29,20 +29,20 @@ async def get(port: int, path: str) -> tuple[int, str, str]:
     return await asyncio.to_thread(_get, port, path)
 
 
-async def test_paths_readiness_and_status_json(kit):
-    async with run_aggregator(REG, FLEET, clock=FakeClock(), kit=kit, start_ticking=False,
+async def test_paths_readiness_and_status_json():
+    async with run_aggregator(REG, FLEET, clock=FakeClock(), start_ticking=False,
                               metrics_listen="127.0.0.1:0") as agg:
         port = agg.metrics.port
         assert (await get(port, "/healthz"))[0] == 200
         status, _, body = await get(port, "/readyz")
         assert (status, body) == (503, "not ready: no tick computed yet\n")
         assert (await get(port, "/api/v1/checks"))[0] == 503
-        agg.tick_now()                       # a tick, but from no votes
+        agg.on_tick()                       # a tick, but from no votes
         status, _, body = await get(port, "/readyz")
         assert status == 503 and "no fresh checker" in body
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 2, 1, 2, 0]),
                                 snap("euw1-a", "eu-west", REG, [1, 1, 2, 2, 0])])
-        agg.tick_now()
+        agg.on_tick()
         assert (await get(port, "/readyz"))[0] == 200
 
         status, ctype, text = await get(port, "/metrics")
@@ -75,14 +75,14 @@ async def test_paths_readiness_and_status_json(kit):
         assert "http://" not in html and "https://" not in html   # no external assets
 
 
-async def test_readiness_stays_once_reached(kit):
+async def test_readiness_stays_once_reached():
     clock = FakeClock()
-    async with run_aggregator(REG, FLEET, clock=clock, kit=kit, start_ticking=False,
+    async with run_aggregator(REG, FLEET, clock=clock, start_ticking=False,
                               metrics_listen="127.0.0.1:0") as agg:
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 1, 1, 1, 1])])
-        agg.tick_now()
+        agg.on_tick()
         assert (await get(agg.metrics.port, "/readyz"))[0] == 200
         await clock.advance(FLEET.stale_after + 1)    # every vote goes stale
-        agg.tick_now()
+        agg.on_tick()
         assert agg.state.latest is not None and agg.state.latest.fresh_checkers == 0
         assert (await get(agg.metrics.port, "/readyz"))[0] == 200

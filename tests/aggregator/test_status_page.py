@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from healthplane.aggregator.kit import default_kit
 from healthplane.aggregator.server import run_aggregator
 from healthplane.proto.config.model import Check, Fleet, Registry
 
@@ -61,12 +60,12 @@ async def serve_page(n: int, down: set[int], split: set[int]):
     reg = registry(n)
     fleet = Fleet(regions=dict(REGIONS), aggregators=("127.0.0.1:7000",), tick=1.0,
                   stale_after=3600.0)
-    cm = run_aggregator(reg, fleet, clock=FakeClock(), kit=default_kit(), start_ticking=False,
+    cm = run_aggregator(reg, fleet, clock=FakeClock(), start_ticking=False,
                         metrics_listen="127.0.0.1:0")
     agg = await cm.__aenter__()
     await report(agg.port, [snap(c, r, reg, votes(reg, down, split, c))
                             for r, ids in REGIONS.items() for c in ids])
-    agg.tick_now()
+    agg.on_tick()
     return cm, agg
 
 
@@ -123,18 +122,18 @@ async def write_readme_screenshot(out: Path) -> None:
     fleet = Fleet(regions=dict(REGIONS), aggregators=("127.0.0.1:7000",), tick=1.0,
                   stale_after=3600.0)
     clock = FakeClock(wall_start_ms=int(_time.time() * 1000) - 75_000)
-    async with run_aggregator(reg, fleet, clock=clock, kit=default_kit(), start_ticking=False,
+    async with run_aggregator(reg, fleet, clock=clock, start_ticking=False,
                               metrics_listen="127.0.0.1:0") as agg:
         everyone = [(c, r) for r, ids in REGIONS.items() for c in ids]
         await report(agg.port, [snap(c, r, reg, votes(reg, set(), set(), c))
                                 for c, r in everyone])
-        agg.tick_now()
+        agg.on_tick()
         await clock.advance(60.0)
         await report(agg.port, [snap(c, r, reg, votes(reg, {3, 17}, {8}, c), seq=2)
                                 for c, r in everyone])
-        agg.tick_now()
+        agg.on_tick()
         await clock.advance(15.0)
-        agg.tick_now()
+        agg.on_tick()
         await chromium(Path(tempfile.mkdtemp()), "--virtual-time-budget=10000",
                        f"--screenshot={out}", "--window-size=1100,640",
                        f"http://127.0.0.1:{agg.metrics.port}/")
