@@ -25,6 +25,8 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Sequence
+from typing import NoReturn
 
 from healthplane.aggregator.client import AggregatorClient, AggregatorError
 from healthplane.aggregator.health_service import DETAIL_LIMIT
@@ -39,7 +41,7 @@ PROG = "healthplane query"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:   # exit 2 means "not healthy" here
+    def error(self, message: str) -> NoReturn:   # exit 2 means "not healthy" here
         print(f"{PROG}: {message} (see --help)", file=sys.stderr)
         raise SystemExit(1)
 
@@ -85,7 +87,7 @@ def _age(ms: float) -> str:
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
-def _columns(rows: list[tuple[str, ...]], indent: str = "") -> list[str]:
+def _columns(rows: Sequence[tuple[str, ...]], indent: str = "") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
             for r in rows]
