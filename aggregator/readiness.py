@@ -16,18 +16,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from healthplane.aggregator.server import Aggregator
+    from healthplane.aggregator.state import AggregatorState
 
 
 class AggregatorReadiness:
     """The aggregator's readiness callback for the side port."""
 
-    def __init__(self, agg: Aggregator) -> None:
-        self._agg = agg
+    def __init__(self, state: AggregatorState) -> None:
+        self._state = state
         self._ready = False
 
     def __call__(self) -> tuple[bool, str]:
-        pub = self._agg.state.latest
+        pub = self._state.latest
         if self._ready:
             return True, f"tick {pub.sequence if pub else 0}"
         if pub is None:

@@ -176,9 +176,9 @@ class Aggregator:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if metrics_listen is not None:
             mhost, mport = parse_listen(metrics_listen)
-            self.status_page = StatusPage(self)
+            self.status_page = StatusPage(self.state)
             try:
-                await self.metrics.serve(mhost, mport, AggregatorReadiness(self),
+                await self.metrics.serve(mhost, mport, AggregatorReadiness(self.state),
                                          self.status_page.routes())
             except OSError as exc:
                 raise OSError(f"cannot serve metrics on {metrics_listen}: "

@@ -34,7 +34,6 @@ from aiohttp import web
 from healthplane.proto import codec
 
 if TYPE_CHECKING:
-    from healthplane.aggregator.server import Aggregator
     from healthplane.aggregator.state import AggregatorState
     from healthplane.aggregator.tick_result import TickResult
 
@@ -88,8 +87,8 @@ def _document(pub: TickResult, regions: list[str], arrays: dict[str, np.ndarray]
 class StatusPage:
     """The two routes, with the document cached per tick."""
 
-    def __init__(self, agg: Aggregator) -> None:
-        self._agg = agg
+    def __init__(self, state: AggregatorState) -> None:
+        self._state = state
         self._cached: tuple[TickResult, bytes, float] | None = None
         self._building: tuple[TickResult, asyncio.Future[bytes]] | None = None
         self.requests = 0           # /api/v1/checks answers, for tests and curiosity
@@ -105,7 +104,7 @@ class StatusPage:
 
     async def checks(self, request: web.Request) -> web.Response:
         self.requests += 1
-        pub = self._agg.state.latest
+        pub = self._state.latest
         if pub is None:
             return web.json_response({"error": "no tick has been computed yet"}, status=503)
         body = await self.document(pub)
@@ -125,7 +124,7 @@ class StatusPage:
         return body
 
     async def _build(self, pub: TickResult) -> bytes:
-        state = self._agg.state
+        state = self._state
         n = min(pub.registry.check_count, MAX_CHECKS)
         idx = np.arange(n, dtype=np.int64)
         healthy, reporting = pub.votes(idx)

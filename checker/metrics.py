@@ -46,16 +46,22 @@ prometheus-client lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from healthplane.checker.runner import Checker
+
+class _Stream(Protocol):
+    connected: bool
+
+
+class _Streaming(Protocol):
+    @property
+    def streams(self) -> Mapping[str, _Stream]: ...
 
 KINDS: tuple[str, ...] = ("http", "https", "tcp", "grpc")
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(KINDS)}
@@ -150,7 +156,7 @@ class CheckerMetrics:
         return int(self.probe_counts.sum())
 
 
-def readiness(checker: Checker) -> tuple[bool, str]:
+def readiness(checker: _Streaming) -> tuple[bool, str]:
     """/readyz of a checker: ready while a Report stream to an aggregator is open.
 
     A checker that reaches no aggregator probes in vain; a rollout that
