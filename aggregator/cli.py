@@ -4,7 +4,8 @@ Options:
 
     --snapshot-file PATH     also write each tick's snapshot to PATH (msgpack,
                              replaced atomically; see healthplane.aggregator.snapshot_file)
-    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+    --metrics HOST:PORT      (alias --http) the HTTP side port: /metrics, /healthz,
+                             /readyz, the status page at / and /api/v1/checks
     --reload-period SECS     re-read the config files this often (default 60;
                              0: only on SIGHUP; --reload-interval is an alias)
     --log-level LEVEL        debug | info | warning | error (default info)
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Fleet, Registry
 
+from healthplane.runtime import notify
 from healthplane.runtime.listen import format_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from healthplane.aggregator.reload import FileSource
 
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.parent import watch_parent
 from healthplane.runtime.tls import (
     TlsError,
     add_tls_arguments,
@@ -65,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="gRPC address to serve on (port 0 picks a free port)")
     p.add_argument("--snapshot-file", metavar="PATH",
                    help="write each tick's health snapshot to PATH (msgpack, atomic)")
-    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    p.add_argument("--metrics", "--http", metavar="HOST:PORT",
+                   help="serve the HTTP side port: /metrics, /healthz, /readyz, the status "
+                   "page at / and /api/v1/checks")
     p.add_argument("--reload-period", "--reload-interval", type=float, default=60.0,
                    metavar="SECONDS", dest="reload_period",
                    help="re-read the config files this often; 0 only on SIGHUP (default 60)")
@@ -123,6 +128,7 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, hangup)
+    watch_parent(loop)
     try:
         port = await agg.start(args.listen, metrics_listen=args.metrics,
                                insecure=args.insecure)
@@ -148,12 +154,14 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
         log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
     stopper = asyncio.create_task(stop.wait())
     dier = asyncio.create_task(agg.died.wait())
+    notify.ready(f"listening on {address}")
     try:
         await asyncio.wait((stopper, dier), return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
         dier.cancel()
         died = agg.died.is_set()
+        notify.stopping()
         log.info("stopping")
         reloader.stop()
         if certs is not None:

@@ -1,4 +1,4 @@
-"""Prometheus metrics for one aggregator (``--metrics HOST:PORT``).
+"""Prometheus metrics for one aggregator (``--metrics HOST:PORT``, alias ``--http``).
 
 Counters the hot paths already keep (snapshots accepted and dropped, watch
 skips, file writes) are read at scrape time by a collector, so ingest pays
@@ -30,16 +30,16 @@ Names (all prefixed ``healthplane_aggregator_``):
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from wsgiref.simple_server import WSGIServer
 
 from healthplane.aggregator.state import DROP_REASONS
 from healthplane.proto import codec
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from healthplane.runtime.sideport import Handler, Readiness, SidePort
 
 PREFIX = "healthplane_aggregator_"
 
@@ -138,19 +138,21 @@ class AggregatorMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry)
         self.registry.register(_StatsCollector(stats))
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._side: SidePort | None = None
         self.port: int | None = None
 
-    def serve(self, host: str, port: int) -> int:
-        """Serve /metrics over HTTP on host:port (0 picks a port); returns the port."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
-        self._server, self._thread = server, thread
-        self.port = server.server_address[1]
+    async def serve(self, host: str, port: int, ready: Readiness,
+                    routes: Sequence[tuple[str, Handler]] = ()) -> int:
+        """Serve the side port on host:port (0 picks a port); returns the port.
+
+        /metrics from this registry, /healthz, /readyz from ready, and routes.
+        """
+        side = SidePort(self.registry, ready, routes)
+        self.port = await side.start(host, port)
+        self._side = side
         return self.port
 
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+    async def close(self) -> None:
+        if self._side is not None:
+            await self._side.stop()
+            self._side = None

@@ -39,10 +39,12 @@ from healthplane.aggregator.guarded_health import GuardedHealthService
 from healthplane.aggregator.ingest import IngestService
 from healthplane.aggregator.limits import Admission, Limits, fit_open_files
 from healthplane.aggregator.metrics import AggregatorMetrics, AggregatorStats
+from healthplane.aggregator.readiness import AggregatorReadiness
 from healthplane.aggregator.security_metrics import SecurityCollector
 from healthplane.aggregator.sequence import SequenceMarks
 from healthplane.aggregator.snapshot_file import SnapshotFileWriter
 from healthplane.aggregator.state import AggregatorState, max_message_bytes, transport_limit
+from healthplane.aggregator.status_page import StatusPage
 from healthplane.aggregator.tick_result import TickResult
 from healthplane.aggregator.tickloop import TickLoop
 from healthplane.aggregator.watchers import LatestHub
@@ -77,6 +79,9 @@ class InsecureListen(OSError):
 
 class Aggregator:
     """One aggregator. Build, ``await start(listen)``, ``await stop()``."""
+
+    # The status page behind the side port (start(metrics_listen=...)); None without it.
+    status_page: StatusPage | None = None
 
     def __init__(self, registry: Registry, fleet: Fleet, *, clock: Clock | None = None,
                  snapshot_file: str | None = None,
@@ -243,8 +248,10 @@ class Aggregator:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if metrics_listen is not None:
             mhost, mport = parse_listen(metrics_listen)
+            self.status_page = StatusPage(self.state)
             try:
-                self.metrics.serve(mhost, mport)
+                await self.metrics.serve(mhost, mport, AggregatorReadiness(self.state),
+                                         self.status_page.routes())
             except OSError as exc:
                 raise OSError(f"cannot serve metrics on {metrics_listen}: "
                               f"{exc.strerror or exc}") from None
@@ -302,7 +309,7 @@ class Aggregator:
             self._watch_task = None
         if self.snapshot_writer is not None:
             await self.snapshot_writer.stop()
-        self.metrics.close()
+        await self.metrics.close()
 
 
 def _check_bindable(listen: str, host: str, port: int) -> None:

@@ -26,8 +26,11 @@ import signal
 import sys
 from typing import NoReturn
 
+from healthplane.runtime import notify
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.parent import watch_parent
+from healthplane.runtime.sideport import SidePort
 from healthplane.runtime.tls import (
     TlsError,
     add_tls_arguments,
@@ -64,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fleet", required=True, metavar="PATH", help="fleet.yaml")
     p.add_argument("--id", required=True, metavar="CHECKER_ID", dest="checker_id",
                    help="this checker's id, as listed under regions in fleet.yaml")
-    p.add_argument("--metrics", metavar="HOST:PORT",
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    p.add_argument("--metrics", "--http", metavar="HOST:PORT",
+                   help="serve the HTTP side port: /metrics, /healthz, /readyz "
+                   "(ready while streaming to at least one aggregator)")
     p.add_argument("--reload-period", "--reload-interval", type=_positive, default=30.0,
                    metavar="SECONDS", dest="reload_period",
                    help="re-read both files this often (default 30; 0: only on SIGHUP)")
@@ -97,7 +101,7 @@ def main(argv: list[str]) -> int:
     from healthplane.proto.config.errors import ConfigError
 
     from healthplane.runtime.files import UnreadableFile
-    from healthplane.runtime.listen import parse_hostport
+    from healthplane.runtime.listen import parse_listen
 
     config = FileConfig(args.checks, args.fleet, args.checker_id)
     try:
@@ -122,7 +126,7 @@ def main(argv: list[str]) -> int:
     metrics_addr = None
     if args.metrics:
         try:
-            metrics_addr = parse_hostport(args.metrics)
+            metrics_addr = parse_listen(args.metrics)
         except ValueError as exc:
             print(f"{PROG}: --metrics: {exc}", file=sys.stderr)
             return 2
@@ -153,14 +157,18 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) 
     if tls is not None:
         from healthplane.runtime.tls_metrics import TlsCollector
         metrics.registry.register(TlsCollector(tls, "healthplane_checker_"))
-    http_server = None
-    if metrics_addr is not None:
-        try:
-            http_server = metrics_mod.serve(metrics, *metrics_addr)
-        except OSError as exc:
-            raise OSError(f"--metrics {args.metrics}: {exc.strerror or exc}") from None
     checker = Checker(registry, fleet, args.checker_id, clock=clock, metrics=metrics,
                       canary_interval=args.canary_interval, tls=tls)
+    http_server = None
+    if metrics_addr is not None:
+        http_server = SidePort(metrics.registry, lambda: metrics_mod.readiness(checker))
+        try:
+            bound = await http_server.start(*metrics_addr)
+        except OSError as exc:
+            raise OSError(f"--metrics {args.metrics}: {exc.strerror or exc}") from None
+        from healthplane.runtime.listen import format_hostport
+        maddress = format_hostport(metrics_addr[0], bound)
+        log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
 
     async def adopt(new) -> bool:
         if not await adopt_into(checker, new):
@@ -185,6 +193,7 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) 
             certs.trigger()
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
+    watch_parent(loop)
     log.info("started", extra={"checker": args.checker_id, "region": checker.region,
                                "checks": registry.check_count, "owned": checker.indices.size,
                                "aggregators": len(fleet.aggregators)})
@@ -194,9 +203,11 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) 
     gc.freeze()
     reload_task = loop.create_task(reloader.run())
     tls_task = loop.create_task(certs.run()) if certs is not None else None
+    notify.ready(f"checker {args.checker_id}: {checker.indices.size} checks owned")
     try:
         await checker.run()
     finally:
+        notify.stopping()
         reloader.stop()
         if certs is not None:
             certs.stop()
@@ -208,7 +219,7 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         if http_server is not None:
-            http_server.shutdown()
+            await http_server.stop()
     if checker.failed is not None:
         raise checker.failed
     log.info("stopped", extra={"checker": args.checker_id})

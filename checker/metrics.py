@@ -1,6 +1,8 @@
 """Prometheus metrics of one checker process.
 
-Served with ``--metrics HOST:PORT`` at ``/metrics``. Every name:
+Served with ``--metrics HOST:PORT`` at ``/metrics`` (see
+:mod:`healthplane.runtime.sideport`; ``process_*`` and
+``healthplane_build_info`` too). Every name:
 
 ``healthplane_checker_probes_total{kind, result}``
     Probes finished, by check type (http, https, tcp, grpc, dns) and outcome
@@ -52,7 +54,8 @@ prometheus-client lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 import numpy as np
 from healthplane.checker.probes import KINDS, dns
@@ -62,6 +65,15 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 
 CERT_WINDOWS_DAYS: tuple[int, ...] = (14, 30)
+
+
+class _Stream(Protocol):
+    connected: bool
+
+
+class _Streaming(Protocol):
+    @property
+    def streams(self) -> Mapping[str, _Stream]: ...
 
 LATENESS_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -158,13 +170,14 @@ class CheckerMetrics:
         return int(self.probe_counts.sum())
 
 
-def serve(metrics: CheckerMetrics, host: str, port: int):
-    """Serve /metrics on host:port in a background thread; returns the server.
+def readiness(checker: _Streaming) -> tuple[bool, str]:
+    """/readyz of a checker: ready while a Report stream to an aggregator is open.
 
-    Call ``.shutdown()`` on the result to stop it. Raises OSError when the
-    address cannot be bound.
+    A checker that reaches no aggregator probes in vain; a rollout that
+    waits for readiness stops there instead of replacing every checker.
     """
-    from prometheus_client import start_http_server
-
-    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
-    return server
+    streams = checker.streams
+    up = sorted(a for a, s in streams.items() if s.connected)
+    if up:
+        return True, f"streaming to {', '.join(up)}"
+    return False, f"no Report stream open (aggregators: {', '.join(sorted(streams)) or 'none'})"

@@ -52,6 +52,7 @@ class AggregatorStream:
         self._reconnects = metrics.stream_reconnects.labels(address)
         self._connected = metrics.stream_connected.labels(address)
         self._connected.set(0)
+        self.connected = False      # a snapshot went through the open stream
         self.sent = 0
         self.opened = 0
 
@@ -106,6 +107,7 @@ class AggregatorStream:
                         self._sent.inc()
                         if written == 1:
                             self._connected.set(1)
+                            self.connected = True
                             log.info("stream open", extra={"aggregator": self.address})
                         elif written == 2:
                             # Two writes through: the stream works; start
@@ -121,6 +123,7 @@ class AggregatorStream:
                             "aggregator": self.address, "error": await _why(exc, call)})
                 finally:
                     self._connected.set(0)
+                    self.connected = False
                     call.cancel()
                 if snapshot is not None:
                     self._slot.put_back(snapshot)   # not sent: keep it as the latest

@@ -154,6 +154,7 @@ def _hints(fleet: Fleet, plan: Plan) -> list[str]:
                  + " ".join(fleet.tls_flags("query")))
     if fleet.tls_dir is not None:
         lines.append(f"Mutual TLS: certificates in {fleet.tls_dir} (healthplane certs).")
+    lines.append(f"  status page: http://127.0.0.1:{fleet.aggregator_http_ports[0]}/")
     lines.append(f"Logs: {fleet.run_dir}   Ctrl-C stops everything.")
     return lines
 

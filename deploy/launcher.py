@@ -7,7 +7,9 @@ front and, if asked, the probe targets of :mod:`deploy.targets`. It waits
 until each is ready, writes every process's output to ``RUN_DIR/NAME.log``
 and, on every way out (normal exit, exception, Ctrl-C, SIGTERM), stops
 every process it started: SIGTERM to the process group it created, then
-SIGKILL after a grace period, so grandchildren die too.
+SIGKILL after a grace period, so grandchildren die too. Each child also
+watches a lifeline pipe (:mod:`healthplane.runtime.parent`), so a launcher
+that dies without cleaning up (SIGKILL) still takes its children with it.
 
 With ``tls=True`` (the default) it first writes a development CA and a
 certificate per component into ``RUN_DIR/certs`` (see :mod:`healthplane.certs`)
@@ -63,6 +65,7 @@ from healthplane.proto.config.loader import load_config
 from healthplane.proto.config.model import Fleet as FleetConfig
 
 from healthplane.runtime.listen import parse_listen
+from healthplane.runtime.parent import parent_pipe
 from healthplane.runtime.tls import TlsFiles, secure_channel
 
 __all__ = [
@@ -152,7 +155,9 @@ class Fleet:
         self.log_args = list(log_args)
         self.checkers: dict[str, Proc] = {}
         self.checker_metrics_ports: dict[str, int] = {}
-        self.aggregator_metrics_ports: dict[int, int] = {}
+        # HTTP side ports (/metrics, /healthz, /readyz; the aggregators' status page).
+        self.aggregator_http_ports: list[int] = []
+        self.dns_http_port: int | None = None
         self.aggregators: list[Proc] = []
         self.dns: Proc | None = None
         self.targets: Proc | None = None
@@ -161,6 +166,9 @@ class Fleet:
         self._started: list[Proc] = []      # every process ever started, for stop()
         self._atexit = False
         self._token = uuid.uuid4().hex
+        # The lifeline: children watch the read end; when this process ends in
+        # any way the kernel closes the write end and they stop themselves.
+        self._lifeline: tuple[int, int] | None = None
         self.tls_dir: Path | None = None
         if tls:
             from healthplane.certs import write_fleet_certs
@@ -230,11 +238,12 @@ class Fleet:
             if self._stopped:
                 return
             self._stopped = True
-        # A second Ctrl-C (or a SIGTERM) must not interrupt the cleanup half way.
+        # A second Ctrl-C (or a SIGTERM, or the terminal closing) must not
+        # interrupt the cleanup half way.
         old: dict[int, object] = {}
         if threading.current_thread() is threading.main_thread():
             old = {sig: signal.signal(sig, signal.SIG_IGN)
-                   for sig in (signal.SIGINT, signal.SIGTERM)}
+                   for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             stop_all(self._started, self.grace)
             # A Ctrl-C between fork and bookkeeping leaves a child off the list;
@@ -246,6 +255,11 @@ class Fleet:
             for sig, handler in old.items():
                 signal.signal(sig, handler)  # type: ignore[arg-type]
             atexit.unregister(self.stop)
+            if self._lifeline is not None:
+                for fd in self._lifeline:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._lifeline = None
 
     # -- individual processes ------------------------------------------------
 
@@ -267,12 +281,11 @@ class Fleet:
 
     def start_aggregator(self, index: int, *, wait: bool = True) -> Proc:
         address = self.aggregator_addresses[index]
+        while len(self.aggregator_http_ports) <= index:
+            self.aggregator_http_ports.append(self._free_port())
         args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path),
-                "--listen", address, *self.tls_flags("aggregator")]
-        if self.checker_metrics:
-            port = self.aggregator_metrics_ports.get(index) or self._free_port()
-            self.aggregator_metrics_ports[index] = port
-            args += ["--metrics", f"127.0.0.1:{port}"]
+                "--listen", address, *self.tls_flags("aggregator"),
+                "--http", f"127.0.0.1:{self.aggregator_http_ports[index]}"]
         proc = self._spawn(f"aggregator-{index}",
                            healthplane_argv("aggregator", *args, *self.log_args))
         if index < len(self.aggregators):
@@ -341,6 +354,9 @@ class Fleet:
         for a in self.aggregator_addresses:
             args += ["--aggregator", a]
         args += self.tls_flags("dns")
+        if self.dns_http_port is None:
+            self.dns_http_port = self._free_port()
+        args += ["--http", f"127.0.0.1:{self.dns_http_port}"]
         self.dns = self._spawn("dns", healthplane_argv("dns", *args, *self.log_args))
         assert self.zone_config is not None
         apex = self.zone_config.zone
@@ -373,7 +389,9 @@ class Fleet:
             # The last line of defence when a caller forgets stop(): nothing stays behind.
             atexit.register(self.stop)
             self._atexit = True
-        proc = spawn(name, argv, self.run_dir, self._token)
+        if self._lifeline is None:
+            self._lifeline = parent_pipe()
+        proc = spawn(name, argv, self.run_dir, self._token, parent_fd=self._lifeline[0])
         self._started.append(proc)
         return proc
 

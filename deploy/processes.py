@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from healthplane.runtime.parent import PARENT_FD_ENV
+
 RUN_DIR_ENV = "HEALTHPLANE_RUN_DIR"   # set in every child's environment, so leftovers are findable
 RUN_TOKEN_ENV = "HEALTHPLANE_RUN_TOKEN"   # tells apart two launchers sharing a run directory
 
@@ -46,33 +48,47 @@ class Proc:
         return " | ".join(text[-lines:])
 
 
-def spawn(name: str, argv: list[str], run_dir: Path, token: str = "") -> Proc:
-    """Start argv in its own session, output to RUN_DIR/NAME.log, pid noted in RUN_DIR/pids."""
+def spawn(name: str, argv: list[str], run_dir: Path, token: str = "",
+          parent_fd: int | None = None) -> Proc:
+    """Start argv in its own session, output to RUN_DIR/NAME.log, pid noted in RUN_DIR/pids.
+
+    parent_fd: the read end of the launcher's lifeline pipe
+    (:func:`healthplane.runtime.parent.parent_pipe`), handed to the child so it
+    stops when the launcher ends, even by SIGKILL.
+    """
     log = run_dir / f"{name}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env[RUN_DIR_ENV] = str(run_dir)
     env[RUN_TOKEN_ENV] = token
+    env.pop(PARENT_FD_ENV, None)
+    pass_fds: tuple[int, ...] = ()
+    if parent_fd is not None:
+        env[PARENT_FD_ENV] = str(parent_fd)
+        pass_fds = (parent_fd,)
     with open(log, "ab") as out:
         out.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
         out.flush()
         popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                 pass_fds=pass_fds)
     with (run_dir / "pids").open("a") as pids:
         pids.write(f"{popen.pid} {name}\n")
     return Proc(name, argv, log, popen)
 
 
 def interrupt_on_sigterm() -> None:
-    """Make SIGTERM raise KeyboardInterrupt in the main thread, as Ctrl-C does.
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as Ctrl-C does.
 
     A program that runs a Fleet in a ``with`` block calls this once, so that
-    ``kill PID`` unwinds the block and stops every process like Ctrl-C would,
-    instead of ending the program with its fleet orphaned.
+    ``kill PID`` or closing its terminal unwinds the block and stops every
+    process like Ctrl-C would. (Should the program die before it can, the
+    children still notice through the lifeline pipe and stop themselves.)
     """
     def _interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
 
 
 def stop_all(procs: Sequence[Proc], grace: float) -> None:

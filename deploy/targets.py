@@ -46,6 +46,7 @@ from healthplane.proto.config.addresses import parse_hostport
 
 from healthplane.runtime.clock import SystemClock
 from healthplane.runtime.grid import GridLoop
+from healthplane.runtime.parent import watch_parent
 
 HANG_CLOSE_AFTER = 60.0   # a hung connection is dropped eventually so idle sockets stay bounded
 
@@ -254,6 +255,7 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watch_parent(loop)
     await stop.wait()
     await runner.cleanup()
     await targets.stop()

@@ -6,7 +6,8 @@ zone.yaml, answering from the freshest health snapshot of the aggregators.
 Options:
 
     --checks PATH            checks.yaml: reject a zone that names unknown checks
-    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+    --metrics HOST:PORT      (alias --http) the HTTP side port: /metrics, /healthz,
+                             /readyz
     --tick SECONDS           the aggregators' tick period (default: learned from
                              the snapshots; 1 s until two have arrived)
     --stale-after SECONDS    fail open (serve every value) once the freshest
@@ -58,9 +59,11 @@ import dns.name
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Zone
 
+from healthplane.runtime import notify
 from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
+from healthplane.runtime.parent import watch_parent
 from healthplane.runtime.tls import (
     TlsError,
     add_tls_arguments,
@@ -83,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:5353", metavar="HOST:PORT",
                    help="DNS address, UDP and TCP (default 127.0.0.1:5353; port 0 picks one)")
     p.add_argument("--checks", metavar="PATH", help="checks.yaml, to verify the zone's check ids")
-    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    p.add_argument("--metrics", "--http", metavar="HOST:PORT",
+                   help="serve the HTTP side port: /metrics, /healthz, /readyz "
+                   "(ready once a fresh health snapshot arrived)")
     p.add_argument("--tick", type=float, metavar="SECONDS",
                    help="aggregator tick period (default: learned)")
     p.add_argument("--stale-after", type=float, default=30.0, metavar="SECONDS",
@@ -227,6 +232,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
             certs.trigger()
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
+    watch_parent(loop)
     host, port = parse_listen(args.listen)
     try:
         bound = await front.start(host, port)
@@ -235,14 +241,14 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
         return 1
     httpd = None
     if args.metrics:
-        from .metrics import serve_metrics
+        from .metrics import side_port
         mhost, mport = parse_listen(args.metrics)
+        httpd = side_port(front, consumer, keeper, args.stale_after)
         try:
-            extra = []
             if tls is not None:
                 from healthplane.runtime.tls_metrics import TlsCollector
-                extra.append(TlsCollector(tls, "healthplane_dns_"))
-            httpd, mbound = serve_metrics(mhost, mport, front, consumer, keeper, *extra)
+                httpd.registry.register(TlsCollector(tls, "healthplane_dns_"))
+            mbound = await httpd.start(mhost, mport)
         except OSError as exc:
             print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
                   file=sys.stderr)
@@ -260,9 +266,11 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
              asyncio.create_task(notifier.run(), name="notify")]
     if certs is not None:
         tasks.append(asyncio.create_task(certs.run(), name="tls-reload"))
+    notify.ready(f"listening on {address} for zone {zone.zone}")
     try:
         await stop.wait()
     finally:
+        notify.stopping()
         log.info("stopping")
         for task in tasks:
             task.cancel()
@@ -272,8 +280,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
         await consumer.stop()
         await front.stop()
         if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
+            await httpd.stop()
     return 0
 
 

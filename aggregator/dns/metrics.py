@@ -8,11 +8,12 @@ scraped, so metrics add nothing to the cost of a query.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from healthplane.runtime.sideport import SidePort
 
 from .consumer import HealthConsumer
 from .keeper import AnswerKeeper
@@ -26,8 +27,7 @@ class DnsCollector(Collector):
         self.front, self.consumer, self.keeper = front, consumer, keeper
 
     def collect(self) -> Iterator[Metric]:
-        # A copy first: the query path adds keys from the event loop's thread
-        # while this runs in the HTTP server's (dict(...) copies under the GIL).
+        # A copy first: the query path may add keys while this runs.
         stats = dict(self.front.stats)
         queries = CounterMetricFamily("healthplane_dns_queries", "DNS responses sent, by rcode",
                                       labels=["rcode"])
@@ -69,15 +69,34 @@ class DnsCollector(Collector):
                                 "Open DNS-over-TCP connections", value=self.front.tcp_active)
 
 
-def serve_metrics(host: str, port: int, front: DnsFront, consumer: HealthConsumer,
-                  keeper: AnswerKeeper, *extra: Collector) -> tuple[WSGIServer, int]:
-    """Serve /metrics on host:port from a background thread; returns (server, bound port).
+class DnsReadiness:
+    """/readyz of the DNS front: ready once it holds a fresh health snapshot.
 
-    extra: more collectors for the same page (the TLS files' metrics).
+    Before that it answers as if every check were unknown (healthy), which
+    is an answer but not the fleet's. Once ready it stays ready: a front whose
+    aggregators went quiet fails open, the right answer then, and taking every
+    front out of a Service at once would answer nothing at all.
     """
+
+    def __init__(self, consumer: HealthConsumer, stale_after: float) -> None:
+        self._consumer, self._stale_after = consumer, stale_after
+        self._ready = False
+
+    def __call__(self) -> tuple[bool, str]:
+        age = self._consumer.age()
+        if self._ready:
+            return True, "" if age is None else f"snapshot {age:.1f} s old"
+        if age is None:
+            return False, "no health snapshot yet"
+        if self._stale_after and age > self._stale_after:
+            return False, f"snapshot {age:.1f} s old, over --stale-after"
+        self._ready = True
+        return True, f"snapshot {age:.1f} s old from {self._consumer.current}"
+
+
+def side_port(front: DnsFront, consumer: HealthConsumer, keeper: AnswerKeeper,
+              stale_after: float) -> SidePort:
+    """The DNS front's HTTP side port (not started)."""
     registry = CollectorRegistry()
     registry.register(DnsCollector(front, consumer, keeper))
-    for collector in extra:
-        registry.register(collector)
-    httpd, _thread = start_http_server(port, addr=host, registry=registry)
-    return httpd, httpd.server_address[1]
+    return SidePort(registry, DnsReadiness(consumer, stale_after))

@@ -12,7 +12,8 @@ Options:
     --stale-after SECONDS    fail open once the snapshot is older (default 30; 0 never)
     --nameserver NAME        NS names when zone.yaml has no ``nameservers``
     --reload-period SECS     re-read zone.yaml this often (default 60; 0: only on SIGHUP)
-    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+    --metrics HOST:PORT      (alias --http) the HTTP side port: /metrics, /healthz,
+                             /readyz
     --log-level LEVEL        debug | info | warning | error (default info)
     --log-format FORMAT      logfmt | json (default logfmt)
     --tls-cert/--tls-key/--tls-ca FILE
@@ -69,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="NS name of the zone, repeatable (default ns1.<zone>)")
     p.add_argument("--reload-period", type=float, default=60.0, metavar="SECONDS",
                    help="re-read zone.yaml this often; 0 only on SIGHUP (default 60)")
-    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    p.add_argument("--metrics", "--http", metavar="HOST:PORT",
+                   help="serve the HTTP side port: /metrics, /healthz, /readyz "
+                   "(ready once a fresh health snapshot arrived)")
     add_log_flags(p, default="info")
     add_tls_arguments(p)
     return p
@@ -131,14 +134,14 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
         return 1
     httpd = None
     if args.metrics:
-        from .pdns_metrics import serve_metrics
+        from .pdns_metrics import side_port
         mhost, mport = parse_listen(args.metrics)
+        httpd = side_port(backend, consumer, keeper, args.stale_after)
         try:
-            extra = []
             if tls is not None:
                 from healthplane.runtime.tls_metrics import TlsCollector
-                extra.append(TlsCollector(tls, "healthplane_pdns_"))
-            httpd, mbound = serve_metrics(mhost, mport, backend, consumer, keeper, *extra)
+                httpd.registry.register(TlsCollector(tls, "healthplane_pdns_"))
+            mbound = await httpd.start(mhost, mport)
         except OSError as exc:
             print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
                   file=sys.stderr)
@@ -167,8 +170,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
         await consumer.stop()
         server.close()
         if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
+            await httpd.stop()
         with contextlib.suppress(OSError):
             os.unlink(args.socket)
     return 0

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from healthplane.runtime.sideport import SidePort
+
 from .consumer import HealthConsumer
 from .keeper import AnswerKeeper
+from .metrics import DnsReadiness
 from .pdns_backend import RemoteBackend
 
 _EVENTS = ("malformed", "oversized", "error")
@@ -22,7 +24,7 @@ class PdnsCollector(Collector):
         self.backend, self.consumer, self.keeper = backend, consumer, keeper
 
     def collect(self) -> Iterator[Metric]:
-        stats = dict(self.backend.stats)     # a copy: the event loop's thread adds keys
+        stats = dict(self.backend.stats)     # a copy: requests may add keys meanwhile
         requests = CounterMetricFamily("healthplane_pdns_requests",
                                        "Remote backend requests answered, by method",
                                        labels=["method"])
@@ -50,12 +52,9 @@ class PdnsCollector(Collector):
         yield reloads
 
 
-def serve_metrics(host: str, port: int, backend: RemoteBackend, consumer: HealthConsumer,
-                  keeper: AnswerKeeper, *extra: Collector) -> tuple[WSGIServer, int]:
-    """extra: more collectors for the same page (the TLS files' metrics)."""
+def side_port(backend: RemoteBackend, consumer: HealthConsumer, keeper: AnswerKeeper,
+              stale_after: float) -> SidePort:
+    """The backend's HTTP side port (not started): ready as the DNS front is."""
     registry = CollectorRegistry()
     registry.register(PdnsCollector(backend, consumer, keeper))
-    for collector in extra:
-        registry.register(collector)
-    httpd, _thread = start_http_server(port, addr=host, registry=registry)
-    return httpd, httpd.server_address[1]
+    return SidePort(registry, DnsReadiness(consumer, stale_after))

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.error
 import urllib.request
 
 import healthplane.checker.metrics as metrics_mod
 import numpy as np
-from healthplane.checker.metrics import CheckerMetrics, serve
+from healthplane.checker.metrics import CheckerMetrics, readiness
 from healthplane.checker.runner import Checker
 
 from healthplane.runtime.clock import FakeClock
+from healthplane.runtime.sideport import SidePort
 from tests.checker.helpers import Recorder, make_fleet, make_registry, tcp_checks
+
+
+def _status(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def documented_names() -> set[str]:
@@ -31,14 +41,17 @@ async def test_every_documented_metric_is_served_and_counts_probes():
     checker.stop()
     await clock.advance(0.1)
     await task
-    server = serve(metrics, "127.0.0.1", 0)
+    server = SidePort(metrics.registry, lambda: readiness(checker))
+    port = await server.start("127.0.0.1", 0)
     try:
-        port = server.server_port
         text = await asyncio.to_thread(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
                                            timeout=5).read().decode())
+        # Its only aggregator (127.0.0.1:1) never answered, and it has stopped: not ready.
+        status, body = await asyncio.to_thread(_status, f"http://127.0.0.1:{port}/readyz")
+        assert status == 503 and body.startswith("not ready: no Report stream open"), body
     finally:
-        server.shutdown()
+        await server.stop()
     names = documented_names()
     assert len(names) >= 14
     for name in names:

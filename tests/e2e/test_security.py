@@ -110,7 +110,7 @@ def _query(address: str, creds: grpc.ChannelCredentials | None) -> pb.QueryRespo
 
 
 def _dropped(f: Fleet, index: int, reason: str) -> float:
-    port = f.aggregator_metrics_ports[index]
+    port = f.aggregator_http_ports[index]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
         text = r.read().decode()
     pattern = ('^healthplane_aggregator_snapshots_dropped_total'
