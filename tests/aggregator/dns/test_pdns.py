@@ -193,3 +193,38 @@ def test_bad_flags_and_files_give_one_line(tmp_path: Path) -> None:
     r = run("--zone", str(zone), "--aggregator", "127.0.0.1:1", "--socket", str(tmp_path / "s"))
     assert r.returncode == 1 and "zone.yaml:" in r.stderr and "policy" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+async def test_a_live_socket_is_never_taken_over_and_a_stale_one_is_replaced(
+        tmp_path: Path) -> None:
+    """A second backend on the same path (a restart that overlaps, a typo) must
+    not unlink a running backend's socket: PowerDNS would lose it silently."""
+    import errno
+    import socket
+
+    from healthplane.aggregator.dns.pdns_backend import serve_unix
+
+    path = str(tmp_path / "pdns.sock")
+    first = await serve_unix(_backend(), path)
+    try:
+        try:
+            await serve_unix(_backend(), path)
+        except OSError as exc:
+            assert exc.errno == errno.EADDRINUSE
+        else:
+            raise AssertionError("a second backend took a live socket over")
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b'{"method":"initialize","parameters":{}}\n')
+        assert await reader.readline() == b'{"result":true}\n'
+        writer.close()
+    finally:
+        first.close()
+        await first.wait_closed()
+    stale = socket.socket(socket.AF_UNIX)            # bound, never listening: stale
+    if os.path.exists(path):                         # asyncio leaves it before 3.13
+        os.unlink(path)
+    stale.bind(path)
+    stale.close()
+    server = await serve_unix(_backend(), path)
+    server.close()
+    await server.wait_closed()
