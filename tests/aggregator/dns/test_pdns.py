@@ -228,3 +228,37 @@ async def test_a_live_socket_is_never_taken_over_and_a_stale_one_is_replaced(
     server = await serve_unix(_backend(), path)
     server.close()
     await server.wait_closed()
+
+
+async def test_pdns_server_answers_again_after_a_backend_restart(tmp_path: Path) -> None:
+    """pdns_server keeps running while the backend restarts (an upgrade, a
+    crash): it reconnects to the new one, which answers from a fresh snapshot."""
+    sec.need("pdns_server")
+    zone = tmp_path / "zone.yaml"
+    zone.write_text(ZONE_YAML)
+    fake = FakeHealth(["p", "s"])
+    await fake.start()
+    sock = str(tmp_path / "pdns.sock")
+    server: sec.Server | None = None
+    args = ("--zone", str(zone), "--aggregator", fake.address, "--socket", sock,
+            "--tick", "0.1")
+    try:
+        async with running("pdns-backend", *args, ready=r"listening on unix:"):
+            server = _pdns(tmp_path, sock, sec.free_port())
+            await asyncio.to_thread(sec.wait_until, lambda: sec.dig(
+                server.port, "api.example.test.") == ["192.0.2.10"], 30, "pdns answering",
+                server)
+        # The backend is gone: pdns answers SERVFAIL (no answer for dig +short).
+        assert await asyncio.to_thread(sec.dig, server.port, "api.example.test.") != \
+            ["192.0.2.10"]
+        fake.set(p=codec.UNHEALTHY)
+        async with running("pdns-backend", *args, ready=r"listening on unix:"):
+            await asyncio.to_thread(sec.wait_until, lambda: sec.dig(
+                server.port, "api.example.test.") == ["192.0.2.20"], FAILOVER_BOUND,
+                "pdns answering through the restarted backend", server)
+        assert server.proc.poll() is None
+    finally:
+        if server is not None and server.proc.poll() is None:
+            os.killpg(server.proc.pid, signal.SIGTERM)
+            server.proc.wait(10)
+        await fake.stop()
