@@ -30,12 +30,14 @@ import random
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import dns.name
 import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.SOA
 import dns.rrset
 from healthplane.proto.config.model import Zone
 
@@ -83,6 +85,43 @@ def rr_wire(rdtype: int, ttl: int, rdata: dns.rdata.Rdata) -> bytes:
     data = rdata.to_wire()
     assert data is not None  # as for names: no file, so bytes
     return struct.pack("!HHIH", rdtype, dns.rdataclass.IN, ttl, len(data)) + data
+
+
+class NegativeSoa:
+    """The authority SOA of negative answers, its names compressed.
+
+    MNAME and RNAME mostly end in the zone's name, which every in-zone
+    question ends with too: each becomes its own labels and a pointer there
+    (RFC 1035 4.1.4), a third of a short negative answer. The pointer's
+    target moves with the question's length, so the record is kept in
+    pieces and joined per query (its length does not move).
+    """
+
+    __slots__ = ("_head", "_mname", "_rname", "_tail", "size")
+
+    def __init__(self, origin: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> None:
+        soa = cast(dns.rdtypes.ANY.SOA.SOA, rdata)
+        self._mname, self._rname = (self._split(n, origin) for n in (soa.mname, soa.rname))
+        self._tail = struct.pack("!IIIII", soa.serial, soa.refresh, soa.retry, soa.expire,
+                                 soa.minimum)
+        rdlength = sum(len(p) + (2 if c else 0) for p, c in (self._mname, self._rname)) + 20
+        self._head = struct.pack("!HHIH", dns.rdatatype.SOA, dns.rdataclass.IN, ttl, rdlength)
+        self.size = 2 + len(self._head) + rdlength        # with the owner's pointer
+
+    @staticmethod
+    def _split(name: dns.name.Name, origin: dns.name.Name) -> tuple[bytes, bool]:
+        """(wire labels before the origin, True) for a name in the zone, else (wire, False)."""
+        wire = name_wire(name)
+        if not name.is_subdomain(origin):
+            return wire, False
+        return wire[:len(wire) - len(name_wire(origin))], True
+
+    def render(self, origin_at: int) -> bytes:
+        """The record, owner included, for a response whose origin starts at origin_at."""
+        pointer = struct.pack("!H", 0xC000 | origin_at)
+        (mname, m_in), (rname, r_in) = self._mname, self._rname
+        return b"".join((pointer, self._head, mname, pointer if m_in else b"",
+                         rname, pointer if r_in else b"", self._tail))
 
 
 def _answer(rrset: dns.rrset.RRset) -> Answer:
@@ -155,7 +194,7 @@ class AnswerTable:
         self.names = names
         self.soa = soa
         negative = soa if negative_soa is None else negative_soa
-        self.soa_wire = rr_wire(soa.rdtype, negative.ttl, soa[0])  # owner name added per query
+        self.negative_soa = NegativeSoa(origin, negative.ttl, soa[0])
         self.serial = serial
         self.zone = zone              # what the table was built from (zone transfers)
         self.status = status

@@ -20,9 +20,11 @@ No I/O beyond the socket: the table is swapped whole by the keeper.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
+import socket
 import stat
 from collections import Counter
 from collections.abc import Callable
@@ -163,10 +165,31 @@ class _Connection(asyncio.Protocol):
             self.buf.clear()
 
 
+def _listened_on(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)          # a local connect: instant, unless a backlog is full
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True                # busy (backlog full) or timed out: someone is there
+    finally:
+        probe.close()
+    return True
+
+
 async def serve_unix(backend: RemoteBackend, path: str, mode: int = 0o666) -> asyncio.Server:
-    """Listen on the Unix socket ``path`` (a stale socket there is replaced)."""
+    """Listen on the Unix socket ``path`` (a stale socket there is replaced).
+
+    A socket someone still listens on is a running backend's: taking it over
+    would cut PowerDNS off from that one, and its exit would then remove
+    ours. It is refused with EADDRINUSE instead.
+    """
     try:
         if stat.S_ISSOCK(os.stat(path).st_mode):
+            if _listened_on(path):
+                raise OSError(errno.EADDRINUSE, "a running backend listens there", path)
             os.unlink(path)
     except FileNotFoundError:
         pass

@@ -11,9 +11,15 @@ Options:
     --tick SECONDS           the aggregators' tick period (default: learned)
     --stale-after SECONDS    fail open once the snapshot is older (default 30; 0 never)
     --nameserver NAME        NS names when zone.yaml has no ``nameservers``
+<<<<<<< HEAD
     --reload-period SECS     re-read zone.yaml this often (default 60; 0: only on SIGHUP)
     --metrics HOST:PORT      (alias --http) the HTTP side port: /metrics, /healthz,
                              /readyz
+=======
+    --reload-period SECS     re-read zone.yaml this often (default 60; 0: only on SIGHUP;
+                             --reload-interval is an alias)
+    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+>>>>>>> review
     --log-level LEVEL        debug | info | warning | error (default info)
     --log-format FORMAT      logfmt | json (default logfmt)
     --tls-cert/--tls-key/--tls-ca FILE
@@ -68,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="fail open when the snapshot is older than this; 0 never (default 30)")
     p.add_argument("--nameserver", action="append", default=[], metavar="NAME",
                    help="NS name of the zone, repeatable (default ns1.<zone>)")
-    p.add_argument("--reload-period", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--reload-period", "--reload-interval", type=float, default=60.0,
+                   metavar="SECONDS", dest="reload_period",
                    help="re-read zone.yaml this often; 0 only on SIGHUP (default 60)")
     p.add_argument("--metrics", "--http", metavar="HOST:PORT",
                    help="serve the HTTP side port: /metrics, /healthz, /readyz "

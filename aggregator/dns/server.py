@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 HEADER = 12
 DEFAULT_MAX_UDP = 1232     # DNS flag day 2020: fits any path MTU without fragments
+MAX_AMPLIFICATION = 4      # a negative UDP answer's bytes per query byte, at most
 MAX_QUERY = 4096           # far above any real query; bigger ones are not worth parsing
 OPT = 41
 NOT_READY = Lookup(dns.rcode.SERVFAIL, authoritative=False)
@@ -133,7 +134,7 @@ class DnsFront:
             found = REFUSED
         else:
             found = self.table.lookup(q.name, q.rdtype, qwire, full_any=tcp)
-        return self._render(wire, query, qwire, found, limit)
+        return self._render(wire, query, qwire, found, limit, tcp)
 
     def _checked(self, wire: bytes, query: dns.message.Message, tcp: bool, peer: str | None,
                  limit: int) -> bytes | list[bytes]:
@@ -164,12 +165,12 @@ class DnsFront:
         else:
             found = table.lookup(q.name, q.rdtype, full_any=tcp)
         if signed is None:
-            return self._render(wire, query, name_wire(q.name), found, limit)
+            return self._render(wire, query, name_wire(q.name), found, limit, tcp)
         self.stats[dns.rcode.to_text(dns.rcode.Rcode(found.rcode))] += 1
         return signed_answer(signed, found, table, limit)
 
     def _render(self, wire: bytes, query: dns.message.Message, qwire: bytes,
-                found: Lookup, limit: int) -> bytes:
+                found: Lookup, limit: int, tcp: bool) -> bytes:
         """Assemble the response from prebuilt pieces; no per-record rendering."""
         q = query.question[0]
         question = qwire + struct.pack("!HH", q.rdtype, q.rdclass)
@@ -179,8 +180,7 @@ class DnsFront:
         if found.negative:
             # The apex is a suffix of the question name: point at it there.
             table = self.table
-            authority = struct.pack("!H", 0xC000 | (HEADER + len(qwire) - len(table.origin_wire))) \
-                + table.soa_wire
+            authority = table.negative_soa.render(HEADER + len(qwire) - len(table.origin_wire))
             nscount = 1
         else:
             authority, nscount = b"", 0
@@ -191,7 +191,12 @@ class DnsFront:
         if found.authoritative:
             flags |= 0x0400
         size = HEADER + len(question) + len(answer) + len(authority) + len(opt)
-        if size > limit:
+        # A negative answer is no data anyone asked for: over UDP (source
+        # unproven) one that an operator's long SOA names would make more
+        # than MAX_AMPLIFICATION times the query goes TC, and the client's
+        # TCP retry gets it whole.
+        if size > limit or (found.negative and not tcp
+                            and size > MAX_AMPLIFICATION * len(wire)):
             # Classic truncation: keep only the question and OPT, so the client
             # retries over TCP instead of using a partial rrset.
             self.stats["truncated"] += 1

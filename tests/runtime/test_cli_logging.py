@@ -12,6 +12,7 @@ import pytest
 from healthplane.aggregator import cli as aggregator_cli
 from healthplane.aggregator import query_cli
 from healthplane.aggregator.dns import cli as dns_cli
+from healthplane.aggregator.dns import pdns_cli
 from healthplane.checker import cli as checker_cli
 from healthplane.deploy import demo
 from healthplane.proto import validate_cli
@@ -26,7 +27,10 @@ PARSERS = {
     "query": (query_cli._parser, ["--aggregator", "127.0.0.1:1"]),
     "demo": (demo._parser, []),
     "certs": (certs._parser, ["--out", "d"]),
+    "pdns-backend": (pdns_cli._parser, ["--zone", "z", "--aggregator", "127.0.0.1:1",
+                                        "--socket", "s"]),
 }
+RELOADING = ["checker", "aggregator", "dns", "pdns-backend"]
 
 
 @pytest.mark.parametrize("command", sorted(PARSERS))
@@ -36,6 +40,13 @@ def test_every_subcommand_takes_the_logging_flags(command: str, level: str, fmt:
     build, required = PARSERS[command]
     args = build().parse_args([*required, "--log-level", level, "--log-format", fmt])
     assert (args.log_level, args.log_format) == (level, fmt)
+
+
+@pytest.mark.parametrize("command", RELOADING)
+@pytest.mark.parametrize("flag", ["--reload-period", "--reload-interval"])
+def test_every_reloading_component_takes_both_reload_flag_names(command: str, flag: str) -> None:
+    build, required = PARSERS[command]
+    assert build().parse_args([*required, flag, "7.5"]).reload_period == 7.5
 
 
 def test_the_checkers_verbose_flag_is_kept_as_an_alias() -> None:

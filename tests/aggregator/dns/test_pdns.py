@@ -193,3 +193,72 @@ def test_bad_flags_and_files_give_one_line(tmp_path: Path) -> None:
     r = run("--zone", str(zone), "--aggregator", "127.0.0.1:1", "--socket", str(tmp_path / "s"))
     assert r.returncode == 1 and "zone.yaml:" in r.stderr and "policy" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+async def test_a_live_socket_is_never_taken_over_and_a_stale_one_is_replaced(
+        tmp_path: Path) -> None:
+    """A second backend on the same path (a restart that overlaps, a typo) must
+    not unlink a running backend's socket: PowerDNS would lose it silently."""
+    import errno
+    import socket
+
+    from healthplane.aggregator.dns.pdns_backend import serve_unix
+
+    path = str(tmp_path / "pdns.sock")
+    first = await serve_unix(_backend(), path)
+    try:
+        try:
+            await serve_unix(_backend(), path)
+        except OSError as exc:
+            assert exc.errno == errno.EADDRINUSE
+        else:
+            raise AssertionError("a second backend took a live socket over")
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b'{"method":"initialize","parameters":{}}\n')
+        assert await reader.readline() == b'{"result":true}\n'
+        writer.close()
+    finally:
+        first.close()
+        await first.wait_closed()
+    stale = socket.socket(socket.AF_UNIX)            # bound, never listening: stale
+    if os.path.exists(path):                         # asyncio leaves it before 3.13
+        os.unlink(path)
+    stale.bind(path)
+    stale.close()
+    server = await serve_unix(_backend(), path)
+    server.close()
+    await server.wait_closed()
+
+
+async def test_pdns_server_answers_again_after_a_backend_restart(tmp_path: Path) -> None:
+    """pdns_server keeps running while the backend restarts (an upgrade, a
+    crash): it reconnects to the new one, which answers from a fresh snapshot."""
+    sec.need("pdns_server")
+    zone = tmp_path / "zone.yaml"
+    zone.write_text(ZONE_YAML)
+    fake = FakeHealth(["p", "s"])
+    await fake.start()
+    sock = str(tmp_path / "pdns.sock")
+    server: sec.Server | None = None
+    args = ("--zone", str(zone), "--aggregator", fake.address, "--socket", sock,
+            "--tick", "0.1")
+    try:
+        async with running("pdns-backend", *args, ready=r"listening on unix:"):
+            server = _pdns(tmp_path, sock, sec.free_port())
+            await asyncio.to_thread(sec.wait_until, lambda: sec.dig(
+                server.port, "api.example.test.") == ["192.0.2.10"], 30, "pdns answering",
+                server)
+        # The backend is gone: pdns answers SERVFAIL (no answer for dig +short).
+        assert await asyncio.to_thread(sec.dig, server.port, "api.example.test.") != \
+            ["192.0.2.10"]
+        fake.set(p=codec.UNHEALTHY)
+        async with running("pdns-backend", *args, ready=r"listening on unix:"):
+            await asyncio.to_thread(sec.wait_until, lambda: sec.dig(
+                server.port, "api.example.test.") == ["192.0.2.20"], FAILOVER_BOUND,
+                "pdns answering through the restarted backend", server)
+        assert server.proc.poll() is None
+    finally:
+        if server is not None and server.proc.poll() is None:
+            os.killpg(server.proc.pid, signal.SIGTERM)
+            server.proc.wait(10)
+        await fake.stop()

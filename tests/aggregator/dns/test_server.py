@@ -19,7 +19,7 @@ import pytest
 from healthplane.aggregator.dns.build import build_answers
 from healthplane.aggregator.dns.server import DnsFront
 from healthplane.proto import codec
-from healthplane.proto.config.model import Record, RecordValue, Zone
+from healthplane.proto.config.model import Record, RecordValue, Soa, Zone
 
 from tests.aggregator.dns.test_consumer import until
 
@@ -308,5 +308,43 @@ async def test_serves_on_ipv6_loopback() -> None:
         r = await dns.asyncquery.tcp(dns.message.make_query("api.example.test.", "A"),
                                      "::1", port=port, timeout=3)
         assert r.rcode() == dns.rcode.NOERROR
+    finally:
+        await front.stop()
+
+
+LABEL = "s" * 63
+LONG_SOA = Zone(zone="example.test.", ttl=30, records=ZONE.records, soa=Soa(
+    mname=f"{LABEL}.{LABEL}.{LABEL}.m.example.test.",
+    rname=f"{LABEL}.{LABEL}.{LABEL}.hostmaster.example.org."))
+
+
+@pytest.mark.parametrize("zone", [ZONE, LONG_SOA], ids=["default-soa", "long-soa"])
+@pytest.mark.parametrize("name, rdtype", [
+    ("x.example.test.", "A"), ("x.example.test.", "ANY"),          # NXDOMAIN
+    ("api.example.test.", "TXT"), ("example.test.", "A"),          # NODATA
+    ("w.example.test.", "ANY"), ("example.test.", "ANY")])
+async def test_negative_and_any_answers_amplify_at_most_four_times(
+        zone: Zone, name: str, rdtype: str) -> None:
+    """The authority SOA of a negative answer has its names compressed, and a
+    negative answer still over four times the query goes TC (the client's TCP
+    retry gets it), whatever SOA names the operator chose."""
+    front = DnsFront(build_answers(zone, lambda c: codec.UNKNOWN, serial=7))
+    port = await front.start("127.0.0.1", 0)
+    try:
+        for edns in (-1, 0):
+            query = dns.message.make_query(name, rdtype, use_edns=edns, payload=4096).to_wire()
+            response = await asyncio.to_thread(_raw_udp, port, query, 3)
+            assert response is not None
+            assert len(response) <= 4 * len(query), (len(response), len(query))
+            r = dns.message.from_wire(response)
+            if zone is ZONE:                     # fits: a full answer, SOA compressed
+                assert not r.flags & dns.flags.TC
+                if r.rcode() == dns.rcode.NXDOMAIN or not r.answer:
+                    assert len(response) <= 3 * len(query)
+                    assert [rr.rdtype for rr in r.authority] == [dns.rdatatype.SOA]
+        r = await tcp(port, dns.message.make_query(name, rdtype))
+        assert not r.flags & dns.flags.TC
+        if r.rcode() == dns.rcode.NXDOMAIN or not r.answer:
+            assert r.authority[0][0].mname.to_text() == (zone.soa.mname or "ns1.example.test.")
     finally:
         await front.stop()
