@@ -1,10 +1,13 @@
 """``Ingest.Report``: checkers stream snapshots in; each valid one overwrites its slot.
 
 The handler is deliberately thin: validate, copy into the checker's slot,
-go on to the next message. It never computes votes and never queues, so a
-checker flooding snapshots costs the aggregator one copy each and changes
-nothing at the tick. A bad message is dropped, counted by reason, and the
-stream continues.
+go on to the next message. It ends the stream early, with the registry
+versions it accepts in the ReportSummary, after a snapshot of a version it
+does not know and after the aggregator adopted a new registry: that is how
+a checker learns which version to report in during a rollout. It never
+computes votes and never queues, so a checker flooding snapshots costs the
+aggregator one copy each and changes nothing at the tick. A bad message is
+dropped, counted by reason, and the stream continues.
 
 Size is bounded twice. The request deserializer drops a message larger than
 any valid snapshot of the accepted registries (``oversized``) before
@@ -21,7 +24,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf.message import DecodeError
-from healthplane.aggregator.state import MALFORMED, OVERSIZED, AggregatorState
+from healthplane.aggregator.state import MALFORMED, OVERSIZED, UNKNOWN_VERSION, AggregatorState
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 
 log = logging.getLogger("healthplane.aggregator.ingest")
@@ -62,13 +65,14 @@ class IngestService:
                      context: grpc.aio.ServicerContext) -> pb.ReportSummary:
         accepted = dropped = 0
         state = self._state
+        epoch = state.epoch
         async for msg in request_iterator:
             if isinstance(msg, _Rejected):
                 state.count_drop(msg.reason)
                 reason: str | None = msg.reason
             else:
                 reason = state.accept(msg.checker_id, msg.region, msg.registry_version,
-                                      msg.check_count, msg.states)
+                                      msg.check_count, msg.states, msg.details)
             if reason is None:
                 accepted += 1
             else:
@@ -76,7 +80,14 @@ class IngestService:
                 # Debug only: a misconfigured checker would otherwise fill the
                 # log at its report rate; the counters carry the signal.
                 log.debug("dropped snapshot: %s", reason)
-        return pb.ReportSummary(accepted=accepted, dropped=dropped)
+            if reason == UNKNOWN_VERSION or state.epoch != epoch:
+                # The checker reports in a registry version this aggregator
+                # does not know, or the versions known here just changed:
+                # end the stream with the list, so the checker goes on in a
+                # version both know (see checker.streams).
+                break
+        return pb.ReportSummary(accepted=accepted, dropped=dropped,
+                                registry_versions=state.accepted_versions())
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         handler = grpc.stream_unary_rpc_method_handler(

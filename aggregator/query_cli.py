@@ -2,9 +2,10 @@
 
 Prints one line per check (status, healthy/reporting votes, last change) and,
 with ``--checkers``, one line per checker under each check (region, vote,
-snapshot age). Exit 0 on success; 1 with a one-line error on stderr when the
-aggregator cannot be reached within the deadline or an id is unknown; 2 for
-usage errors.
+snapshot age, and the checker's latest probe of the check: its reason,
+latency and age, when the aggregator has it). Exit 0 on success; 1 with a
+one-line error on stderr when the aggregator cannot be reached within the
+deadline or an id is unknown; 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("check_ids", nargs="*", metavar="CHECK_ID",
                    help="checks to show (default: every check)")
     p.add_argument("--checkers", action="store_true",
-                   help="also show every checker's vote and snapshot age per check")
+                   help="also show every checker's vote, snapshot age and latest probe "
+                   "(reason, latency) per check")
     p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
                    help="give up after this long (default 3)")
     add_log_flags(p, default="warning")
@@ -60,6 +62,13 @@ def _age(ms: float) -> str:
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
+def _why(v: pb.CheckerVote) -> str:
+    """The checker's latest probe of the check: "refused 1.2ms (4.0s ago)"; "" unknown."""
+    if v.detail_age_ms < 0 or not v.reason:
+        return ""
+    return f"{v.reason} {v.latency_ms:.1f}ms ({_age(v.detail_age_ms)} ago)"
+
+
 def render(resp: pb.QueryResponse, checkers: bool, now: float | None = None) -> str:
     """The table printed for a QueryResponse."""
     now = time.time() if now is None else now
@@ -73,18 +82,20 @@ def render(resp: pb.QueryResponse, checkers: bool, now: float | None = None) -> 
             detail[len(rows) - 1] = [
                 (v.checker_id, v.region, state_name(v.vote),
                  "never reported" if v.snapshot_age_ms < 0 else
-                 f"snapshot {_age(v.snapshot_age_ms)} old")
+                 f"snapshot {_age(v.snapshot_age_ms)} old", _why(v))
                 for v in ch.checkers]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    out = [f"registry {resp.registry_version}  tick {resp.sequence}"]
+    out = [f"registry {resp.registry_version}  tick {resp.sequence}"
+           + ("  (warming up: not yet heard from every checker)" if resp.warming else "")]
     for n, r in enumerate(rows):
         out.append("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
         sub = detail.get(n, [])
         if sub:
-            sw = [max(len(s[i]) for s in sub) for i in range(3)]
+            sw = [max(len(s[i]) for s in sub) for i in range(4)]
             for s in sub:
-                out.append("    " + "  ".join(c.ljust(w) for c, w in zip(s[:3], sw, strict=True))
-                           + "  " + s[3])
+                line = "    " + "  ".join(c.ljust(w) for c, w in zip(s[:3], sw[:3], strict=True))
+                line += "  " + (s[3].ljust(sw[3]) + "  " + s[4] if s[4] else s[3])
+                out.append(line)
     return "\n".join(out)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import signal
@@ -130,8 +131,13 @@ def test_query_table_detail_and_unknown_id(aggregator):
     assert r.stdout == "" and len(r.stderr.splitlines()) == 1
     assert "'nope'" in r.stderr and "Traceback" not in r.stderr
 
-    # The snapshot file follows the ticks.
-    snap = read_snapshot_file(str(proc.p.args[proc.p.args.index("--snapshot-file") + 1]))
+    # The snapshot file follows the ticks once the warm-up (one stale_after,
+    # as no checker reports) is over.
+    path = str(proc.p.args[proc.p.args.index("--snapshot-file") + 1])
+    deadline = time.monotonic() + 20
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    snap = read_snapshot_file(path)
     assert snap["check_ids"] == ["web-1", "web-2", "maint"] and snap["sequence"] >= 1
 
 

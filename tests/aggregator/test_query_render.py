@@ -13,7 +13,7 @@ def test_table_columns_times_and_checker_detail():
     ch.checkers.add(checker_id="use1-a", region="us-east", vote=pb.STATUS_HEALTHY,
                     snapshot_age_ms=800)
     ch.checkers.add(checker_id="euw1-a", region="eu-west", vote=pb.STATUS_UNKNOWN,
-                    snapshot_age_ms=-1)
+                    snapshot_age_ms=-1, detail_age_ms=-1)
     resp.checks.add(check_id="api-primary", status=pb.STATUS_HEALTHY)
     text = render(resp, checkers=True, now=1_700_000_090.0)
     assert text.splitlines() == [
@@ -25,3 +25,23 @@ def test_table_columns_times_and_checker_detail():
         "api-primary  healthy    0/0    never",
     ]
     assert "use1-a" not in render(resp, checkers=False, now=1_700_000_090.0)
+
+
+def test_checker_rows_say_why():
+    resp = pb.QueryResponse(registry_version="abc", sequence=7)
+    ch = resp.checks.add(check_id="www", status=pb.STATUS_UNHEALTHY, reporting_votes=2)
+    ch.checkers.add(checker_id="use1-a", region="us-east", vote=pb.STATUS_UNHEALTHY,
+                    snapshot_age_ms=300, reason="status 503", latency_ms=12.34,
+                    detail_age_ms=4000)
+    ch.checkers.add(checker_id="euw1-a", region="eu-west", vote=pb.STATUS_UNKNOWN,
+                    snapshot_age_ms=-1, detail_age_ms=-1)
+    lines = render(resp, checkers=True, now=0.0).splitlines()
+    assert lines[3] == ("    use1-a  us-east  unhealthy  snapshot 0.3s old  "
+                        "status 503 12.3ms (4.0s ago)")
+    assert lines[4] == "    euw1-a  eu-west  unknown    never reported"
+
+
+def test_a_warming_aggregator_says_so():
+    resp = pb.QueryResponse(registry_version="abc", sequence=7, warming=True)
+    assert render(resp, checkers=False, now=0.0).splitlines()[0] == (
+        "registry abc  tick 7  (warming up: not yet heard from every checker)")
