@@ -60,6 +60,7 @@ def _snapshot(pub: TickResult, include_check_ids: bool) -> pb.HealthSnapshot:
         generated_unix_ms=pub.generated_unix_ms,
         check_count=pub.registry.check_count,
         states=pub.states,
+        warming=pub.warming,
     )
     if include_check_ids:
         msg.check_ids.extend(pub.registry.ids)
@@ -126,7 +127,8 @@ def _response(res: TickResult, ids: list[str], idx: np.ndarray,
     status = res.status_of(idx).tolist()
     healthy, reporting = (v.tolist() for v in res.votes(idx))
     last_change = res.last_change_of(idx).tolist()
-    out = pb.QueryResponse(registry_version=res.registry.version, sequence=res.sequence)
+    out = pb.QueryResponse(registry_version=res.registry.version, sequence=res.sequence,
+                           warming=res.warming)
     add = out.checks.add
     if detail is not None:
         checkers = list(zip(detail.checker_ids, detail.regions, detail.ages_ms.tolist(),
@@ -136,6 +138,10 @@ def _response(res: TickResult, ids: list[str], idx: np.ndarray,
         ch = add(check_id=check_id, status=status[n], healthy_votes=healthy[n],
                  reporting_votes=reporting[n], last_change_unix_ms=last_change[n])
         if detail is not None:
-            for (cid, region, age), vote in zip(checkers, votes[n], strict=True):
-                ch.checkers.add(checker_id=cid, region=region, vote=vote, snapshot_age_ms=age)
+            probes = detail.probes[n] if detail.probes else None
+            for k, ((cid, region, age), vote) in enumerate(
+                    zip(checkers, votes[n], strict=True)):
+                reason, latency, detail_age = probes[k] if probes else ("", 0.0, -1)
+                ch.checkers.add(checker_id=cid, region=region, vote=vote, snapshot_age_ms=age,
+                                reason=reason, latency_ms=latency, detail_age_ms=detail_age)
     return out

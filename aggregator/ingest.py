@@ -1,10 +1,13 @@
 """``Ingest.Report``: checkers stream snapshots in; each valid one overwrites its slot.
 
 The handler is deliberately thin: validate, copy into the checker's slot,
-go on to the next message. It never computes votes and never queues, so a
-checker flooding snapshots costs the aggregator one copy each and changes
-nothing at the tick. A bad message is dropped, counted by reason, and the
-stream continues.
+go on to the next message. It ends the stream early, with the registry
+versions it accepts in the ReportSummary, after a snapshot of a version it
+does not know and after the aggregator adopted a new registry: that is how
+a checker learns which version to report in during a rollout. It never
+computes votes and never queues, so a checker flooding snapshots costs the
+aggregator one copy each and changes nothing at the tick. A bad message is
+dropped, counted by reason, and the stream continues.
 
 Size is bounded twice. The request deserializer drops a message larger than
 any valid snapshot of the accepted registries (``oversized``) before
@@ -38,6 +41,7 @@ from healthplane.aggregator.state import (
     MALFORMED,
     OVERSIZED,
     STALE_SEQUENCE,
+    UNKNOWN_VERSION,
     AggregatorState,
 )
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
@@ -99,6 +103,7 @@ class IngestService:
                       context: grpc.aio.ServicerContext) -> pb.ReportSummary:
         accepted = dropped = 0
         state, marks = self._state, self.marks
+        epoch = state.epoch
         # Read once per stream: the certificate cannot change under a stream.
         names = peer_dns_names(context) if self._authenticate else None
         warned = False
@@ -124,7 +129,7 @@ class IngestService:
                     reason = STALE_SEQUENCE
                 else:
                     reason = state.accept(msg.checker_id, msg.region, msg.registry_version,
-                                          msg.check_count, msg.states)
+                                          msg.check_count, msg.states, msg.details)
                     if reason is None:
                         marks.record(msg.checker_id, msg.incarnation, msg.sequence, now)
             if reason is None:
@@ -134,7 +139,14 @@ class IngestService:
                 # Debug only: a misconfigured checker would otherwise fill the
                 # log at its report rate; the counters carry the signal.
                 log.debug("dropped snapshot: %s", reason)
-        return pb.ReportSummary(accepted=accepted, dropped=dropped)
+            if reason == UNKNOWN_VERSION or state.epoch != epoch:
+                # The checker reports in a registry version this aggregator
+                # does not know, or the versions known here just changed:
+                # end the stream with the list, so the checker goes on in a
+                # version both know (see checker.streams).
+                break
+        return pb.ReportSummary(accepted=accepted, dropped=dropped,
+                                registry_versions=state.accepted_versions())
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         handler = grpc.stream_unary_rpc_method_handler(

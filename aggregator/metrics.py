@@ -11,6 +11,7 @@ Names (all prefixed ``healthplane_aggregator_``):
     ticks_missed_total               counter    schedule slots skipped because the loop was late
     ticks_failed_total               counter    ticks whose computation raised
     tick_sequence                    gauge      sequence of the latest tick
+    warming                          gauge      1 while warming up after the start
     snapshots_accepted_total         counter    checker snapshots written to a slot
     snapshots_remapped_total         counter    accepted snapshots on the previous registry
     snapshots_dropped_total{reason}  counter    dropped snapshots by reason
@@ -51,7 +52,9 @@ class AggregatorStats:
     The aggregator builds one per scrape; the collector reads nothing else.
     """
 
-    ticks: int                          # also the latest tick's sequence
+    ticks: int                          # ticks computed by this process
+    sequence: int                       # the latest tick's sequence (see warmstart)
+    warming: bool                       # still warming up after the start
     ticks_missed: int
     ticks_failed: int
     snapshots_accepted: int
@@ -95,7 +98,9 @@ class _StatsCollector(Collector):
         yield counter("ticks_missed", "Tick slots skipped because the loop was late.",
                       s.ticks_missed)
         yield counter("ticks_failed", "Ticks whose computation raised.", s.ticks_failed)
-        yield gauge("tick_sequence", "Sequence of the latest tick.", s.ticks)
+        yield gauge("tick_sequence", "Sequence of the latest tick.", s.sequence)
+        yield gauge("warming", "1 while warming up after the start (snapshots marked warming).",
+                    int(s.warming))
         yield counter("snapshots_accepted", "Checker snapshots written to a slot.",
                       s.snapshots_accepted)
         yield counter("snapshots_remapped",

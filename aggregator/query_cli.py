@@ -2,7 +2,9 @@
 
 Prints one line per check (status, healthy/reporting votes, last change as
 ISO 8601 UTC and its age) and, with ``--checkers``, one line per checker
-under each check (region, vote, snapshot age). Every field is one word, so
+under each check (region, vote, snapshot age, and the checker's latest probe
+of the check: its reason, latency and age, when the aggregator has it).
+Every field is one word (a reason's spaces become ``_``), so
 ``awk '{print $1, $2}'`` works; "never" and "-" stand for no value.
 
 ``--json`` prints one JSON document instead (design.md's contract)::
@@ -56,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("check_ids", nargs="*", metavar="CHECK_ID",
                    help="checks to show (default: every check)")
     p.add_argument("--checkers", action="store_true",
-                   help="also show every checker's vote and snapshot age per check")
+                   help="also show every checker's vote, snapshot age and latest probe "
+                   "(reason, latency) per check")
     p.add_argument("--json", action="store_true",
                    help="print one JSON document (every check's votes and its checkers)")
     p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
@@ -95,6 +98,14 @@ def _columns(rows: Sequence[tuple[str, ...]], indent: str = "") -> list[str]:
             for r in rows]
 
 
+def _why(v: pb.CheckerVote) -> tuple[str, str, str]:
+    """The checker's latest probe of the check: (reason, latency, age), one word each."""
+    if v.detail_age_ms < 0 or not v.reason.strip():
+        return "-", "-", "-"
+    return (v.reason.strip().replace(" ", "_"), f"{v.latency_ms:.1f}ms",
+            _age(v.detail_age_ms))
+
+
 def render(resp: pb.QueryResponse, checkers: bool, now: float | None = None) -> str:
     """The table printed for a QueryResponse: one word per field."""
     now = time.time() if now is None else now
@@ -107,11 +118,12 @@ def render(resp: pb.QueryResponse, checkers: bool, now: float | None = None) -> 
         if checkers and ch.checkers:
             detail[len(rows) - 1] = [
                 (v.checker_id, v.region, state_name(v.vote),
-                 "-" if v.snapshot_age_ms < 0 else _age(v.snapshot_age_ms),
-                 getattr(v, "reason", "") or "-")
+                 "-" if v.snapshot_age_ms < 0 else _age(v.snapshot_age_ms), *_why(v))
                 for v in ch.checkers]
     lines = _columns(rows)
-    out = [f"registry {resp.registry_version}  tick {resp.sequence}", lines[0]]
+    out = [f"registry {resp.registry_version}  tick {resp.sequence}"
+           + ("  (warming up: not yet heard from every checker)" if resp.warming else ""),
+           lines[0]]
     for n, line in enumerate(lines[1:], start=1):
         out.append(line)
         if n in detail:

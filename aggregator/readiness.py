@@ -7,8 +7,8 @@ trusted it would see every check as "never seen". Once ready it stays ready
 quiet still answers correctly (``unknown_as`` decides), and taking every
 aggregator out of a Service at once would leave DNS fronts with nothing.
 
-A warm-up (the aggregator holding back its first ticks until the fleet has
-reported) is one more condition in :meth:`AggregatorReadiness.__call__`.
+Nor while it warms up after a start (its ticks are marked ``warming`` until
+every checker reported or one ``stale_after`` passed; see warmstart).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class AggregatorReadiness:
             return True, f"tick {pub.sequence if pub else 0}"
         if pub is None:
             return False, "no tick computed yet"
+        if pub.warming:
+            return False, f"tick {pub.sequence} warming up: not yet heard from every checker"
         if pub.fresh_checkers == 0:
             return False, f"tick {pub.sequence} counted no fresh checker snapshot yet"
         self._ready = True

@@ -47,6 +47,13 @@ from healthplane.aggregator.state import AggregatorState, max_message_bytes, tra
 from healthplane.aggregator.status_page import StatusPage
 from healthplane.aggregator.tick_result import TickResult
 from healthplane.aggregator.tickloop import TickLoop
+from healthplane.aggregator.transitions import log_transitions
+from healthplane.aggregator.warmstart import (
+    WarmUp,
+    clean_temp_files,
+    first_sequence,
+    read_persisted,
+)
 from healthplane.aggregator.watchers import LatestHub
 from healthplane.proto.config.model import Fleet, Registry
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
@@ -85,7 +92,8 @@ class Aggregator:
 
     def __init__(self, registry: Registry, fleet: Fleet, *, clock: Clock | None = None,
                  snapshot_file: str | None = None,
-                 tls: TlsFiles | None = None, limits: Limits | None = None) -> None:
+                 tls: TlsFiles | None = None, limits: Limits | None = None,
+                 warm_up: bool = True) -> None:
         self.clock: Clock = clock or SystemClock()
         self.tls = tls
         self._limits_asked = limits or Limits()
@@ -100,6 +108,27 @@ class Aggregator:
         self.state = AggregatorState(registry, fleet, self.clock)
         self.hub: LatestHub[TickResult] = LatestHub()
         self.snapshot_writer = SnapshotFileWriter(snapshot_file) if snapshot_file else None
+        persisted = None
+        if snapshot_file:
+            # What the previous run left: its temporary files go, its last
+            # tick becomes every check's last known status (warmstart).
+            clean_temp_files(snapshot_file)
+            persisted = read_persisted(snapshot_file, registry, fleet, self.clock.wall_ms())
+            if persisted is not None and persisted.version != registry.version \
+                    and persisted.ids and len(persisted.ids) <= 2 * registry.check_count:
+                # checks.yaml changed across the restart: checkers still on
+                # the old one are remapped by id, as after a reload.
+                self.state.accept_previous(persisted.version, persisted.ids)
+            if persisted is not None and persisted.memory is not None:
+                self.state.engine.restore(persisted.memory)
+                log.info("read back check states", extra={
+                    "checks": len(persisted.memory.ids), "file": snapshot_file,
+                    "tick": persisted.sequence, "age_s": persisted.age_ms / 1000})
+        # Ticks are numbered from above the file's and the wall clock's
+        # (warmstart.first_sequence), so a client sees them only grow.
+        self.state.sequence = self.state.sequence_base = (
+            first_sequence(persisted, self.clock.wall_ms()) - 1)
+        self.warmup = WarmUp(self.clock.now(), fleet.stale_after if warm_up else 0.0)
         self.metrics = AggregatorMetrics(self.stats)
         self.metrics.registry.register(SecurityCollector(
             (self.report_admission, self.watch_admission),
@@ -123,9 +152,17 @@ class Aggregator:
         The tick loop calls it on schedule; tests may call it at any time.
         """
         t0 = time.perf_counter()
-        result = self.state.tick()
+        was_warming = not self.warmup.warm
+        warming = self.warmup.update(self.clock.now(), self.state.received)
+        result = self.state.tick(warming)
+        if was_warming and not warming:
+            log.info("warm", extra={"after_s": round(self.clock.now() - self.warmup.started, 2),
+                                    "reason": self.warmup.reason})
         self.hub.publish(result)
-        if self.snapshot_writer is not None:
+        log_transitions(self.state, result)
+        if self.snapshot_writer is not None and not warming:
+            # File readers cannot see "warming": they keep the previous run's
+            # last tick until this run has heard the fleet.
             self.snapshot_writer.submit(result)
         self.metrics.tick_duration.observe(time.perf_counter() - t0)
         return result
@@ -137,7 +174,9 @@ class Aggregator:
         counts = latest.status_counts() if latest is not None else [0, 0, 0, 0]
         previous = [v for v in st.versions if v != st.registry.version]
         return AggregatorStats(
-            ticks=st.sequence,
+            ticks=st.sequence - st.sequence_base,
+            sequence=st.sequence,
+            warming=self.warming,
             ticks_missed=loop.missed,
             ticks_failed=loop.failed,
             snapshots_accepted=st.counters.accepted,
@@ -156,6 +195,11 @@ class Aggregator:
             registry_version=st.registry.version,
             previous_version=previous[0] if previous else "",
             registry_checks=st.registry.check_count)
+
+    @property
+    def warming(self) -> bool:
+        """True until the warm-up after start is over (see aggregator.warmstart)."""
+        return not self.warmup.warm
 
     # -- configuration ---------------------------------------------------
 
@@ -358,10 +402,11 @@ async def run_aggregator(registry: Registry, fleet: Fleet, listen: str = "127.0.
                          snapshot_file: str | None = None, metrics_listen: str | None = None,
                          start_ticking: bool = True, grace: float = 0.5,
                          tls: TlsFiles | None = None, limits: Limits | None = None,
-                         insecure: bool = False) -> AsyncIterator[Aggregator]:
+                         insecure: bool = False,
+                         warm_up: bool = True) -> AsyncIterator[Aggregator]:
     """An aggregator serving on listen for the duration of the block."""
     agg = Aggregator(registry, fleet, clock=clock, snapshot_file=snapshot_file,
-                     tls=tls, limits=limits)
+                     tls=tls, limits=limits, warm_up=warm_up)
     await agg.start(listen, metrics_listen=metrics_listen, start_ticking=start_ticking,
                     insecure=insecure)
     try:

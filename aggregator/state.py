@@ -11,12 +11,15 @@ from __future__ import annotations
 import copy
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from healthplane.aggregator.detail import DetailEntry, DetailStore
 from healthplane.aggregator.remap import Remap, build_remap
 from healthplane.aggregator.tick import TickEngine
 from healthplane.aggregator.tick_result import TickResult
+from healthplane.aggregator.tick_view import TickView
 from healthplane.aggregator.votes import SlotMatrix
 from healthplane.proto import codec
 from healthplane.proto.config.model import Fleet, Registry
@@ -105,6 +108,7 @@ class AggregatorState:
         self.counters = Counters()
         self.latest: TickResult | None = None
         self.sequence = 0
+        self.sequence_base = 0  # the sequence before this process's first tick
         self.changes_total = 0  # status changes over every tick
         self.registry = registry
         self.fleet = fleet
@@ -130,8 +134,7 @@ class AggregatorState:
                 old.registry.version, old.registry.check_count, carry)
         elif old is not None:
             versions = dict(old.versions)  # same registry: keep accepting its previous one
-            if (fleet.healthy_fraction, fleet.unknown_as) == (
-                    old.fleet.healthy_fraction, old.fleet.unknown_as):
+            if _vote_rule(fleet) == _vote_rule(old.fleet):
                 # Same registry and vote rule: keep the engine and with it each
                 # check's last known status and last change time.
                 engine = old.engine
@@ -153,12 +156,29 @@ class AggregatorState:
                     slots.write(rows[cid], carry(payload) if carry else payload)
                     received[rows[cid]] = old.received[old_row]
         self.rows, self.regions, self.slots, self.received = rows, regions, slots, received
+        self.view = TickView(len(rows), codec.packed_size(registry.check_count))
+        self.details = DetailStore(len(rows), registry.check_count)
         self.checker_ids = fleet.checker_ids
         self.versions = versions
         self.max_message = max_message_bytes(max(v.check_count for v in versions.values()))
         self.registry, self.fleet = registry, fleet
         self.index = registry.index_of()
         self.engine = engine
+        # Report streams end when this moves, so checkers learn the versions.
+        self.epoch = getattr(self, "epoch", 0) + 1
+
+    def accepted_versions(self) -> list[str]:
+        """The registry versions whose snapshots are accepted, the current one first."""
+        return [self.registry.version,
+                *(v for v in self.versions if v != self.registry.version)]
+
+    def accept_previous(self, version: str, ids: Sequence[str]) -> None:
+        """Also accept snapshots of registry version, whose checks were ids (remapped)."""
+        if version in self.versions:
+            return
+        remap = build_remap(tuple(ids), self.registry)
+        self.versions[version] = VersionInfo(version, len(ids), remap)
+        self.max_message = max_message_bytes(max(v.check_count for v in self.versions.values()))
 
     def adopt(self, registry: Registry, fleet: Fleet) -> None:
         """Switch to a new registry and fleet; the old registry stays accepted (remapped)."""
@@ -168,7 +188,7 @@ class AggregatorState:
     # -- ingest ----------------------------------------------------------
 
     def accept(self, checker_id: str, region: str, version: str, check_count: int,
-               states: bytes) -> str | None:
+               states: bytes, details: Sequence[DetailEntry] = ()) -> str | None:
         """Validate one snapshot and overwrite its checker's slot.
 
         Returns None when accepted, else the drop reason (already counted).
@@ -183,8 +203,13 @@ class AggregatorState:
         if info.remap is not None:
             states = info.remap(states)
             self.counters.remapped += 1
+        if self.view.wants_copy(row):
+            self.view.before_write(row, bytes(self.slots.row(row)))
         self.slots.write(row, states)
         self.received[row] = self.clock.now()
+        if details and info.remap is None:
+            # Details name checks by index: only those of the current registry.
+            self.details.record(row, details, self.received[row])
         self.counters.accepted += 1
         return None
 
@@ -217,14 +242,18 @@ class AggregatorState:
         """Rows whose latest snapshot arrived within stale_after of now."""
         return self.received >= now - self.fleet.stale_after
 
-    def tick(self) -> TickResult:
+    def tick(self, warming: bool = False) -> TickResult:
         """Compute the next tick with the engine and make it the latest.
 
         A tick that raises consumes no sequence number: the next one reuses it.
+        warming: mark it as computed during the warm-up (see aggregator.warmstart).
         """
-        fresh = self.fresh_mask(self.clock.now())
+        now = self.clock.now()
+        fresh = self.fresh_mask(now)
         result = self.engine.compute(self.slots, fresh, self.clock.wall_ms(),
                                      sequence=self.sequence + 1)
+        result.warming = warming
+        self.view.on_tick(now, self.received)
         self.sequence = result.sequence
         self.changes_total += result.changed
         self.latest = result
@@ -235,22 +264,36 @@ class AggregatorState:
     def checker_detail(self, indices: np.ndarray) -> CheckerDetail:
         """Every checker's vote on each check of indices, and its snapshot's age.
 
-        The vote is what the checker's latest snapshot says, stale or not;
-        the age tells whether it still counts. Cheap (a few numpy gathers),
-        so it runs on the event loop; the result is a copy, safe to read
-        from another thread.
+        Both as of the latest tick (see aggregator.tick_view), so they agree
+        with that tick's vote counts: a row votes there exactly when its age
+        is at most stale_after. The vote is what the checker's snapshot
+        said, stale or not; the age tells whether it counted. Cheap (a few
+        numpy gathers), so it runs on the event loop; the result is a copy,
+        safe to read from another thread.
         """
-        now = self.clock.now()
-        never = self.received == -np.inf
+        view = self.view
+        now = view.at
+        received = view.received
+        never = received == -np.inf
         if len(indices):
-            votes = np.stack([self.slots.votes_of(int(i)) for i in indices])
+            votes = np.stack([view.votes_of(int(i), self.slots.votes_of(int(i)))
+                              for i in indices])
         else:
             votes = np.zeros((0, len(self.rows)), dtype=np.uint8)
         votes[:, never] = codec.UNKNOWN
-        seen = np.where(never, now, self.received)  # keeps -inf out of the arithmetic
+        seen = np.where(never, now, received)  # keeps -inf out of the arithmetic
         ages = np.where(never, -1, np.maximum(0, np.round((now - seen) * 1000))).astype(np.int64)
+        live = self.clock.now()
+        probes = [[self.details.get(row, int(i), live) for row in range(len(self.rows))]
+                  for i in indices]
         return CheckerDetail(self.checker_ids, tuple(self.regions[c] for c in self.checker_ids),
-                             votes, ages)
+                             votes, ages, probes)
+
+
+def _vote_rule(fleet: Fleet) -> tuple:
+    """What of the fleet the tick engine is built on (besides the slot rows)."""
+    return (fleet.healthy_fraction, fleet.unknown_as, fleet.min_votes, fleet.min_regions,
+            fleet.regions)
 
 
 @dataclass(frozen=True)
@@ -261,3 +304,5 @@ class CheckerDetail:
     regions: tuple[str, ...]
     votes: np.ndarray           # uint8 [checks asked, checkers]
     ages_ms: np.ndarray         # int64 per checker; -1 when it never reported
+    # Per check asked, per checker: (reason, latency_ms, detail_age_ms), live.
+    probes: list[list[tuple[str, float, int]]] = field(default_factory=list)

@@ -81,6 +81,9 @@ from healthplane.aggregator.votes import SlotMatrix, lane_words_for
 from healthplane.proto import codec
 from healthplane.proto.config.model import Fleet, Registry
 
+# Changed checks a result names (changed_indices); the count is always exact.
+CHANGES_KEPT = 64
+
 
 class TickEngine:
     """Folds the fresh slots into one health snapshot per call to compute()."""
@@ -119,7 +122,7 @@ class TickEngine:
             # Lane positions moved (they depend on the words per row only, not
             # on the number of checkers): the memory moves with the checks.
             self._memory = carry(mem, mem.ids, slots.lane_words)
-        self._layout = build_layout(self.registry, self._calc_levels, slots)
+        self._layout = build_layout(self.registry, self._calc_levels, slots, self.fleet)
         self._layout_key = key
         return self._layout
 
@@ -143,6 +146,14 @@ class TickEngine:
         if mem is not None:
             self._memory = carry(mem, self.ids, lane_words_for(self.check_count),
                                  inverted=inverted_checks(self.registry), source=source)
+
+    def restore(self, memory: TickMemory) -> None:
+        """Start from persisted memory already on this registry (see aggregator.warmstart)."""
+        if self._ticked or self._memory is not None:
+            raise RuntimeError("restore() must come before the engine's first tick")
+        if memory.ids != self.ids:
+            raise ValueError("restored memory is on another registry; carry() it first")
+        self._memory = memory
 
     # -- the tick ----------------------------------------------------------
 
@@ -168,7 +179,17 @@ class TickEngine:
         # Unknown lanes take unknown_as. A branch-free select (0xFF where
         # unknown): a masked copy costs ten times more on a random mask than
         # on a uniform one, and a failure storm must not make the tick slower.
-        unknown = np.negative((np.bitwise_or(reporting, lay.novote) == 0).view(np.uint8))
+        # Below the quorum (min_votes reporting votes from min_regions
+        # regions; by default one vote from anywhere) is no data either.
+        below = np.less(reporting, lay.min_votes)
+        if lay.region_rows is not None:
+            regions = np.zeros(reporting.size, dtype=np.uint16)
+            for rows in lay.region_rows:
+                rh, ru = lay.counter.count(slots, fresh & rows)
+                regions += np.bitwise_or(rh, ru) != 0
+            below |= regions < lay.min_regions
+        below &= lay.novote == 0
+        unknown = np.negative(below.view(np.uint8))
         if self._unknown_as == "last_known":
             fill: np.ndarray | np.uint8 = (
                 mem.last_known if mem is not None and mem.last_known is not None
@@ -196,6 +217,7 @@ class TickEngine:
             healthy[lv.pos] = 0
             reporting[lv.pos] = 0
 
+        changed_lanes = None
         if mem is None:
             changed = 0
             ring = LastChangeRing(status.size)
@@ -207,6 +229,8 @@ class TickEngine:
                 # gets its first status; that is no change.
                 moved &= mem.established
             changed = int(np.count_nonzero(moved))
+            # The first few, for the transition log (bounded, see transitions).
+            changed_lanes = np.flatnonzero(moved)[:CHANGES_KEPT] if changed else None
             ring = mem.last_change
             generation = ring.advance(moved, now_unix_ms)
         self._memory = TickMemory(
@@ -227,7 +251,8 @@ class TickEngine:
             lanes_reporting=reporting,
             last_change=ring,
             last_change_generation=generation,
-            lane_words=slots.lane_words)
+            lane_words=slots.lane_words,
+            changed_lanes=changed_lanes)
 
     def _encode(self, status: np.ndarray, lane_words: int) -> bytes:
         """Lane-order statuses (one byte each) -> the 2-bit wire layout.

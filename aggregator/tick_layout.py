@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 from healthplane.aggregator.votes import SlotMatrix, VoteCounter, lane_of, to_lane_order
-from healthplane.proto.config.model import Registry
+from healthplane.proto.config.model import Fleet, Registry
 
 
 def exact_fraction(value: float) -> Fraction:
@@ -52,6 +52,9 @@ class Layout:
     levels: tuple[Level, ...]
     inverted: np.ndarray
     took_no_votes: np.ndarray
+    min_votes: np.ndarray                        # per lane, the quorum of reporting votes
+    min_regions: np.ndarray                      # per lane, of regions they come from
+    region_rows: tuple[np.ndarray, ...] | None   # rows of each region; None: not needed
 
 
 def inverted_checks(registry: Registry) -> np.ndarray:
@@ -60,7 +63,7 @@ def inverted_checks(registry: Registry) -> np.ndarray:
 
 
 def build_layout(registry: Registry, calc_levels: list[list[int]],
-                 slots: SlotMatrix) -> Layout:
+                 slots: SlotMatrix, fleet: Fleet | None = None) -> Layout:
     """The constants for registry on slots' geometry.
 
     calc_levels: the calculated checks' indices, level by level in dependency
@@ -86,6 +89,15 @@ def build_layout(registry: Registry, calc_levels: list[list[int]],
             owner=owner,
             threshold=np.array([checks[i].healthy_threshold for i in level], dtype=np.int64),
             keep=keep[ids], flip=flip[ids]))
+    fleet_votes = fleet.min_votes if fleet is not None else 1
+    fleet_regions = fleet.min_regions if fleet is not None else 1
+    min_votes = np.array([c.min_votes or fleet_votes for c in checks], dtype=np.uint16)
+    min_regions = np.array([c.min_regions or fleet_regions for c in checks], dtype=np.uint16)
+    region_rows = None
+    if fleet is not None and min_regions.size and int(min_regions.max()) > 1:
+        region_of = [fleet.region_of(cid) for cid in fleet.checker_ids]
+        region_rows = tuple(np.array([r == name for r in region_of], dtype=bool)
+                            for name in fleet.regions)
     lane_flip = to_lane_order(flip, nw, fill=0)
     lane_novote = to_lane_order(novote, nw, fill=1)
     return Layout(
@@ -95,7 +107,10 @@ def build_layout(registry: Registry, calc_levels: list[list[int]],
         novote=lane_novote,
         levels=tuple(levels),
         inverted=lane_flip == 3,
-        took_no_votes=lane_novote != 0)
+        took_no_votes=lane_novote != 0,
+        min_votes=to_lane_order(min_votes, nw, fill=1),
+        min_regions=to_lane_order(min_regions, nw, fill=1),
+        region_rows=region_rows)
 
 
 class VoteRule:

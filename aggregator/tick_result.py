@@ -78,9 +78,10 @@ class TickResult:
                  fresh_checkers: int, generated_unix_ms: int, lanes_status: np.ndarray,
                  lanes_healthy: np.ndarray, lanes_reporting: np.ndarray,
                  last_change: LastChangeRing, last_change_generation: int,
-                 lane_words: int) -> None:
+                 lane_words: int, changed_lanes: np.ndarray | None = None) -> None:
         self.registry = registry
         self.sequence = sequence
+        self.warming = False   # set by the aggregator while it warms up (warmstart)
         self.states = states
         self.changed = changed
         self.fresh_checkers = fresh_checkers
@@ -92,6 +93,18 @@ class TickResult:
         self._ring = last_change
         self._ring_generation = last_change_generation
         self._lane_words = lane_words
+        self._changed_lanes = changed_lanes
+
+    def changed_indices(self) -> np.ndarray:
+        """Registry indices of the first checks whose status changed (a bounded few)."""
+        lanes = self._changed_lanes
+        if lanes is None:
+            return np.zeros(0, dtype=np.int64)
+        nw = self._lane_words
+        # The inverse of votes.lane_of.
+        j, t = lanes % 8, lanes // 8
+        w, qq = t % nw, t // nw
+        return np.sort(32 * w + 4 * j + 2 * (qq & 1) + (qq >> 1))
 
     @cached_property
     def status(self) -> np.ndarray:

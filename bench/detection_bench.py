@@ -217,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"detection_bound_s {bound:.2f} (interval {args.interval} x threshold "
           f"{args.failure_threshold} + report {args.report_interval} + tick {args.tick} + 1)")
     print(f"detection_over_bound {over} of {len(samples)}")
+    tight = bound - 0.5
+    print(f"detection_p99_within_tight_bound {percentile(samples, 99) <= tight} "
+          f"(p99 {percentile(samples, 99):.2f} s vs interval x threshold + report + tick "
+          f"+ 0.5 = {tight:.2f} s)")
     if args.show_samples:
         print("detection_samples_s " + " ".join(f"{x:.2f}" for x in sorted(samples)))
     return 0

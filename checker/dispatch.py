@@ -37,6 +37,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from healthplane.checker.detail import DetailCursor
 from healthplane.checker.probes.base import NO_CERT, Outcome, Prober, ProbeResult
 from healthplane.checker.schedule import Schedule
 from healthplane.checker.thresholds import Verdicts
@@ -74,7 +75,8 @@ class Dispatcher:
 
     def __init__(self, *, ids: Sequence[str], probers: Sequence[Prober],
                  intervals: np.ndarray, timeouts: np.ndarray, thresholds: np.ndarray,
-                 kinds: np.ndarray, checker_id: str, clock: Clock,
+                 kinds: np.ndarray, successes: np.ndarray | None = None,
+                 checker_id: str, clock: Clock,
                  late_cap: float = 0.5, window: float = 1.0, resolution: float = 0.002,
                  grace: float = 0.25, limit: int | None = None,
                  count_probes: ProbeCounter | None = None,
@@ -87,15 +89,19 @@ class Dispatcher:
         self.timeouts = np.asarray(timeouts, dtype=np.float64)
         self.kinds = np.asarray(kinds, dtype=np.int64)
         self.schedule = Schedule.build(self.ids, self.intervals, checker_id)
-        self.verdicts = Verdicts(np.asarray(thresholds, dtype=np.uint8))
+        self.verdicts = Verdicts(np.asarray(thresholds, dtype=np.uint8),
+                                 None if successes is None
+                                 else np.asarray(successes, dtype=np.uint8))
         self.late_bound = np.minimum(self.intervals / 2, late_cap)
+        self.grace = grace
+        self._stale_bound = 2 * self.intervals + self.timeouts + grace
         self.limit = limit if limit is not None else concurrency_limit(self.intervals,
                                                                        self.timeouts)
         self.clock = clock
         self.window = min(window, self.schedule.max_window)
         self.resolution = resolution
-        self.grace = grace
         self.last_result = np.full(n, -np.inf)   # clock time of each row's latest result
+        self.details = DetailCursor()            # which rows the next report details
         self._started = np.full(n, np.inf)       # start of the running probe, inf if none
         self._tasks: list[asyncio.Task[None] | None] = [None] * n
         self._gen = [0] * n
@@ -145,9 +151,16 @@ class Dispatcher:
         codes = np.asarray([r.outcome for r in results], dtype=np.int64)
         self._res_rows = []
         self._res = []
-        self._last_flush = self.clock.now()
+        now = self._last_flush = self.clock.now()
+        # A check whose previous result is older than the stale rule (the
+        # process was stopped, the VM paused, a GC ran long) rebuilds its
+        # verdict from new results only: carried over, the old verdict would
+        # vote again with the first new result, however long ago it was made.
+        gap = rows[(now - self.last_result[rows]) > self._stale_bound[rows]]
+        if gap.size:
+            self.verdicts.reset(gap)
         self.verdicts.apply(rows, codes == Outcome.OK)
-        self.last_result[rows] = self.clock.now()
+        self.last_result[rows] = now
         # A row with two results in one batch (rare: intervals are >= 1 s and
         # batches a quarter second) keeps the later: 1-D assignment with a
         # repeated index takes the last value, as the reasons loop does.
@@ -172,7 +185,7 @@ class Dispatcher:
 
     def stale(self, now: float) -> np.ndarray:
         """Rows with no result in their last two slots (plus timeout): not judged lately."""
-        return (now - self.last_result) > 2 * self.intervals + self.timeouts + self.grace
+        return (now - self.last_result) > self._stale_bound
 
     # -- the loop ---------------------------------------------------------
 

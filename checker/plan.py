@@ -128,6 +128,8 @@ class Planner:
             intervals=np.asarray([c.interval for c in checks], dtype=np.float64),
             timeouts=np.asarray([c.timeout for c in checks], dtype=np.float64),
             thresholds=np.asarray([c.failure_threshold for c in checks], dtype=np.uint8),
+            successes=np.asarray([c.success_threshold or c.failure_threshold for c in checks],
+                                 dtype=np.uint8),
             kinds=np.asarray([KIND_CODE.get(c.type, 0) for c in checks], dtype=np.int64),
             checker_id=self.checker_id, clock=self.clock, late_cap=self.late_cap,
             count_probes=m.count_probes if count else self._count_canaries,

@@ -33,6 +33,7 @@ from healthplane.checker.dispatch import Dispatcher
 from healthplane.checker.fdlimit import fit_probe_limit
 from healthplane.checker.metrics import CERT_WINDOWS_DAYS, CheckerMetrics
 from healthplane.checker.plan import MakeProber, Plan, Planner, default_make_prober
+from healthplane.checker.rollout import Previous
 from healthplane.checker.selfdoubt import DoubtPolicy, SelfDoubt
 from healthplane.checker.streams import AggregatorStream
 from healthplane.proto.codec import state_name
@@ -89,6 +90,7 @@ class Checker:
         # the process from earlier ones, so it must grow across restarts.
         self.incarnation = time.time_ns() // 1000
         self.last_states: np.ndarray = np.zeros(0, dtype=np.uint8)
+        self.previous: Previous | None = None
         self._streams: dict[str, tuple[AggregatorStream, asyncio.Task[None] | None]] = {}
         # Reports on a fixed grid. A report more than half an interval late
         # is skipped, so two reports are never closer than half an interval
@@ -101,6 +103,7 @@ class Checker:
         self._tasks: list[asyncio.Task[None]] = []
         self.dispatcher: Dispatcher
         self.canaries: Dispatcher
+        self.registry: Registry
         self._install(self._planner.plan(registry, fleet), carry=False)
         self.metrics.in_flight.set_function(lambda: self.dispatcher.in_flight)
         for days in CERT_WINDOWS_DAYS:
@@ -119,6 +122,10 @@ class Checker:
         # Every probe in flight holds a socket: make sure the open-files
         # limit covers the concurrency limit (see healthplane.checker.fdlimit).
         plan.dispatcher.limit = fit_probe_limit(plan.dispatcher.limit, plan.canaries.limit)
+        if carry and plan.registry.version != self.registry.version:
+            # Aggregators that have not seen the new checks.yaml yet get our
+            # reports remapped onto the registry being replaced (by id).
+            self.previous = Previous.between(self.registry, plan.registry)
         if carry:
             plan.dispatcher.carry_from(self.dispatcher)
             plan.canaries.carry_from(self.canaries)
@@ -194,7 +201,8 @@ class Checker:
                 stream = AggregatorStream(address, clock=self.clock, metrics=self.metrics,
                                           rng=self.rng, base=base, cap=cap,
                                           write_timeout=max(5.0, 5 * self.fleet.report_interval),
-                                          tls=self.tls)
+                                          tls=self.tls,
+                                          max_age=2 * self.fleet.report_interval)
                 task = asyncio.get_running_loop().create_task(stream.run())
                 task.add_done_callback(self._task_ended)
                 self._streams[address] = (stream, task)
@@ -254,9 +262,12 @@ class Checker:
                              registry_version=self.registry.version, sequence=self.sequence,
                              sent_unix_ms=self.clock.wall_ms(), states=states,
                              incarnation=self.incarnation)
+        msg.details.extend(d.details.next_details(self.indices, d.outcomes, d.latencies,
+                                                  d.reasons))
         m.snapshot_bytes.set(len(msg.states))
+        fallback = None if self.previous is None else self.previous.fallback(msg, states)
         for stream, _ in self._streams.values():
-            stream.offer(msg)
+            stream.offer(msg, fallback)
         return msg
 
     def _log_changes(self, states: np.ndarray) -> None:

@@ -8,6 +8,14 @@ holds at most one snapshot of memory and never delays the probes or the
 other aggregators. Broken streams are reopened, on a fresh channel, after
 :func:`~healthplane.runtime.backoff.backoff` (capped exponential, full
 jitter).
+
+Rollouts: an aggregator ends a stream cleanly, with the registry versions it
+accepts in the ReportSummary, when a snapshot names a version it does not
+know or when it adopted a new registry. The stream remembers that list and
+reopens at once; while the checker's current version is not on it, it
+sends the checker's snapshot remapped onto the previous registry (the
+``fallback`` the reporter offers), so an aggregator that has not seen the
+new checks.yaml yet keeps every vote of the checks both registries have.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 import grpc
 from healthplane.checker.metrics import CheckerMetrics
@@ -32,13 +41,20 @@ log = logging.getLogger("healthplane.checker")
 # backoff of one that just failed to the same address.
 _CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 
+# The shortest pause before reopening a stream the aggregator ended cleanly.
+REOPEN_DELAY = 0.01
+
+Fallback = Callable[[], pb.CheckerSnapshot]
+Offer = tuple[pb.CheckerSnapshot, Fallback | None, float]   # and when it was offered
+
 
 class AggregatorStream:
     """The Report stream to one aggregator at `address` (HOST:PORT)."""
 
     def __init__(self, address: str, *, clock: Clock, metrics: CheckerMetrics,
                  rng: random.Random | None = None, base: float = 0.2, cap: float = 10.0,
-                 write_timeout: float = 5.0, tls: TlsFiles | None = None) -> None:
+                 write_timeout: float = 5.0, tls: TlsFiles | None = None,
+                 max_age: float | None = None) -> None:
         self.address = address
         self.tls = tls
         self.clock = clock
@@ -46,7 +62,15 @@ class AggregatorStream:
         self.base = base
         self.cap = cap
         self.write_timeout = write_timeout
-        self._slot: LatestSlot[pb.CheckerSnapshot] = LatestSlot()
+        # A snapshot not sent within max_age of being offered (the process
+        # was stopped, the VM paused) is dropped: sent after the pause it
+        # would arrive fresh with verdicts from before it.
+        self.max_age = max_age
+        self.expired = 0
+        self._slot: LatestSlot[Offer] = LatestSlot()
+        self._taken: Offer | None = None
+        # Registry versions the aggregator said it accepts; None: not told yet.
+        self.accepted: tuple[str, ...] | None = None
         self._sent = metrics.snapshots_sent.labels(address)
         self._replaced = metrics.snapshots_replaced.labels(address)
         self._reconnects = metrics.stream_reconnects.labels(address)
@@ -56,18 +80,48 @@ class AggregatorStream:
         self.sent = 0
         self.opened = 0
 
-    def offer(self, snapshot: pb.CheckerSnapshot) -> None:
-        """Put the newest snapshot in the slot, replacing an unsent one."""
-        if self._slot.put(snapshot):
+    def offer(self, snapshot: pb.CheckerSnapshot, fallback: Fallback | None = None) -> None:
+        """Put the newest snapshot in the slot, replacing an unsent one.
+
+        fallback, when given, builds the same report on the previous registry,
+        for an aggregator that does not accept snapshot's version yet.
+        """
+        if self._slot.put((snapshot, fallback, self.clock.now())):
             self._replaced.inc()
+
+    def _pick(self, offer: Offer) -> pb.CheckerSnapshot:
+        snapshot, fallback, _ = offer
+        accepted = self.accepted
+        if accepted is None or snapshot.registry_version in accepted or fallback is None:
+            return snapshot
+        older = fallback()
+        return older if older.registry_version in accepted else snapshot
 
     def close(self) -> None:
         self._slot.close()
 
-    async def _take(self) -> pb.CheckerSnapshot | None:
-        """The next snapshot to write; None once closed (a pending one is dropped)."""
-        snapshot = await self._slot.take()
-        return None if self._slot.closed else snapshot
+    async def _take(self, ended: asyncio.Future[None] | None = None
+                    ) -> pb.CheckerSnapshot | None:
+        """The next snapshot to write; None once closed (a pending one is dropped)
+        or once ended is done (the aggregator finished the call meanwhile)."""
+        while True:
+            if ended is None or self._slot.full:
+                offer = await self._slot.take()
+            else:
+                taker = asyncio.ensure_future(self._slot.take())
+                try:
+                    await asyncio.wait((taker, ended), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not taker.done():
+                        taker.cancel()
+                offer = taker.result() if taker.done() and not taker.cancelled() else None
+            if offer is None or self._slot.closed:
+                return None
+            if self.max_age is not None and self.clock.now() - offer[2] > self.max_age:
+                self.expired += 1
+                continue
+            self._taken = offer
+            return self._pick(offer)
 
     async def run(self) -> None:
         """Keep a stream open and writing until close()."""
@@ -84,14 +138,23 @@ class AggregatorStream:
                     channel = secure_channel(self.address, self.tls, _CHANNEL_OPTIONS)
                     stub = pb_grpc.IngestStub(channel)
                 call = stub.Report()
+                ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                call.add_done_callback(
+                    lambda _call, f=ended: f.done() or f.set_result(None))
                 self.opened += 1
                 if self.opened > 1:
                     self._reconnects.inc()
                 written = 0
                 snapshot: pb.CheckerSnapshot | None = None
+                told = False
                 try:
                     while True:
-                        snapshot = await self._take()
+                        snapshot = await self._take(ended)
+                        if snapshot is None and call.done() and not self._slot.closed:
+                            told = await self._told(call)
+                            if told:
+                                break
+                            raise RuntimeError("stream ended")
                         if snapshot is None:
                             await call.done_writing()
                             return
@@ -116,17 +179,24 @@ class AggregatorStream:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # grpc errors, write timeout, finished call
+                    told = call.done() and await self._told(call)
                     # Say it once per outage, not once per retry.
                     level = logging.INFO if written or attempt == 0 else logging.DEBUG
-                    if log.isEnabledFor(level):
+                    if not told and log.isEnabledFor(level):
                         log.log(level, "stream broken", extra={
                             "aggregator": self.address, "error": await _why(exc, call)})
                 finally:
                     self._connected.set(0)
                     self.connected = False
                     call.cancel()
-                if snapshot is not None:
-                    self._slot.put_back(snapshot)   # not sent: keep it as the latest
+                if snapshot is not None and self._taken is not None:
+                    self._slot.put_back(self._taken)   # not sent: keep it as the latest
+                if told:
+                    # A clean end that named the versions to use: reopen at
+                    # once on the same channel (the server only ends a stream
+                    # after a message, so this cannot spin).
+                    await self.clock.sleep_until(self.clock.now() + REOPEN_DELAY)
+                    continue
                 broken, channel = channel, None
                 await broken.close(grace=None)
                 delay = backoff(attempt, self.base, self.cap, self.rng)
@@ -135,6 +205,22 @@ class AggregatorStream:
         finally:
             if channel is not None:
                 await channel.close(grace=None)
+
+
+    async def _told(self, call: grpc.aio.StreamUnaryCall) -> bool:
+        """Whether a finished call ended cleanly; learns the versions it named."""
+        try:
+            if await call.code() != grpc.StatusCode.OK:
+                return False
+            summary = await call
+        except Exception:  # noqa: BLE001 - any doubt: treat it as broken
+            return False
+        versions = tuple(summary.registry_versions)
+        if versions and versions != self.accepted:
+            self.accepted = versions
+            log.info("registry versions", extra={"aggregator": self.address,
+                                                  "registry_versions": ",".join(versions)})
+        return True
 
 
 async def _why(exc: BaseException, call: grpc.aio.StreamUnaryCall) -> str:

@@ -19,9 +19,13 @@ _RUN_CAP = 255  # runs only matter up to the threshold (<= 10); cap avoids overf
 class Verdicts:
     """State, run lengths and threshold per row (a check's position in its dispatcher)."""
 
-    def __init__(self, thresholds: np.ndarray) -> None:
+    def __init__(self, thresholds: np.ndarray, successes: np.ndarray | None = None) -> None:
+        """thresholds: consecutive failures to turn unhealthy (fall); successes:
+        consecutive successes to turn healthy again (rise), default the same."""
         n = thresholds.size
         self.threshold = np.asarray(thresholds, dtype=np.uint8)
+        self.rise = (self.threshold if successes is None
+                     else np.asarray(successes, dtype=np.uint8))
         self.state = np.zeros(n, dtype=np.uint8)
         self.ok_run = np.zeros(n, dtype=np.uint8)
         self.fail_run = np.zeros(n, dtype=np.uint8)
@@ -53,11 +57,16 @@ class Verdicts:
         self.ok_run[rows] = ok_run
         self.fail_run[rows] = fail_run
         state = self.state[rows]
-        thr = self.threshold[rows]
-        to_healthy = ok & ((state == UNKNOWN) | (ok_run >= thr))
-        to_unhealthy = ~ok & (fail_run >= thr)
+        to_healthy = ok & ((state == UNKNOWN) | (ok_run >= self.rise[rows]))
+        to_unhealthy = ~ok & (fail_run >= self.threshold[rows])
         new = np.where(to_healthy, HEALTHY, np.where(to_unhealthy, UNHEALTHY, state))
         self.state[rows] = new.astype(np.uint8)
+
+    def reset(self, rows: np.ndarray) -> None:
+        """Forget the verdicts of rows: unknown again, to rebuild from new results."""
+        self.state[rows] = UNKNOWN
+        self.ok_run[rows] = 0
+        self.fail_run[rows] = 0
 
     def carry_from(self, old: Verdicts, old_rows: np.ndarray, new_rows: np.ndarray) -> None:
         """Copy state and runs of checks that kept their id across a reload."""

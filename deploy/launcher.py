@@ -283,9 +283,12 @@ class Fleet:
         address = self.aggregator_addresses[index]
         while len(self.aggregator_http_ports) <= index:
             self.aggregator_http_ports.append(self._free_port())
+        # Each aggregator keeps its snapshot file in the run folder, so a
+        # restarted one reads back its last states (aggregator.warmstart).
         args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path),
                 "--listen", address, *self.tls_flags("aggregator"),
-                "--http", f"127.0.0.1:{self.aggregator_http_ports[index]}"]
+                "--http", f"127.0.0.1:{self.aggregator_http_ports[index]}",
+                "--snapshot-file", str(self.run_dir / f"aggregator-{index}.msgpack")]
         proc = self._spawn(f"aggregator-{index}",
                            healthplane_argv("aggregator", *args, *self.log_args))
         if index < len(self.aggregators):
@@ -295,6 +298,12 @@ class Fleet:
         if wait:
             self._wait_aggregator(index)
         return proc
+
+    def start_dns(self) -> Proc:
+        """(Re)start the DNS front and wait until it answers (SERVFAIL counts)."""
+        self._start_dns()
+        assert self.dns is not None
+        return self.dns
 
     def kill_checker(self, checker_id: str, sig: int = signal.SIGKILL) -> None:
         signal_and_reap(self.checkers[checker_id], sig, self.grace)

@@ -4,6 +4,8 @@ Exit 0 with a one-line summary when every file given is valid, else every
 problem on stderr, one per line, and exit 1. Usage errors exit 2. Files are
 read as the components read them (regular files only, bounded, never
 blocking), so a FIFO or a device is one line here too, not a hang.
+With --fleet, checks that can never reach their quorum are warned about on
+stderr (``warning: ...``), without changing the exit status.
 """
 
 from __future__ import annotations
@@ -66,6 +68,15 @@ def main(argv: list[str]) -> int:
             print(f"... and {len(exc.errors) - len(shown)} more errors "
                   "(--max-errors 0 shows all)", file=sys.stderr)
         return 1
+    if fleet is not None:
+        from healthplane.proto.config.quorum import quorum_warnings
+        warnings = quorum_warnings(registry, fleet)
+        limit = len(warnings) if args.max_errors <= 0 else args.max_errors
+        for line in warnings[:limit]:
+            print(f"warning: {line}", file=sys.stderr)
+        if len(warnings) > limit:
+            print(f"warning: ... and {len(warnings) - limit} more checks that can never "
+                  "reach their quorum", file=sys.stderr)
     print(summary(registry, fleet, zone))
     return 0
 

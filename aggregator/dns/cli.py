@@ -39,8 +39,9 @@ With zone.yaml's ``transfer``, the front also serves AXFR/IXFR to the
 allowed secondaries and sends them NOTIFY when an answer changed.
 
 ``--listen 127.0.0.1:0`` picks a free port; the bound address is logged as
-``listening on HOST:PORT (udp+tcp)``. The server answers from the first
-moment: before any snapshot every check is unknown, which counts as healthy.
+``listening on HOST:PORT (udp+tcp)``. Until the first health snapshot from
+a warm aggregator arrives, names of the zone get SERVFAIL (a resolver then
+asks another server of the zone) rather than answers from no data.
 SIGTERM and SIGINT stop it. Exit 0 after a clean stop, 1 for a bad config or
 a port that cannot be bound, 2 for usage errors.
 """
@@ -183,6 +184,7 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     def publish(table: object) -> None:
         if front is not None:
             front.table = table  # type: ignore[assignment]
+            front.ready = True   # the keeper publishes only from a snapshot (or failing open)
             if not front.transfers_ready and consumer.snapshot is not None:
                 # The first answers from real health: now secondaries may have them.
                 front.transfers_ready = True
@@ -200,7 +202,8 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
                           nameservers=args.nameserver, serials=serials)
     front = DnsFront(keeper.table, max_udp=args.max_udp_payload, tcp_limits=TcpLimits(
         idle_timeout=args.tcp_idle_timeout, max_lifetime=args.tcp_max_lifetime,
-        max_connections=args.max_tcp_connections, max_per_client=args.max_tcp_per_client))
+        max_connections=args.max_tcp_connections, max_per_client=args.max_tcp_per_client),
+        ready=False)
 
     def use_transfer(z: Zone) -> None:
         policy = TransferPolicy(z.transfer) if z.transfer is not None else None

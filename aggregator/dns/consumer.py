@@ -12,6 +12,11 @@ snapshot and reports its age (:meth:`HealthConsumer.age`); the caller decides
 when that is too old (the DNS front then fails open). Before the first
 snapshot every check is unknown.
 
+Snapshots an aggregator marks ``warming`` (it has just started and not yet
+heard the fleet) are never adopted: the consumer moves on to another
+aggregator and comes back a tick later, so it follows a warm one whenever
+there is one.
+
 Check ids travel only when needed: the first subscription asks for them
 (``include_check_ids``); once they are known for a registry version the
 consumer resubscribes without them, and asks again only when a snapshot names
@@ -90,6 +95,10 @@ class _Source:
 
 class _Reopen(Exception):
     """End the current stream and subscribe again at once (ids needed or no longer)."""
+
+
+class _Warming(Exception):
+    """The aggregator is warming up after its start: look for a warm one meanwhile."""
 
 
 class HealthConsumer:
@@ -243,6 +252,14 @@ class HealthConsumer:
             except _Reopen:
                 reopen = True
                 continue
+            except _Warming:
+                # Not a failure: it is alive and will be warm within one
+                # stale_after. Try the others first, and this one again a
+                # tick later, on the same channel.
+                self._current = None
+                src.not_before = self.clock.now() + self.tick_period
+                log.debug("aggregator %s is warming up", src.address)
+                continue
             except asyncio.CancelledError:
                 raise
             except TimeoutError:
@@ -280,6 +297,10 @@ class HealthConsumer:
                     msg = await call.read()
                 if msg is grpc.aio.EOF:
                     return
+                if msg.warming:
+                    # A warming snapshot may say "never seen, healthy" about
+                    # an endpoint the fleet knows dead: never adopted.
+                    raise _Warming()
                 if msg.sequence <= last_seq or self._is_repeat(src, msg):
                     # A repeat is not a new tick: the deadline stands.
                     last_seq = max(last_seq, msg.sequence)

@@ -9,7 +9,9 @@ Fail open on stale data: once the freshest snapshot is older than
 is treated as unknown, which the answer rules count as healthy, so each
 record answers all its values, as Route 53 does when it cannot tell. Until
 then the last known health is kept. ``stale_after=0`` keeps the last known
-health forever. Before the first snapshot everything is unknown anyway.
+health forever. Before the first snapshot nothing is published (the front
+answers SERVFAIL); if none arrives within ``stale_after`` of the start, the
+keeper fails open then, as for data that old.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class AnswerKeeper:
         self.on_table = on_table
         self.stale_after = stale_after
         self.clock: Clock = clock or consumer.clock
+        self._started = self.clock.now()
         self.nameservers = tuple(nameservers)
         self.serials = serials or SerialClock()
         self.cache = ChoiceCache()
@@ -85,7 +88,11 @@ class AnswerKeeper:
 
     def is_stale(self) -> bool:
         age = self.consumer.age()
-        return self.stale_after > 0 and age is not None and age > self.stale_after
+        if age is None:
+            # Nothing at all for stale_after since start is as stale as data
+            # that old: fail open rather than SERVFAIL forever.
+            age = self.clock.now() - self._started
+        return self.stale_after > 0 and age > self.stale_after
 
     def _check_stale(self) -> None:
         if self.is_stale() != self.failing_open:

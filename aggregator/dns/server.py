@@ -64,8 +64,13 @@ class DnsFront:
     def __init__(self, table: AnswerTable, *, max_udp: int = DEFAULT_MAX_UDP,
                  tcp_idle_timeout: float = 10.0, max_tcp_connections: int = 128,
                  tcp_limits: TcpLimits | None = None,
-                 transfer: TransferPolicy | None = None) -> None:
+                 transfer: TransferPolicy | None = None, ready: bool = True) -> None:
         self.table = table
+        # False until the first health snapshot: names of the zone then get
+        # SERVFAIL, which a resolver answers by asking another of the zone's
+        # servers (and caches for seconds at most), where an answer from no
+        # data would count every check as healthy and be cached for the TTL.
+        self.ready = ready
         self.max_udp = max(512, min(max_udp, 65535))
         self.transfer = transfer      # None: transfers REFUSED, signed queries NOTAUTH
         # False until the answers come from a real health snapshot: a secondary must
@@ -134,6 +139,9 @@ class DnsFront:
             found = REFUSED
         else:
             found = self.table.lookup(q.name, q.rdtype, qwire, full_any=tcp)
+            if not self.ready and found is not REFUSED:
+                # No health snapshot yet: no answer from nothing (see ready).
+                found = NOT_READY
         return self._render(wire, query, qwire, found, limit, tcp)
 
     def _checked(self, wire: bytes, query: dns.message.Message, tcp: bool, peer: str | None,
@@ -164,6 +172,9 @@ class DnsFront:
             found = REFUSED
         else:
             found = table.lookup(q.name, q.rdtype, full_any=tcp)
+            if not self.ready and found is not REFUSED:
+                # No health snapshot yet: no answer from nothing (see ready).
+                found = NOT_READY
         if signed is None:
             return self._render(wire, query, name_wire(q.name), found, limit, tcp)
         self.stats[dns.rcode.to_text(dns.rcode.Rcode(found.rcode))] += 1

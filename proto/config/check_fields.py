@@ -108,6 +108,10 @@ def _read_failure_threshold(node: Node, path: str, errors: Errors, entry: Entry)
     return as_int(node, path, errors, 1, 10)
 
 
+def _read_quorum(node: Node, path: str, errors: Errors, entry: Entry) -> int | None:
+    return as_int(node, path, errors, 1, 1000)
+
+
 def _read_bool(node: Node, path: str, errors: Errors, entry: Entry) -> bool | None:
     return as_bool(node, path, errors)
 
@@ -169,6 +173,9 @@ READERS = {
     "interval": _read_interval,
     "timeout": _read_timeout,
     "failure_threshold": _read_failure_threshold,
+    "success_threshold": _read_failure_threshold,
+    "min_votes": _read_quorum,
+    "min_regions": _read_quorum,
     "regions": _read_regions,
     "inverted": _read_bool,
     "disabled": _read_bool,

@@ -34,7 +34,7 @@ from healthplane.proto.config.yamlnodes import (
 
 _COMMON = frozenset({"id", "type", "inverted", "disabled"})
 _PROBE = _COMMON | {"host", "port", "interval", "timeout", "failure_threshold", "regions",
-                    "ip_family"}
+                    "ip_family", "success_threshold", "min_votes", "min_regions"}
 _HTTP = _PROBE | {"path", "hostname", "search", "method", "headers", "expected_status"}
 FIELDS_BY_TYPE: dict[str, frozenset[str]] = {
     "http": _HTTP,
@@ -187,6 +187,7 @@ def _parse_entry(node: Node, path: str, errors: Errors, source: object) -> Entry
     for key, problem in probe_fields.entry_problems(kind, values, present):
         errors.add(present.get(key, mapping), f.sub(key), problem)
         ok = False
+    normalize_thresholds(values)
     ok &= _check_timing(values, present, f, errors)
     ok &= _check_threshold(values, present, f, errors)
     if ok:
@@ -232,6 +233,14 @@ def timing_problem(values: dict, present: Collection[str]) -> str | None:
     return None
 
 
+def normalize_thresholds(values: dict) -> None:
+    """A success_threshold equal to failure_threshold is the default: drop it, so
+    writing it out keeps the registry version."""
+    if "success_threshold" in values and \
+            values["success_threshold"] == values.get("failure_threshold", 3):
+        del values["success_threshold"]
+
+
 def threshold_problem(values: dict) -> str | None:
     """healthy_threshold may not exceed the number of children: such a check
     could never be healthy, which is always a mistake (use ``disabled`` or
@@ -245,5 +254,5 @@ def threshold_problem(values: dict) -> str | None:
 
 __all__ = [
     "EntryReader", "FIELDS_BY_TYPE", "KNOWN_FIELDS", "parse_checks_root", "read_checks",
-    "gc_paused", "threshold_problem", "timing_problem",
+    "gc_paused", "normalize_thresholds", "threshold_problem", "timing_problem",
 ]

@@ -31,6 +31,7 @@ from healthplane.proto.config.check_fields import READERS, Entry
 from healthplane.proto.config.checks import (
     FIELDS_BY_TYPE,
     gc_paused,
+    normalize_thresholds,
     read_checks,
     threshold_problem,
     timing_problem,
@@ -239,6 +240,7 @@ class _EntryReader:
                 if lists is _NO_LISTS:
                     lists = {}
                 lists[items[0]] = [(text, 0, i) for text, i in items[1]]
+        normalize_thresholds(values)
         # item stands for the fields present: the rules ask only about others.
         if kind == "calculated":
             if threshold_problem(values):

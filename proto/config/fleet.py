@@ -31,6 +31,7 @@ STALE_AFTER_MAX = 600.0
 FLEET_FIELDS = frozenset({
     "regions", "checkers_per_region", "aggregators", "report_interval", "tick",
     "stale_after", "healthy_fraction", "unknown_as", "canaries", "allow_private_targets",
+    "min_votes", "min_regions",
 })
 
 
@@ -67,6 +68,10 @@ def parse_fleet_root(root: MappingNode, errors: Errors) -> Fleet | None:
     number("report_interval", 1.0, lo=CADENCE_MIN, hi=CADENCE_MAX)
     number("tick", 1.0, lo=CADENCE_MIN, hi=CADENCE_MAX)
     number("stale_after", 3.0, lo=2 * CADENCE_MIN, hi=STALE_AFTER_MAX)
+    for key in ("min_votes", "min_regions"):
+        node = f.get(key)
+        if node is not None and (value := as_int(node, key, errors, 1, 1000)) is not None:
+            values[key] = value
     number("healthy_fraction", 0.18, lo=0, hi=1, hi_open=True)
     _check_stale_after(f, numbers, errors)
 

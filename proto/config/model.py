@@ -34,6 +34,10 @@ class Check:
     interval: float = 30.0           # seconds between probes, 1..300
     timeout: float = 4.0             # seconds, <= interval; default min(4, interval)
     failure_threshold: int = 3       # consecutive results to flip state, 1..10
+    success_threshold: int | None = None  # consecutive successes to turn healthy
+                                          # again, 1..10; None: failure_threshold
+    min_votes: int | None = None     # quorum of fresh reporting votes; None: the fleet's
+    min_regions: int | None = None   # ... and of regions they come from; None: the fleet's
     regions: tuple[str, ...] = ()    # empty: every region of the fleet
     inverted: bool = False
     disabled: bool = False           # a disabled check is always healthy
@@ -90,6 +94,8 @@ class Fleet:
     unknown_as: UnknownAs = "last_known"
     canaries: tuple[str, ...] = ()        # HOST:PORT; loader defaults it to aggregators
     allow_private_targets: bool = False
+    min_votes: int = 1                    # fewer fresh reporting votes: no data
+    min_regions: int = 1                  # votes from fewer regions: no data
     source: str = ""
 
     @property

@@ -34,7 +34,8 @@ _FIELD_NAMES = tuple(f.name for f in fields(Check) if f.name != "line")
 # it had before they existed, and processes of both releases agree on it
 # during a rolling upgrade.
 EXTENSION_FIELDS = ("method", "headers", "expected_status", "send", "expect", "ip_family",
-                    "tls", "query_name", "query_type", "expect_rcode")
+                    "tls", "query_name", "query_type", "expect_rcode",
+                    "success_threshold", "min_votes", "min_regions")
 _DEFAULTS = {f.name: f.default for f in fields(Check)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import signal
@@ -122,16 +123,21 @@ def test_query_table_detail_and_unknown_id(aggregator):
     r = query("--aggregator", target, "--checkers", "web-2")
     assert r.returncode == 0, r.stderr
     detail = [ln.split() for ln in r.stdout.splitlines()[3:]]
-    assert detail == [["use1-a", "us-east", "unknown", "-", "-"],
-                      ["euw1-a", "eu-west", "unknown", "-", "-"]]
+    assert detail == [["use1-a", "us-east", "unknown", "-", "-", "-", "-"],
+                      ["euw1-a", "eu-west", "unknown", "-", "-", "-", "-"]]
 
     r = query("--aggregator", target, "web-1", "nope")
     assert r.returncode == 1
     assert r.stdout == "" and len(r.stderr.splitlines()) == 1
     assert "'nope'" in r.stderr and "Traceback" not in r.stderr
 
-    # The snapshot file follows the ticks.
-    snap = read_snapshot_file(str(proc.p.args[proc.p.args.index("--snapshot-file") + 1]))
+    # The snapshot file follows the ticks once the warm-up (one stale_after,
+    # as no checker reports) is over.
+    path = str(proc.p.args[proc.p.args.index("--snapshot-file") + 1])
+    deadline = time.monotonic() + 20
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    snap = read_snapshot_file(path)
     assert snap["check_ids"] == ["web-1", "web-2", "maint"] and snap["sequence"] >= 1
 
 

@@ -33,9 +33,10 @@ async def test_get_before_and_after_the_first_tick():
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 2, 1, 2, 0]),
                                 snap("euw1-a", "eu-west", REG, [1, 2, 2, 2, 0])])
+        s0 = agg.state.sequence
         pub = agg.on_tick()
         got = await stub.Get(pb.GetRequest())
-        assert got.sequence == pub.sequence == 1
+        assert got.sequence == pub.sequence == s0 + 1
         assert got.registry_version == "v1" and got.check_count == 5
         assert list(got.check_ids) == []
         # web-3 has 1 healthy of 2 votes: 1 > 0.18 * 2, healthy. api-1 never seen: healthy.
@@ -49,6 +50,7 @@ async def test_query_per_check_and_per_checker_detail():
     async with run_aggregator(REG, FLEET, clock=clock,
                               start_ticking=False) as agg, _channel(agg.port) as ch:
         stub = pb_grpc.HealthStub(ch)
+        s0 = agg.state.sequence
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 1, 0, 0, 0])])
         await clock.advance(1.0)
         await report(agg.port, [snap("euw1-a", "eu-west", REG, [2, 1, 0, 0, 0])])
@@ -61,7 +63,7 @@ async def test_query_per_check_and_per_checker_detail():
         agg.on_tick()
         second_ms = clock.wall_ms()
         resp = await stub.Query(pb.QueryRequest(check_ids=["web-2", "web-1"]))
-        assert resp.registry_version == "v1" and resp.sequence == 2
+        assert resp.registry_version == "v1" and resp.sequence == s0 + 2
         assert [c.check_id for c in resp.checks] == ["web-2", "web-1"]
         web2, web1 = resp.checks
         assert (web2.status, web2.healthy_votes, web2.reporting_votes) == (
@@ -93,14 +95,15 @@ async def test_query_unknown_id_is_not_found_and_names_it():
 async def test_watch_streams_each_tick_in_order():
     async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg, _channel(agg.port) as ch:
+        s0 = agg.state.sequence
         agg.on_tick()
         call = pb_grpc.HealthStub(ch).Watch(pb.WatchRequest(include_check_ids=True))
         first = await call.read()
-        assert first.sequence == 1 and list(first.check_ids) == list(REG.ids)
+        assert first.sequence == s0 + 1 and list(first.check_ids) == list(REG.ids)
         for expected in (2, 3, 4):
             agg.on_tick()
             got = await asyncio.wait_for(call.read(), 5)
-            assert got.sequence == expected
+            assert got.sequence == s0 + expected
         assert agg.hub.watchers == 1
         call.cancel()
         for _ in range(200):  # the server notices the cancel asynchronously
@@ -113,9 +116,10 @@ async def test_watch_streams_each_tick_in_order():
 async def test_slow_watcher_skips_ticks_and_holds_one_value():
     async with run_aggregator(REG, FLEET, clock=FakeClock(),
                               start_ticking=False) as agg, _channel(agg.port) as ch:
+        s0 = agg.state.sequence
         agg.on_tick()
         call = pb_grpc.HealthStub(ch).Watch(pb.WatchRequest())
-        assert (await call.read()).sequence == 1
+        assert (await call.read()).sequence == s0 + 1
         # The watcher stops reading while 500 ticks go by.
         for _ in range(500):
             agg.on_tick()
@@ -126,7 +130,7 @@ async def test_slow_watcher_skips_ticks_and_holds_one_value():
         while True:
             got = await asyncio.wait_for(call.read(), 5)
             seen.append(got.sequence)
-            if got.sequence == 1001:
+            if got.sequence == s0 + 1001:
                 break
         # It caught up to the newest tick after a handful of messages, not 1000.
         assert seen == sorted(seen) and len(seen) < 10
@@ -167,3 +171,30 @@ async def test_big_query_has_per_check_figures_without_checker_detail(monkeypatc
         assert all(len(c.checkers) == 0 for c in big.checks)
         assert [(c.status, c.healthy_votes, c.reporting_votes) for c in big.checks] == [
             (1, 1, 1), (2, 0, 1), (1, 1, 1), (2, 0, 1), (1, 0, 0)]
+
+
+async def test_query_votes_and_checker_rows_come_from_the_same_tick():
+    clock = FakeClock()
+    async with run_aggregator(REG, FLEET, clock=clock,
+                              start_ticking=False) as agg, _channel(agg.port) as ch:
+        stub = pb_grpc.HealthStub(ch)
+        await report(agg.port, [snap("use1-a", "us-east", REG, [1, 1, 0, 0, 0]),
+                                snap("euw1-a", "eu-west", REG, [1, 2, 0, 0, 0])])
+        agg.on_tick()
+        await clock.advance(0.3)
+        # Between two ticks both checkers change their minds; the answer
+        # still shows the tick's votes, not a mix.
+        await report(agg.port, [snap("use1-a", "us-east", REG, [2, 2, 0, 0, 0]),
+                                snap("euw1-a", "eu-west", REG, [2, 1, 0, 0, 0])])
+        resp = await stub.Query(pb.QueryRequest(check_ids=["web-1", "web-2"]))
+        for ch_ in resp.checks:
+            counted = [v for v in ch_.checkers if 0 <= v.snapshot_age_ms <= 3000]
+            assert ch_.healthy_votes == sum(v.vote == pb.STATUS_HEALTHY for v in counted)
+            assert ch_.reporting_votes == sum(v.vote != pb.STATUS_UNKNOWN for v in counted)
+        web1 = {v.checker_id: v.vote for v in resp.checks[0].checkers}
+        assert web1["use1-a"] == web1["euw1-a"] == pb.STATUS_HEALTHY
+        agg.on_tick()
+        resp = await stub.Query(pb.QueryRequest(check_ids=["web-1"]))
+        web1 = {v.checker_id: v.vote for v in resp.checks[0].checkers}
+        assert web1["use1-a"] == web1["euw1-a"] == pb.STATUS_UNHEALTHY
+        assert (resp.checks[0].healthy_votes, resp.checks[0].reporting_votes) == (0, 2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from healthplane.aggregator.server import run_aggregator
@@ -46,15 +48,21 @@ async def test_bad_snapshot_dropped_counted_and_stream_goes_on(reason, msg):
         first = snap("use1-a", "us-east", REG, GOOD, seq=0)
         last = snap("use1-a", "us-east", REG, GOOD, seq=1 << 62)
         summary = await report(agg.port, [first, msg, last])
-        assert (summary.accepted, summary.dropped) == (2, 1)
+        if reason == "unknown_version":
+            # That one ends the stream, naming the versions it accepts, so the
+            # checker can go on in one of them (see test_rollout_*).
+            assert (summary.accepted, summary.dropped) == (1, 1)
+            assert list(summary.registry_versions) == ["v1"]
+        else:
+            assert (summary.accepted, summary.dropped) == (2, 1)
         assert dict(agg.state.counters.dropped) == {reason: 1}
         # The slot holds the good snapshot, not the bad one.
         assert bytes(agg.state.slots.row(0)) == codec.encode(GOOD)
         # And the aggregator still serves.
-        agg.on_tick()
+        pub = agg.on_tick()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{agg.port}") as ch:
             got = await pb_grpc.HealthStub(ch).Get(pb.GetRequest())
-        assert got.sequence == 1
+        assert got.sequence == pub.sequence
 
 
 async def test_oversized_dropped_without_parsing_and_stream_goes_on():
@@ -134,3 +142,29 @@ async def test_random_garbage_is_all_dropped_and_counted():
         assert counted == summary.dropped
         assert agg.state.counters.accepted == summary.accepted >= 1
         agg.on_tick()
+
+
+async def test_a_new_registry_ends_streams_with_the_accepted_versions():
+    old = make_registry(("a", "b"), version="old")
+    new = make_registry(("b", "a", "c"), version="new")
+    fleet = make_fleet()
+    async with run_aggregator(old, fleet, clock=FakeClock(),
+                              start_ticking=False) as agg:
+        first = snap("use1-a", "us-east", old, [1, 2])
+
+        async def after_adopt():
+            yield first
+            for _ in range(500):          # the server has taken the first one
+                if agg.state.counters.accepted:
+                    break
+                await asyncio.sleep(0.002)
+            agg.adopt(new, fleet)
+            yield snap("use1-a", "us-east", old, [1, 1])   # taken, then the stream ends
+            yield snap("use1-a", "us-east", old, [2, 2])   # never read
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{agg.port}") as ch:
+            summary = await pb_grpc.IngestStub(ch).Report(after_adopt(), timeout=10)
+        assert summary.accepted == 2
+        assert list(summary.registry_versions) == ["new", "old"]
+        row = agg.state.rows["use1-a"]
+        assert codec.unpack(bytes(agg.state.slots.row(row)), 3).tolist() == [1, 1, 0]

@@ -31,7 +31,7 @@ async def get(port: int, path: str) -> tuple[int, str, str]:
 
 async def test_paths_readiness_and_status_json():
     async with run_aggregator(REG, FLEET, clock=FakeClock(), start_ticking=False,
-                              metrics_listen="127.0.0.1:0") as agg:
+                              metrics_listen="127.0.0.1:0", warm_up=False) as agg:
         port = agg.metrics.port
         assert (await get(port, "/healthz"))[0] == 200
         status, _, body = await get(port, "/readyz")
@@ -59,7 +59,7 @@ async def test_paths_readiness_and_status_json():
         assert status == 200 and ctype.startswith("application/json")
         doc = json.loads(text)
         assert doc["regions"] == ["us-east", "eu-west"] and doc["total"] == 5
-        assert doc["sequence"] == 2 and not doc["truncated"]
+        assert doc["sequence"] == agg.state.sequence and not doc["truncated"]
         rows = {c["id"]: c for c in doc["checks"]}
         assert list(rows) == ["web-1", "web-2", "web-3", "db-1", "api-1"]
         assert rows["web-1"]["status"] == "healthy"
@@ -75,10 +75,25 @@ async def test_paths_readiness_and_status_json():
         assert "http://" not in html and "https://" not in html   # no external assets
 
 
-async def test_readiness_stays_once_reached():
+async def test_not_ready_while_warming_up():
     clock = FakeClock()
     async with run_aggregator(REG, FLEET, clock=clock, start_ticking=False,
                               metrics_listen="127.0.0.1:0") as agg:
+        # One checker of the fleet reported: the aggregator still warms up.
+        await report(agg.port, [snap("use1-a", "us-east", REG, [1, 1, 1, 1, 1])])
+        agg.on_tick()
+        status, _, body = await get(agg.metrics.port, "/readyz")
+        assert status == 503 and "warming up" in body
+        await clock.advance(FLEET.stale_after)      # the warm-up ends after one stale_after
+        await report(agg.port, [snap("euw1-a", "eu-west", REG, [1, 1, 1, 1, 1])])
+        agg.on_tick()
+        assert (await get(agg.metrics.port, "/readyz"))[0] == 200
+
+
+async def test_readiness_stays_once_reached():
+    clock = FakeClock()
+    async with run_aggregator(REG, FLEET, clock=clock, start_ticking=False,
+                              metrics_listen="127.0.0.1:0", warm_up=False) as agg:
         await report(agg.port, [snap("use1-a", "us-east", REG, [1, 1, 1, 1, 1])])
         agg.on_tick()
         assert (await get(agg.metrics.port, "/readyz"))[0] == 200

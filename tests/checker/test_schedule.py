@@ -207,3 +207,27 @@ async def test_at_the_bound_wakeups_do_not_follow_every_finished_probe():
     # all the room there is, in at most one wake-up per resolution step.
     assert d.launched >= 5 * 100 / 0.9 * 0.8, d.launched
     assert calls <= 5 / 0.05 * 1.5, calls
+
+
+async def test_a_stall_longer_than_the_stale_rule_restarts_verdicts_from_unknown():
+    """SIGSTOP, a VM pause: the first result after it must not revive the old verdict."""
+    clock = FakeClock()
+    checks = tcp_checks(4, interval=1.0, timeout=0.5, prefix="s", threshold=3)
+    rec = Recorder(clock, ok=True)
+    d = make_dispatcher(clock, checks, rec)
+    task = asyncio.create_task(d.run())
+    await clock.advance(5.0)
+    d.flush()
+    assert d.verdicts.state.tolist() == [1, 1, 1, 1]
+    rec.ok = False            # the endpoints die while the process is stopped
+    clock.jump(10.0)          # the stall: time moves, nothing runs
+    states = set()
+    for _ in range(30):       # the first second after the stall, in small steps
+        await clock.advance(0.05)
+        d.flush()
+        states |= set(d.verdicts.state.tolist())
+    d.stop()
+    await clock.advance(1.0)
+    await task
+    # Unknown (rebuilding: one failure of three), never the pre-stall healthy.
+    assert states == {0}

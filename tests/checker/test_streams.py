@@ -136,3 +136,77 @@ async def test_slot_keeps_only_the_newest_unsent_snapshot():
     assert metrics.snapshots_replaced.labels("127.0.0.1:1")._value.get() == 4
     stream.close()
     assert await stream._take() is None
+
+
+class OneVersionIngest:
+    """An aggregator that knows one registry version and says so, as a real one does."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.received: list = []
+        self.streams = 0
+
+    async def Report(self, request_iterator, context):  # noqa: N802 (gRPC name)
+        from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+        self.streams += 1
+        async for snap in request_iterator:
+            self.received.append(snap)
+            if snap.registry_version != self.version:
+                break
+        return pb.ReportSummary(registry_versions=[self.version])
+
+
+async def test_checker_reports_in_the_version_its_aggregator_knows():
+    import grpc
+    from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
+    old = make_registry(tcp_checks(3, interval=1.0, timeout=0.5, threshold=1))
+    moved = tcp_checks(4, interval=1.0, timeout=0.5, threshold=1)
+    new = make_registry([moved[3], *moved[:3]])       # a new check first: every index moves
+    servicer = OneVersionIngest(old.version)
+    server = grpc.aio.server()
+    pb_grpc.add_IngestServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    fleet = make_fleet({"r1": ("a",)}, aggregators=(f"127.0.0.1:{port}",), report_interval=0.05)
+    ok = {"c0": True, "c1": False, "c2": True, "c3": False}
+    checker = Checker(old, fleet, "a", make_prober=Recorder(SystemClock(), ok=ok),
+                      metrics=CheckerMetrics())
+    task = asyncio.create_task(checker.run())
+    try:
+        for _ in range(200):
+            if any(s.states and codec.unpack(s.states, 3).tolist() == [1, 2, 1]
+                   for s in servicer.received):
+                break
+            await asyncio.sleep(0.02)
+        checker.adopt(new, fleet)
+        seen = len(servicer.received)
+        for _ in range(200):
+            if len(servicer.received) > seen + 10:
+                break
+            await asyncio.sleep(0.02)
+        later = servicer.received[seen:]
+        # At most the first report after the change is in the new version;
+        # after that, everything comes remapped onto the version it knows.
+        assert [s.registry_version for s in later[2:]] == [old.version] * len(later[2:])
+        assert codec.unpack(later[-1].states, 3).tolist() == [1, 2, 1]
+        assert checker.streams[f"127.0.0.1:{port}"].accepted == (old.version,)
+    finally:
+        checker.stop()
+        await task
+        await server.stop(None)
+
+
+async def test_a_snapshot_left_over_from_a_stall_is_never_sent():
+    from healthplane.checker.streams import AggregatorStream
+    from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
+
+    clock = FakeClock()
+    stream = AggregatorStream("127.0.0.1:1", clock=clock, metrics=CheckerMetrics(),
+                              max_age=1.0)
+    stream.offer(pb.CheckerSnapshot(sequence=1))
+    clock.jump(10.0)            # stopped before the stream took it
+    taker = asyncio.create_task(stream._take())
+    await clock.settle()
+    assert not taker.done() and stream.expired == 1
+    stream.offer(pb.CheckerSnapshot(sequence=2))
+    assert (await taker).sequence == 2

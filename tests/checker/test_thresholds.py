@@ -57,3 +57,33 @@ def test_batch_with_repeated_index_applies_in_order():
     v.apply(np.array([0, 1, 0, 0, 0]), np.array([True, False, False, False, True]))
     assert v.state.tolist() == [UNHEALTHY, UNKNOWN]
     assert v.ok_run.tolist() == [1, 0]
+
+
+def run_rise(fall: int, rise: int, results: str) -> list[int]:
+    v = Verdicts(np.array([fall]), np.array([rise]))
+    out = []
+    for r in results:
+        v.apply(np.array([0]), np.array([r == "+"]))
+        out.append(int(v.state[0]))
+    return out
+
+
+@pytest.mark.parametrize("fall, rise, results, states", [
+    (1, 3, "+-++-+++", [H, D, D, D, D, D, D, H]),   # rise 3: three successes to come back
+    (3, 1, "+---+", [H, H, H, D, H]),               # rise 1: one success is enough
+    (2, 2, "+--++", [H, H, D, D, H]),               # the default: the same both ways
+    (2, 3, "+", [H]),                               # from unknown one success still does
+])
+def test_rise_and_fall(fall, rise, results, states):
+    assert run_rise(fall, rise, results) == states
+
+
+def test_reset_forgets_the_verdict_and_its_runs():
+    v = Verdicts(np.array([2, 2]))
+    v.apply(np.array([0, 1]), np.array([True, True]))
+    v.apply(np.array([0, 1]), np.array([False, False]))
+    v.reset(np.array([0]))
+    assert v.state.tolist() == [U, H]
+    v.apply(np.array([0, 1]), np.array([False, False]))
+    # Row 0 rebuilt from one new failure (unknown); row 1 hit its threshold.
+    assert v.state.tolist() == [U, D]

@@ -84,6 +84,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         for i in range(len(f.aggregators)):
             wait_for(lambda i=i: all_status(f, i) == dict.fromkeys(PROBED_IDS, "healthy"), 30,
                      what=f"every check healthy on aggregator {i}")
+        # The DNS front answers (SERVFAIL before) from its first warm snapshot.
+        wait_for(lambda: answers(f, "www.example.test") == set(WWW.values()), 30,
+                 what="the DNS front answering from a warm snapshot")
         yield f
     assert leftover_pids(f.run_dir) == [], "the fleet left processes behind"
 

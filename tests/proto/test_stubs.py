@@ -27,7 +27,10 @@ def test_stubs_import_and_carry_the_contract():
     assert pb.CheckerSnapshot.FromString(snap.SerializeToString()) == snap
     fields = {f.name: f.number for f in pb.CheckerSnapshot.DESCRIPTOR.fields}
     assert fields == {"checker_id": 1, "region": 2, "registry_version": 3, "sequence": 4,
-                      "sent_unix_ms": 5, "check_count": 6, "states": 7,
+                      "sent_unix_ms": 5, "check_count": 6, "states": 7, "details": 8,
                       "incarnation": 16}
+    vote = {f.name: f.number for f in pb.CheckerVote.DESCRIPTOR.fields}
+    assert vote == {"checker_id": 1, "region": 2, "vote": 3, "snapshot_age_ms": 4,
+                    "reason": 5, "latency_ms": 6, "detail_age_ms": 7}
     assert pb.STATUS_HEALTHY == 1 and pb.STATUS_UNHEALTHY == 2
     assert hasattr(pb_grpc, "IngestServicer") and hasattr(pb_grpc, "HealthStub")

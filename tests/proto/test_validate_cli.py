@@ -133,3 +133,29 @@ def test_a_json_registry_validates_to_the_same_version(tmp_path):
     bad = run(as_json, "--fleet", EXAMPLES / "fleet.yaml")
     assert bad.returncode == 1
     assert bad.stderr.splitlines() == [f"{as_json}:1: checks[0].port: must be 1..65535 (got 0)"]
+
+
+def test_a_check_that_can_never_reach_its_quorum_is_a_warning(tmp_path):
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n"
+                      "  - {id: a, type: tcp, host: 192.0.2.1, port: 80}\n"
+                      "  - {id: b, type: tcp, host: 192.0.2.1, port: 80, regions: [us-east]}\n"
+                      "  - {id: c, type: tcp, host: 192.0.2.1, port: 80, min_votes: 4}\n"
+                      "  - {id: d, type: tcp, host: 192.0.2.1, port: 80, min_regions: 1,\n"
+                      "     regions: [us-east]}\n")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("regions:\n  us-east: [use1-a, use1-b]\n  eu-west: [euw1-a]\n"
+                     "  ap-south: [aps1-a]\naggregators: [\"192.0.2.9:7000\"]\n"
+                     "min_votes: 2\nmin_regions: 2\n")
+    done = run(checks, "--fleet", fleet)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: 4 checks")
+    assert done.stderr.splitlines() == [
+        f"warning: {checks}:3: checks[1]: can never reach its quorum: min_votes 2 but at most "
+        "1 checker(s) probe it; min_regions 2 but it is probed in 1 region(s) "
+        "(unknown_as last_known decides it)",
+        f"warning: {checks}:4: checks[2]: can never reach its quorum: min_votes 4 but at most "
+        "3 checker(s) probe it (unknown_as last_known decides it)",
+        f"warning: {checks}:5: checks[3]: can never reach its quorum: min_votes 2 but at most "
+        "1 checker(s) probe it (unknown_as last_known decides it)",
+    ]

@@ -186,3 +186,13 @@ def test_the_version_is_the_hash_of_the_plain_canonical_document():
         blob = canonical_json(checks[:count]).encode("utf-8")
         expected = hashlib.sha256(blob).hexdigest()[:VERSION_HEX_CHARS]
         assert make_registry(checks[:count]).version == expected
+
+
+def test_success_threshold_keeps_old_versions_and_counts_when_it_differs():
+    def version(extra: str) -> str:
+        return parse_checks("checks:\n  - {id: a, type: tcp, host: 192.0.2.1, port: 80, "
+                            f"failure_threshold: 2{extra}}}\n").version
+    plain = version("")
+    # Written out at its default (failure_threshold) it means nothing new.
+    assert version(", success_threshold: 2") == plain
+    assert version(", success_threshold: 3") != plain

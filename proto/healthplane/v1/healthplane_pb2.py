@@ -24,35 +24,37 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n healthplane/v1/healthplane.proto\x12\x0ehealthplane.v1\"\xb1\x01\n\x0f\x43heckerSnapshot\x12\x12\n\nchecker_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x18\n\x10registry_version\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x14\n\x0csent_unix_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x63heck_count\x18\x06 \x01(\r\x12\x0e\n\x06states\x18\x07 \x01(\x0c\x12\x13\n\x0bincarnation\x18\x10 \x01(\x04\"2\n\rReportSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x02 \x01(\x04\"\x8f\x01\n\x0eHealthSnapshot\x12\x18\n\x10registry_version\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x19\n\x11generated_unix_ms\x18\x03 \x01(\x03\x12\x13\n\x0b\x63heck_count\x18\x04 \x01(\r\x12\x0e\n\x06states\x18\x05 \x01(\x0c\x12\x11\n\tcheck_ids\x18\x06 \x03(\t\"\'\n\nGetRequest\x12\x19\n\x11include_check_ids\x18\x01 \x01(\x08\")\n\x0cWatchRequest\x12\x19\n\x11include_check_ids\x18\x01 \x01(\x08\"!\n\x0cQueryRequest\x12\x11\n\tcheck_ids\x18\x01 \x03(\t\"p\n\x0b\x43heckerVote\x12\x12\n\nchecker_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12$\n\x04vote\x18\x03 \x01(\x0e\x32\x16.healthplane.v1.Status\x12\x17\n\x0fsnapshot_age_ms\x18\x04 \x01(\x03\"\xc3\x01\n\x0b\x43heckHealth\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.healthplane.v1.Status\x12\x15\n\rhealthy_votes\x18\x03 \x01(\r\x12\x17\n\x0freporting_votes\x18\x04 \x01(\r\x12\x1b\n\x13last_change_unix_ms\x18\x05 \x01(\x03\x12-\n\x08\x63heckers\x18\x06 \x03(\x0b\x32\x1b.healthplane.v1.CheckerVote\"h\n\rQueryResponse\x12\x18\n\x10registry_version\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12+\n\x06\x63hecks\x18\x03 \x03(\x0b\x32\x1b.healthplane.v1.CheckHealth*F\n\x06Status\x12\x12\n\x0eSTATUS_UNKNOWN\x10\x00\x12\x12\n\x0eSTATUS_HEALTHY\x10\x01\x12\x14\n\x10STATUS_UNHEALTHY\x10\x02\x32T\n\x06Ingest\x12J\n\x06Report\x12\x1f.healthplane.v1.CheckerSnapshot\x1a\x1d.healthplane.v1.ReportSummary(\x01\x32\xda\x01\n\x06Health\x12\x41\n\x03Get\x12\x1a.healthplane.v1.GetRequest\x1a\x1e.healthplane.v1.HealthSnapshot\x12G\n\x05Watch\x12\x1c.healthplane.v1.WatchRequest\x1a\x1e.healthplane.v1.HealthSnapshot0\x01\x12\x44\n\x05Query\x12\x1c.healthplane.v1.QueryRequest\x1a\x1d.healthplane.v1.QueryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n healthplane/v1/healthplane.proto\x12\x0ehealthplane.v1\"\xdf\x01\n\x0f\x43heckerSnapshot\x12\x12\n\nchecker_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x18\n\x10registry_version\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x14\n\x0csent_unix_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x63heck_count\x18\x06 \x01(\r\x12\x0e\n\x06states\x18\x07 \x01(\x0c\x12\x13\n\x0bincarnation\x18\x10 \x01(\x04\x12,\n\x07\x64\x65tails\x18\x08 \x03(\x0b\x32\x1b.healthplane.v1.ProbeDetail\"\xb9\x01\n\x0bProbeDetail\x12\x18\n\x0b\x63heck_index\x18\x01 \x01(\x07H\x00\x88\x01\x01\x12,\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.healthplane.v1.StatusH\x01\x88\x01\x01\x12\x17\n\nlatency_ms\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x13\n\x06reason\x18\x04 \x01(\tH\x03\x88\x01\x01\x42\x0e\n\x0c_check_indexB\n\n\x08_outcomeB\r\n\x0b_latency_msB\t\n\x07_reason\"M\n\rReportSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x02 \x01(\x04\x12\x19\n\x11registry_versions\x18\x03 \x03(\t\"\xa0\x01\n\x0eHealthSnapshot\x12\x18\n\x10registry_version\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x19\n\x11generated_unix_ms\x18\x03 \x01(\x03\x12\x13\n\x0b\x63heck_count\x18\x04 \x01(\r\x12\x0e\n\x06states\x18\x05 \x01(\x0c\x12\x11\n\tcheck_ids\x18\x06 \x03(\t\x12\x0f\n\x07warming\x18\x07 \x01(\x08\"\'\n\nGetRequest\x12\x19\n\x11include_check_ids\x18\x01 \x01(\x08\")\n\x0cWatchRequest\x12\x19\n\x11include_check_ids\x18\x01 \x01(\x08\"!\n\x0cQueryRequest\x12\x11\n\tcheck_ids\x18\x01 \x03(\t\"\xab\x01\n\x0b\x43heckerVote\x12\x12\n\nchecker_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12$\n\x04vote\x18\x03 \x01(\x0e\x32\x16.healthplane.v1.Status\x12\x17\n\x0fsnapshot_age_ms\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\x12\x15\n\rdetail_age_ms\x18\x07 \x01(\x03\"\xc3\x01\n\x0b\x43heckHealth\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.healthplane.v1.Status\x12\x15\n\rhealthy_votes\x18\x03 \x01(\r\x12\x17\n\x0freporting_votes\x18\x04 \x01(\r\x12\x1b\n\x13last_change_unix_ms\x18\x05 \x01(\x03\x12-\n\x08\x63heckers\x18\x06 \x03(\x0b\x32\x1b.healthplane.v1.CheckerVote\"y\n\rQueryResponse\x12\x18\n\x10registry_version\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12+\n\x06\x63hecks\x18\x03 \x03(\x0b\x32\x1b.healthplane.v1.CheckHealth\x12\x0f\n\x07warming\x18\x04 \x01(\x08*F\n\x06Status\x12\x12\n\x0eSTATUS_UNKNOWN\x10\x00\x12\x12\n\x0eSTATUS_HEALTHY\x10\x01\x12\x14\n\x10STATUS_UNHEALTHY\x10\x02\x32T\n\x06Ingest\x12J\n\x06Report\x12\x1f.healthplane.v1.CheckerSnapshot\x1a\x1d.healthplane.v1.ReportSummary(\x01\x32\xda\x01\n\x06Health\x12\x41\n\x03Get\x12\x1a.healthplane.v1.GetRequest\x1a\x1e.healthplane.v1.HealthSnapshot\x12G\n\x05Watch\x12\x1c.healthplane.v1.WatchRequest\x1a\x1e.healthplane.v1.HealthSnapshot0\x01\x12\x44\n\x05Query\x12\x1c.healthplane.v1.QueryRequest\x1a\x1d.healthplane.v1.QueryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'healthplane.v1.healthplane_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=967
-  _globals['_STATUS']._serialized_end=1037
+  _globals['_STATUS']._serialized_start=1322
+  _globals['_STATUS']._serialized_end=1392
   _globals['_CHECKERSNAPSHOT']._serialized_start=53
-  _globals['_CHECKERSNAPSHOT']._serialized_end=230
-  _globals['_REPORTSUMMARY']._serialized_start=232
-  _globals['_REPORTSUMMARY']._serialized_end=282
-  _globals['_HEALTHSNAPSHOT']._serialized_start=285
-  _globals['_HEALTHSNAPSHOT']._serialized_end=428
-  _globals['_GETREQUEST']._serialized_start=430
-  _globals['_GETREQUEST']._serialized_end=469
-  _globals['_WATCHREQUEST']._serialized_start=471
-  _globals['_WATCHREQUEST']._serialized_end=512
-  _globals['_QUERYREQUEST']._serialized_start=514
-  _globals['_QUERYREQUEST']._serialized_end=547
-  _globals['_CHECKERVOTE']._serialized_start=549
-  _globals['_CHECKERVOTE']._serialized_end=661
-  _globals['_CHECKHEALTH']._serialized_start=664
-  _globals['_CHECKHEALTH']._serialized_end=859
-  _globals['_QUERYRESPONSE']._serialized_start=861
-  _globals['_QUERYRESPONSE']._serialized_end=965
-  _globals['_INGEST']._serialized_start=1039
-  _globals['_INGEST']._serialized_end=1123
-  _globals['_HEALTH']._serialized_start=1126
-  _globals['_HEALTH']._serialized_end=1344
+  _globals['_CHECKERSNAPSHOT']._serialized_end=276
+  _globals['_PROBEDETAIL']._serialized_start=279
+  _globals['_PROBEDETAIL']._serialized_end=464
+  _globals['_REPORTSUMMARY']._serialized_start=466
+  _globals['_REPORTSUMMARY']._serialized_end=543
+  _globals['_HEALTHSNAPSHOT']._serialized_start=546
+  _globals['_HEALTHSNAPSHOT']._serialized_end=706
+  _globals['_GETREQUEST']._serialized_start=708
+  _globals['_GETREQUEST']._serialized_end=747
+  _globals['_WATCHREQUEST']._serialized_start=749
+  _globals['_WATCHREQUEST']._serialized_end=790
+  _globals['_QUERYREQUEST']._serialized_start=792
+  _globals['_QUERYREQUEST']._serialized_end=825
+  _globals['_CHECKERVOTE']._serialized_start=828
+  _globals['_CHECKERVOTE']._serialized_end=999
+  _globals['_CHECKHEALTH']._serialized_start=1002
+  _globals['_CHECKHEALTH']._serialized_end=1197
+  _globals['_QUERYRESPONSE']._serialized_start=1199
+  _globals['_QUERYRESPONSE']._serialized_end=1320
+  _globals['_INGEST']._serialized_start=1394
+  _globals['_INGEST']._serialized_end=1478
+  _globals['_HEALTH']._serialized_start=1481
+  _globals['_HEALTH']._serialized_end=1699
 # @@protoc_insertion_point(module_scope)

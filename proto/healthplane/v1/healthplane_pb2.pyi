@@ -17,7 +17,7 @@ STATUS_HEALTHY: Status
 STATUS_UNHEALTHY: Status
 
 class CheckerSnapshot(_message.Message):
-    __slots__ = ("checker_id", "region", "registry_version", "sequence", "sent_unix_ms", "check_count", "states", "incarnation")
+    __slots__ = ("checker_id", "region", "registry_version", "sequence", "sent_unix_ms", "check_count", "states", "incarnation", "details")
     CHECKER_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class CheckerSnapshot(_message.Message):
     CHECK_COUNT_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
     checker_id: str
     region: str
     registry_version: str
@@ -34,31 +35,48 @@ class CheckerSnapshot(_message.Message):
     check_count: int
     states: bytes
     incarnation: int
-    def __init__(self, checker_id: _Optional[str] = ..., region: _Optional[str] = ..., registry_version: _Optional[str] = ..., sequence: _Optional[int] = ..., sent_unix_ms: _Optional[int] = ..., check_count: _Optional[int] = ..., states: _Optional[bytes] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    details: _containers.RepeatedCompositeFieldContainer[ProbeDetail]
+    def __init__(self, checker_id: _Optional[str] = ..., region: _Optional[str] = ..., registry_version: _Optional[str] = ..., sequence: _Optional[int] = ..., sent_unix_ms: _Optional[int] = ..., check_count: _Optional[int] = ..., states: _Optional[bytes] = ..., incarnation: _Optional[int] = ..., details: _Optional[_Iterable[_Union[ProbeDetail, _Mapping]]] = ...) -> None: ...
+
+class ProbeDetail(_message.Message):
+    __slots__ = ("check_index", "outcome", "latency_ms", "reason")
+    CHECK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    check_index: int
+    outcome: Status
+    latency_ms: float
+    reason: str
+    def __init__(self, check_index: _Optional[int] = ..., outcome: _Optional[_Union[Status, str]] = ..., latency_ms: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReportSummary(_message.Message):
-    __slots__ = ("accepted", "dropped")
+    __slots__ = ("accepted", "dropped", "registry_versions")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     dropped: int
-    def __init__(self, accepted: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
+    registry_versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, accepted: _Optional[int] = ..., dropped: _Optional[int] = ..., registry_versions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HealthSnapshot(_message.Message):
-    __slots__ = ("registry_version", "sequence", "generated_unix_ms", "check_count", "states", "check_ids")
+    __slots__ = ("registry_version", "sequence", "generated_unix_ms", "check_count", "states", "check_ids", "warming")
     REGISTRY_VERSION_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     GENERATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     CHECK_COUNT_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
     CHECK_IDS_FIELD_NUMBER: _ClassVar[int]
+    WARMING_FIELD_NUMBER: _ClassVar[int]
     registry_version: str
     sequence: int
     generated_unix_ms: int
     check_count: int
     states: bytes
     check_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, registry_version: _Optional[str] = ..., sequence: _Optional[int] = ..., generated_unix_ms: _Optional[int] = ..., check_count: _Optional[int] = ..., states: _Optional[bytes] = ..., check_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    warming: bool
+    def __init__(self, registry_version: _Optional[str] = ..., sequence: _Optional[int] = ..., generated_unix_ms: _Optional[int] = ..., check_count: _Optional[int] = ..., states: _Optional[bytes] = ..., check_ids: _Optional[_Iterable[str]] = ..., warming: _Optional[bool] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("include_check_ids",)
@@ -79,16 +97,22 @@ class QueryRequest(_message.Message):
     def __init__(self, check_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CheckerVote(_message.Message):
-    __slots__ = ("checker_id", "region", "vote", "snapshot_age_ms")
+    __slots__ = ("checker_id", "region", "vote", "snapshot_age_ms", "reason", "latency_ms", "detail_age_ms")
     CHECKER_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     VOTE_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_AGE_MS_FIELD_NUMBER: _ClassVar[int]
     checker_id: str
     region: str
     vote: Status
     snapshot_age_ms: int
-    def __init__(self, checker_id: _Optional[str] = ..., region: _Optional[str] = ..., vote: _Optional[_Union[Status, str]] = ..., snapshot_age_ms: _Optional[int] = ...) -> None: ...
+    reason: str
+    latency_ms: float
+    detail_age_ms: int
+    def __init__(self, checker_id: _Optional[str] = ..., region: _Optional[str] = ..., vote: _Optional[_Union[Status, str]] = ..., snapshot_age_ms: _Optional[int] = ..., reason: _Optional[str] = ..., latency_ms: _Optional[float] = ..., detail_age_ms: _Optional[int] = ...) -> None: ...
 
 class CheckHealth(_message.Message):
     __slots__ = ("check_id", "status", "healthy_votes", "reporting_votes", "last_change_unix_ms", "checkers")
@@ -107,11 +131,13 @@ class CheckHealth(_message.Message):
     def __init__(self, check_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., healthy_votes: _Optional[int] = ..., reporting_votes: _Optional[int] = ..., last_change_unix_ms: _Optional[int] = ..., checkers: _Optional[_Iterable[_Union[CheckerVote, _Mapping]]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("registry_version", "sequence", "checks")
+    __slots__ = ("registry_version", "sequence", "checks", "warming")
     REGISTRY_VERSION_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CHECKS_FIELD_NUMBER: _ClassVar[int]
+    WARMING_FIELD_NUMBER: _ClassVar[int]
     registry_version: str
     sequence: int
     checks: _containers.RepeatedCompositeFieldContainer[CheckHealth]
-    def __init__(self, registry_version: _Optional[str] = ..., sequence: _Optional[int] = ..., checks: _Optional[_Iterable[_Union[CheckHealth, _Mapping]]] = ...) -> None: ...
+    warming: bool
+    def __init__(self, registry_version: _Optional[str] = ..., sequence: _Optional[int] = ..., checks: _Optional[_Iterable[_Union[CheckHealth, _Mapping]]] = ..., warming: _Optional[bool] = ...) -> None: ...

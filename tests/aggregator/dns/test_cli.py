@@ -55,6 +55,8 @@ def scrape(port: int) -> str:
 async def query(port: int) -> list[str]:
     r = await dns.asyncquery.udp(dns.message.make_query("api.example.test.", "A"),
                                  "127.0.0.1", port=port, timeout=2)
+    if r.rcode() == dns.rcode.SERVFAIL:
+        return ["SERVFAIL"]   # no health snapshot yet: no answer from no data
     assert r.rcode() == dns.rcode.NOERROR
     return [rd.to_text() for rrset in r.answer for rd in rrset]
 
@@ -107,3 +109,34 @@ async def test_serves_follows_health_and_fails_open(tmp_path: Path) -> None:
             proc.kill()
             await proc.wait()
         await fake.stop()
+
+
+async def test_no_snapshot_is_servfail_then_fails_open_after_stale_after(tmp_path: Path) -> None:
+    zone = tmp_path / "zone.yaml"
+    zone.write_text(ZONE_YAML)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "healthplane", "dns", "--zone", str(zone),
+        "--aggregator", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--stale-after", "2",
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        port = 0
+        while not port:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
+            assert line, "dns process exited early"
+            if m := re.search(r"listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)", line):
+                port = int(m.group(1))
+        drain = asyncio.create_task(proc.stderr.read())
+        started = time.monotonic()
+        # Nothing known: no answer from nothing...
+        assert await query(port) == ["SERVFAIL"]
+        # ...until nothing for stale_after is as stale as old data: fail open.
+        await eventually(port, ["192.0.2.10"])
+        assert time.monotonic() - started >= 1.0
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        assert b"Traceback" not in await drain
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
