@@ -175,7 +175,7 @@ def test_no_wrong_answer_across_a_restart(fleet: Fleet, order: str) -> None:
 
 
 def _get_sequence(address: str) -> tuple[int, bool]:
-    with grpc.insecure_channel(address) as channel:
+    with fleet.channel(address) as channel:
         got = pb_grpc.HealthStub(channel).Get(pb.GetRequest(), timeout=2)
     return got.sequence, got.warming
 
@@ -187,10 +187,10 @@ def test_sequence_only_grows_across_restarts_and_no_temp_file_stays(fleet: Fleet
     seen_api: list[int] = []
     seen_file: list[int] = []
     for n in range(8):
-        wait_for(lambda: _ready(address) and not _get_sequence(address)[1], 10,
+        wait_for(lambda: _ready(fleet, address) and not _get_sequence(fleet, address)[1], 10,
                  what="aggregator 1 warm")
         time.sleep(0.3)   # a tick past the warm-up is on disk
-        seen_api.append(_get_sequence(address)[0])
+        seen_api.append(_get_sequence(fleet, address)[0])
         seen_file.append(int(read_snapshot_file(path)["sequence"]))
         if n == 3:
             # A crash between mkstemp and rename leaves a temporary file; the
@@ -199,8 +199,8 @@ def test_sequence_only_grows_across_restarts_and_no_temp_file_stays(fleet: Fleet
                       "wb") as f:
                 f.write(b"partial")
         _restart_aggregator(fleet, 1, signal.SIGKILL if n % 2 else signal.SIGTERM)
-        if _ready(address):
-            seen_api.append(_get_sequence(address)[0])   # the first, warming tick
+        if _ready(fleet, address):
+            seen_api.append(_get_sequence(fleet, address)[0])   # the first, warming tick
     api = seen_api
     print(f"\nHealth API sequences {api}\nfile sequences {seen_file}")
     assert api == sorted(api) and len(set(api)) == len(api), api
@@ -210,7 +210,7 @@ def test_sequence_only_grows_across_restarts_and_no_temp_file_stays(fleet: Fleet
 
 def _ready(address: str) -> bool:
     try:
-        _get_sequence(address)
+        _get_sequence(fleet, address)
         return True
     except grpc.RpcError:
         return False

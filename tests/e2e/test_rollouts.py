@@ -17,7 +17,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from healthplane.deploy.launcher import Fleet, TargetsOptions, free_ports, leftover_pids
 from healthplane.proto.config.loader import load_checks
@@ -47,7 +46,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 def _full(f: Fleet, address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
+    with f.channel(address) as channel:
         resp = pb_grpc.HealthStub(channel).Query(pb.QueryRequest(check_ids=PROBED_IDS),
                                                  timeout=1)
     return all(c.status == pb.STATUS_HEALTHY and c.reporting_votes == len(CHECKERS)
@@ -77,7 +76,7 @@ def _watch(f: Fleet, seconds: float, bad: list[str]) -> int:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for i, address in enumerate(f.aggregator_addresses):
-            with grpc.insecure_channel(address) as channel:
+            with f.channel(address) as channel:
                 resp = pb_grpc.HealthStub(channel).Query(
                     pb.QueryRequest(check_ids=PROBED_IDS), timeout=1)
             polls += 1
@@ -129,7 +128,7 @@ def test_rollout_keeps_every_vote(fleet: Fleet, checkers_first: bool) -> None:
           f"{len(bad)} with a dip; first half on {version} after {GAP:g} s: {adopted_first}")
     assert adopted_first == names, "the first half did not adopt the new file in the gap"
     for address in fleet.aggregator_addresses:
-        with grpc.insecure_channel(address) as channel:
+        with fleet.channel(address) as channel:
             resp = pb_grpc.HealthStub(channel).Query(pb.QueryRequest(), timeout=1)
         assert resp.registry_version == version
         # The new check has no target: all three checkers see it refused.

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-import grpc
 import pytest
 from healthplane.deploy.launcher import Fleet, TargetsOptions, free_ports, leftover_pids
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
@@ -65,7 +64,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 def _query(f: Fleet, *ids: str) -> pb.QueryResponse:
-    with grpc.insecure_channel(f.aggregator_addresses[0]) as channel:
+    with f.channel(f.aggregator_addresses[0]) as channel:
         return pb_grpc.HealthStub(channel).Query(pb.QueryRequest(check_ids=list(ids)), timeout=1)
 
 
@@ -205,14 +204,16 @@ def test_query_says_why_and_the_aggregator_logs_the_change(fleet: Fleet) -> None
         wait_for(why, 10, what="every checker's reason for web-2")
         out = subprocess.run(
             [sys.executable, "-m", "healthplane", "query", "--aggregator",
-             fleet.aggregator_addresses[0], "--checkers", "web-2"],
+             fleet.aggregator_addresses[0], "--checkers", "web-2", *fleet.tls_flags("query")],
             capture_output=True, text=True, timeout=30)
         print("\n" + out.stdout)
         (web2,) = _query(fleet, "web-2").checks
         reasons = {v.reason for v in web2.checkers}
-        rows = [ln for ln in out.stdout.splitlines() if ln.startswith("    ")]
-        assert len(rows) == 3 and all("unhealthy" in r and "ms (" in r for r in rows)
-        assert all(any(reason in r for reason in reasons) for r in rows)
+        rows = [ln.split() for ln in out.stdout.splitlines() if ln.startswith("    ")]
+        # checker, region, vote, snapshot age, reason, latency, detail age: one word each
+        assert len(rows) == 3 and all(len(r) == 7 and r[2] == "unhealthy"
+                                      and r[5].endswith("ms") for r in rows)
+        assert all(r[4] in {x.replace(" ", "_") for x in reasons} for r in rows)
         log = (fleet.run_dir / "aggregator-0.log").read_text()
         changes = [ln for ln in log.splitlines() if 'msg="status change"' in ln
                    and "check=web-2 old=healthy new=unhealthy" in ln]
