@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from itertools import chain, compress
+from operator import attrgetter, itemgetter
+
 from healthplane.proto.config.addresses import forbidden_reason
 from healthplane.proto.config.check_fields import Entry
 from healthplane.proto.config.model import Fleet
 from healthplane.proto.config.names import ip_literal, is_localhost
 from healthplane.proto.config.yamlnodes import Errors, quote
+
+_ID = attrgetter("id")
+_FIRST = itemgetter(0)
+_CHILDREN = attrgetter("children")
+_REGIONS = attrgetter("regions")
+_HOST = attrgetter("host")
 
 
 def check_cross_entry(entries: list[Entry], errors: Errors, fleet: Fleet | None,
@@ -26,7 +35,13 @@ def check_cross_entry(entries: list[Entry], errors: Errors, fleet: Fleet | None,
 
 def check_duplicates(entries: list[Entry], errors: Errors) -> dict[str, int]:
     """Report ids used twice, naming the first line; return id -> index of first."""
-    first: dict[str, int] = {}
+    spots = list(map(_ID, entries))
+    if None not in spots:
+        # Every id good and, the common case, each once: found by C loops.
+        first = dict(zip(map(_FIRST, spots), range(len(spots)), strict=True))
+        if len(first) == len(spots):
+            return first
+    first = {}
     for i, entry in enumerate(entries):
         if entry.id is None:
             continue
@@ -46,9 +61,8 @@ def check_duplicates(entries: list[Entry], errors: Errors) -> dict[str, int]:
 def check_children(entries: list[Entry], index: dict[str, int], errors: Errors) -> None:
     """Every child exists; the graph of calculated checks has no cycle."""
     graph: dict[int, list[int]] = {}
-    for i, entry in enumerate(entries):
-        if not entry.children:
-            continue
+    for i in compress(range(len(entries)), map(_CHILDREN, entries)):
+        entry = entries[i]
         edges = graph.setdefault(i, [])
         for child, line, j in entry.children:
             target = index.get(child)
@@ -92,6 +106,9 @@ def _cycles(graph: dict[int, list[int]]) -> list[list[int]]:
 
 
 def check_regions(entries: list[Entry], fleet: Fleet, errors: Errors) -> None:
+    named = set(map(_FIRST, chain.from_iterable(map(_REGIONS, entries))))
+    if named <= fleet.regions.keys():
+        return       # the common case, found without a loop over every entry
     known = ", ".join(fleet.regions)
     for entry in entries:
         for region, line, j in entry.regions:
@@ -108,18 +125,23 @@ def check_private(entries: list[Entry], fleet: Fleet | None, errors: Errors) -> 
     """
     hint = ("refused unless the fleet sets allow_private_targets: true"
             + ("" if fleet is not None else " (no fleet given, so it is false)"))
-    problems: dict[str, str | None] = {}  # host -> problem; registries repeat hosts
+    # host -> problem; registries repeat hosts
+    problems = {host: _private_problem(host)
+                for host in set(map(_FIRST, filter(None, map(_HOST, entries))))}
+    if not any(problems.values()):
+        return       # the common case, found without a loop over every entry
     for entry in entries:
         if entry.host is None:
             continue
         host, line = entry.host
-        if host not in problems:
-            ip = ip_literal(host)
-            if ip is not None:
-                reason = forbidden_reason(ip)
-                problems[host] = None if reason is None else f"{host} is a {reason} address"
-            else:
-                problems[host] = f"{host} is a loopback name" if is_localhost(host) else None
         problem = problems[host]
         if problem is not None:
             errors.add(line, f"{entry.path}.host", f"{problem}; {hint}")
+
+
+def _private_problem(host: str) -> str | None:
+    ip = ip_literal(host)
+    if ip is not None:
+        reason = forbidden_reason(ip)
+        return None if reason is None else f"{host} is a {reason} address"
+    return f"{host} is a loopback name" if is_localhost(host) else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from itertools import chain, repeat
 from operator import attrgetter
@@ -83,10 +83,21 @@ class VersionHash:
     def add(self, checks: tuple[Check, ...] | list[Check]) -> None:
         # In slices, so a large registry is never one huge document in memory.
         for start in range(0, len(checks), _SLICE):
-            if not self._empty:
-                self._digest.update(b",")
-            self._empty = False
-            self._digest.update(_encode_slice(checks[start:start + _SLICE]).encode("utf-8"))
+            part = checks[start:start + _SLICE]
+            self._update(_encode_columns([list(map(get, part)) for get in _GETTERS]))
+
+    def add_columns(self, columns: Mapping[str, Sequence[Any]], count: int) -> None:
+        """Add count checks given field by field: columns[name][i] is the
+        i-th check's value of name (every field but line), as on the Check."""
+        ordered = [columns[name] for name in _SORTED_NAMES]
+        for start in range(0, count, _SLICE):
+            self._update(_encode_columns([column[start:start + _SLICE] for column in ordered]))
+
+    def _update(self, encoded: str) -> None:
+        if not self._empty:
+            self._digest.update(b",")
+        self._empty = False
+        self._digest.update(encoded.encode("utf-8"))
 
     def hexdigest(self) -> str:
         digest = self._digest.copy()
@@ -131,29 +142,37 @@ _SIMPLE: dict[type, Callable[[Any], str]] = {
 }
 
 
-def _encode_slice(checks: Sequence[Check]) -> str:
-    """The canonical objects of checks, comma-separated, as _ENCODE spells them."""
-    if list(map(_GET_EXT, checks)).count(_EXT_DEFAULTS) != len(checks):
-        # A check here uses an extension field, so objects differ in their
-        # keys: spell each one out (slower, and only for such slices).
-        return ",".join(_ENCODE(dict(sorted(canonical_check(c).items()))) for c in checks)
+def _encode_columns(columns: list[Sequence[Any]]) -> str:
+    """The canonical objects of some checks, comma-separated, as _ENCODE
+    spells them; columns holds their values of each field in _SORTED_NAMES."""
     pieces: list[Iterable[str]] = []
-    for i, get in enumerate(_GETTERS):
+    for i, values in enumerate(columns):
         pieces.append(repeat("," + _KEYS[i]))
-        pieces.append(_encode_column(i, list(map(get, checks))))
+        pieces.append(_encode_column(i, values))
     pieces.append(repeat("}"))
     # Key, value, key, value, ... "}" for each check in turn, joined in C.
     return "".join(chain.from_iterable(zip(*pieces, strict=False)))[1:]  # repeat() is endless
 
 
-def _encode_column(at: int, values: list[Any]) -> list[str]:
+def _encode_column(at: int, values: Sequence[Any]) -> list[str]:
+    # Registries repeat a few intervals, timeouts and region lists, so
+    # those are encoded once per distinct value and looked up.
     if at in _FLOAT_AT:
+        floats = {v: float(v) for v in dict.fromkeys(values)}
+        if all(map(math.isfinite, floats.values())) and 0.0 not in floats.values():
+            # (0.0 == -0.0, yet they are spelled apart.)
+            spelled = {v: float.__repr__(f) for v, f in floats.items()}
+            return list(map(spelled.__getitem__, values))
         values = [v if type(v) is float else float(v) for v in values]
         if not all(map(math.isfinite, values)):
             return list(map(_ENCODE, values))   # raises as the encoder does
         return list(map(float.__repr__, values))
     if at in _SET_AT:
-        return [_ENCODE(sorted(v)) if v else "[]" for v in values]
+        try:
+            spelled = {v: _ENCODE(sorted(v)) if v else "[]" for v in dict.fromkeys(values)}
+        except TypeError:    # a list, not a tuple
+            return [_ENCODE(sorted(v)) if v else "[]" for v in values]
+        return list(map(spelled.__getitem__, values))
     types = set(map(type, values))
     if len(types) == 1 and (encode := _SIMPLE.get(types.pop())) is not None:
         return list(map(encode, values))
