@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from itertools import chain, repeat
-from operator import attrgetter
+from operator import attrgetter, call
 from typing import Any
 
 from healthplane.proto.config.model import Check, Registry
@@ -129,8 +129,8 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
 # One JSON object per check, its values filled in column by column: each
 # column is read and encoded by C loops (map), which is several times faster
 # than building and encoding a dict per check.
-# Before each value its key: ',{"children":' opens an object (the first
-# comma is cut), ',"disabled":' continues it.
+# Each value carries its key: ',{"children":[]' opens an object (the first
+# comma is cut), ',"disabled":false' continues it, and the last one closes it.
 _KEYS = tuple(("{" if i == 0 else "") + json.dumps(name) + ":"
               for i, name in enumerate(_SORTED_NAMES))
 _GETTERS = tuple(attrgetter(name) for name in _SORTED_NAMES)
@@ -140,42 +140,71 @@ _SIMPLE: dict[type, Callable[[Any], str]] = {
     str: _ENCODE_STR, int: int.__repr__, bool: _BOOLS.__getitem__,
     type(None): lambda _: "null",
 }
+# A column with at most this share of distinct values is spelled once per
+# value and looked up (intervals, ports, hosts, paths, region lists).
+_FEW = 4
+_NUMBERS = frozenset({int, float, bool})
 
 
 def _encode_columns(columns: list[Sequence[Any]]) -> str:
     """The canonical objects of some checks, comma-separated, as _ENCODE
-    spells them; columns holds their values of each field in _SORTED_NAMES."""
+    spells them; columns holds their values of each field in _SORTED_NAMES.
+
+    Each piece joined is a value with its key; a column with one value
+    throughout (most of them, most of the time) is no piece of its own but
+    part of the next piece, so far fewer pieces are joined.
+    """
     pieces: list[Iterable[str]] = []
+    lead = ""
     for i, values in enumerate(columns):
-        pieces.append(repeat("," + _KEYS[i]))
-        pieces.append(_encode_column(i, values))
-    pieces.append(repeat("}"))
-    # Key, value, key, value, ... "}" for each check in turn, joined in C.
-    return "".join(chain.from_iterable(zip(*pieces, strict=False)))[1:]  # repeat() is endless
+        piece = _encode_column(i, values, lead + "," + _KEYS[i])
+        if type(piece) is str:
+            lead = piece
+        else:
+            pieces.append(piece)
+            lead = ""
+    pieces.append(repeat(lead + "}", len(columns[0])))
+    # The pieces of each check in turn, joined in C.
+    return "".join(chain.from_iterable(zip(*pieces, strict=True)))[1:]
 
 
-def _encode_column(at: int, values: Sequence[Any]) -> list[str]:
-    # Registries repeat a few intervals, timeouts and region lists, so
-    # those are encoded once per distinct value and looked up.
+def _encode_column(at: int, values: Sequence[Any], key: str) -> str | Iterable[str]:
+    """key and each value as _ENCODE spells it; one string if all are one."""
+    try:
+        distinct = dict.fromkeys(values)
+    except TypeError:                # a list, not a tuple
+        distinct = {}
+    if distinct and len(distinct) * _FEW <= len(values):
+        spelled = _spell(at, list(distinct))
+        if spelled is not None:
+            if len(spelled) == 1:
+                return key + spelled[0]
+            table = {v: key + text for v, text in zip(distinct, spelled, strict=True)}
+            return map(table.__getitem__, values)
+    texts = _spell(at, values, exact=True)
+    assert texts is not None
+    return map(key.__add__, texts)
+
+
+def _spell(at: int, values: Sequence[Any], exact: bool = False) -> list[str] | None:
+    """Each value's canonical JSON; None when distinct values could be
+    spelled apart though equal as keys (0.0 and -0.0, 1 and True)."""
     if at in _FLOAT_AT:
-        floats = {v: float(v) for v in dict.fromkeys(values)}
-        if all(map(math.isfinite, floats.values())) and 0.0 not in floats.values():
-            # (0.0 == -0.0, yet they are spelled apart.)
-            spelled = {v: float.__repr__(f) for v, f in floats.items()}
-            return list(map(spelled.__getitem__, values))
-        values = [v if type(v) is float else float(v) for v in values]
-        if not all(map(math.isfinite, values)):
-            return list(map(_ENCODE, values))   # raises as the encoder does
-        return list(map(float.__repr__, values))
+        floats = [v if type(v) is float else float(v) for v in values]
+        if not all(map(math.isfinite, floats)):
+            return list(map(_ENCODE, floats))   # raises as the encoder does
+        if not exact and 0.0 in floats:
+            return None
+        return list(map(float.__repr__, floats))
     if at in _SET_AT:
-        try:
-            spelled = {v: _ENCODE(sorted(v)) if v else "[]" for v in dict.fromkeys(values)}
-        except TypeError:    # a list, not a tuple
-            return [_ENCODE(sorted(v)) if v else "[]" for v in values]
-        return list(map(spelled.__getitem__, values))
+        return [_ENCODE(sorted(v)) if v else "[]" for v in values]
     types = set(map(type, values))
+    if not exact and len(types & _NUMBERS) > 1:
+        return None
     if len(types) == 1 and (encode := _SIMPLE.get(types.pop())) is not None:
         return list(map(encode, values))
+    if types <= _SIMPLE.keys():
+        return list(map(call, map(_SIMPLE.__getitem__, map(type, values)), values))
     return [_SIMPLE.get(type(v), _ENCODE)(v) for v in values]
 
 
