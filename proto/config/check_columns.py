@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
+from itertools import compress, repeat
+from operator import is_not
 from typing import Any, TypeVar
 
 __all__ = ["ABSENT", "build", "defaults_of", "read_column"]
@@ -30,40 +31,64 @@ class _Absent:
 
 
 ABSENT: Any = _Absent()
-_ONE_TYPE = (frozenset({str}), frozenset({int}), frozenset({float}), frozenset({bool}))
+_NUMBERS = frozenset({int, float, bool})
 _SCALARS = frozenset({str, int, float, bool, type(None), _Absent})
+_SPARSE = 3          # a field on fewer than a third of the entries: read those only
 
 
 def read_column(raw: list[Any], read: Callable[[Any], T],
-                absent: Any = ABSENT) -> tuple[list[T], list[Any]]:
-    """(each value read, the distinct values), ABSENT read as absent.
+                absent: Any = ABSENT) -> tuple[list[T], list[Any], int]:
+    """(each value read, absent where ABSENT; the distinct values; how many
+    entries have one).
 
     read is called once per distinct value and raises to refuse one. Values
     are told apart by type too: True == 1 == 1.0 as dict keys, and readers
     treat them differently. Values no dict key can hold (a list inside a
     list) are read one by one, and the distinct values are then [].
     """
-    types = set(map(type, raw))
-    types.discard(_Absent)
-    keys: list[Any]
-    if frozenset(types) in _ONE_TYPE or not types:
-        keys = raw                     # one type: equal values read alike
-        value_of: Callable[[Any], Any] = _same
-    elif types <= _SCALARS:
-        keys = list(zip(map(type, raw), raw, strict=True))
-        value_of = _second
-    else:
+    count = len(raw)
+    mask = list(map(is_not, raw, repeat(ABSENT)))
+    present = sum(mask)
+    if present * _SPARSE >= count:
+        column, distinct = _read(raw, read, absent)
+        return column, distinct, present
+    column = [absent] * count
+    if present:
+        values, distinct = _read(list(compress(raw, mask)), read, absent)
+        for i, value in zip(compress(range(count), mask), values, strict=True):
+            column[i] = value
+        return column, distinct, present
+    return column, [], 0
+
+
+def _read(raw: list[Any], read: Callable[[Any], T], absent: Any) -> tuple[list[T], list[Any]]:
+    keys: list[Any] = raw
+    value_of: Callable[[Any], Any] = _same
+    try:
+        distinct = dict.fromkeys(raw)
+        # Only numbers of two types can be equal; with none among the
+        # distinct values there are none at all.
+        if set(map(type, distinct)) & _NUMBERS:
+            types = set(map(type, raw))
+            if len(types & _NUMBERS) > 1:
+                keys = list(zip(map(type, raw), raw, strict=True))
+                value_of = _second
+                distinct = dict.fromkeys(keys)
+    except TypeError:                  # lists
         keys = [_list_key(v) for v in raw]
         value_of = _list_value
-    try:
-        distinct = dict.fromkeys(keys)
-    except TypeError:
-        return [absent if v is ABSENT else read(v) for v in raw], []
+        try:
+            distinct = dict.fromkeys(keys)
+        except TypeError:              # something inside no key can hold
+            return [absent if v is ABSENT else read(v) for v in raw], []
     values = []
     for key in distinct:
         value = value_of(key)
-        values.append(value)
-        distinct[key] = absent if value is ABSENT else read(value)
+        if value is ABSENT:
+            distinct[key] = absent
+        else:
+            values.append(value)
+            distinct[key] = read(value)
     return list(map(distinct.__getitem__, keys)), values
 
 

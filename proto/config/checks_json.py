@@ -145,15 +145,14 @@ def _read_entries(items: list) -> tuple[dict[str, Any], int]:
         if key == "id":
             continue
         raw = column(items, key)
-        absent = raw.count(ABSENT)
-        if absent == count:
-            continue
-        found += count - absent
         default = ABSENT if key in _RULE_FIELDS else _DEFAULTS.get(key, ABSENT)
-        values, distinct = read_column(raw, partial(_read_field, key, scratch), default)
-        found += _column_colons(raw, distinct)
+        values, distinct, present = read_column(raw, partial(_read_field, key, scratch), default)
+        if not present:
+            continue
+        found += present + _column_colons(raw, distinct)
         if key == "host":
-            spots = {v: None if v is ABSENT else (v, 0) for v in distinct}
+            spots = {v: (v, 0) for v in distinct}
+            spots[ABSENT] = None
             columns["@host"] = list(map(spots.__getitem__, raw))
         columns[key] = values
     _apply_rules(columns, count)
@@ -172,11 +171,9 @@ def _read_entries(items: list) -> tuple[dict[str, Any], int]:
 
 
 def _column_colons(raw: list, distinct: list) -> int:
-    if not distinct:            # values no key could hold: count each
-        return sum(map(_colons, raw))
-    if not any(map(_colons, distinct)):
+    if distinct and not any(map(_colons, distinct)):
         return 0                # the common case: no value has one
-    return sum(_colons(v) for v in raw if v is not ABSENT)
+    return sum(map(_colons, raw))
 
 
 def _read_field(key: str, scratch: Errors, value: object) -> object:
