@@ -14,9 +14,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from itertools import compress, repeat
 from operator import is_not
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
-__all__ = ["ABSENT", "build", "defaults_of", "read_column"]
+from healthplane.proto.config.check_fields import Entry, Item, Spot
+
+__all__ = ["ABSENT", "EntryColumns", "build", "defaults_of", "read_column"]
 
 T = TypeVar("T")
 
@@ -138,3 +140,35 @@ def build(cls: type[T], count: int, columns: dict[str, Sequence[Any] | Iterable[
             column = repeat(defaults[f.name], count)
         deque(map(cls.__dict__[f.name].__set__, objs, column), 0)
     return objs
+
+
+class EntryColumns(Sequence[Entry]):
+    """A registry's entries as columns, for the cross-entry rules
+    (check_rules), from a reader that has no lines to give: an Entry is
+    only made for an entry a rule looks at one by one, which on a valid
+    registry is almost none.
+
+    ids: each check's id; hosts: (host as written, 0) or None; regions and
+    children: each entry's items, (text, 0, index).
+    """
+
+    def __init__(self, ids: list[str], hosts: Sequence[Spot | None],
+                 regions: Sequence[tuple[Item, ...]], children: Sequence[tuple[Item, ...]]) -> None:
+        self.ids = ids
+        self.columns: dict[str, Sequence[Any]] = {
+            "host": hosts, "regions": regions, "children": children}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> Entry: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Entry]: ...
+    def __getitem__(self, i: int | slice) -> Entry | Sequence[Entry]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        columns = self.columns
+        return Entry(check=None, path=f"checks[{i}]", id=(self.ids[i], 0),
+                     host=columns["host"][i], regions=list(columns["regions"][i]),
+                     children=list(columns["children"][i]))

@@ -29,11 +29,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import partial
-from itertools import repeat
 from typing import Any
 
 from healthplane.proto.config import check_rules
-from healthplane.proto.config.check_columns import ABSENT, build, defaults_of, read_column
+from healthplane.proto.config.check_columns import (
+    ABSENT,
+    EntryColumns,
+    build,
+    defaults_of,
+    read_column,
+)
 from healthplane.proto.config.check_fields import READERS, Entry
 from healthplane.proto.config.checks import (
     gc_paused,
@@ -115,7 +120,9 @@ def _fast(data: bytes | bytearray, source: str, fleet: Fleet | None,
     del items
     if colons is not None and found + found_in_entries != colons:
         raise _ExactPass                 # a key written twice in some object
-    entries = _entries(columns, count)
+    no_items = [_NO_ITEMS] * count
+    entries = EntryColumns(columns["id"], columns.get("@host") or [None] * count,
+                           columns.get("@regions", no_items), columns.get("@children", no_items))
     errors = Errors(source)
     check_rules.check_cross_entry(entries, errors, fleet, allow_private)
     if errors:
@@ -203,18 +210,6 @@ def _apply_rules(columns: dict[str, Any], count: int) -> None:
             raise _ExactPass
         outcome[combo] = values.get("timeout", ABSENT)
     columns["timeout"] = list(map(outcome.__getitem__, zip(*rule_columns, strict=True)))
-
-
-def _entries(columns: dict[str, Any], count: int) -> list[Entry]:
-    """The entries the cross-entry rules read, one per check."""
-    return build(Entry, count, {
-        "check": repeat(None, count), "path": repeat("", count),
-        "id": list(zip(columns["id"], repeat(0))),
-        "host": columns.get("@host", repeat(None, count)),
-        "regions": columns.get("@regions", repeat(_NO_ITEMS, count)),
-        "children": columns.get("@children", repeat(_NO_ITEMS, count)),
-        "source": repeat(None, count),
-    })
 
 
 def _node(value: object) -> Node:
