@@ -49,13 +49,13 @@ def read_column(raw: list[Any], read: Callable[[Any], T],
     list) are read one by one, and the distinct values are then [].
     """
     count = len(raw)
-    mask = list(map(is_not, raw, repeat(ABSENT)))
-    present = sum(mask)
+    present = count - raw.count(ABSENT)
     if present * _SPARSE >= count:
         column, distinct = _read(raw, read, absent)
         return column, distinct, present
     column = [absent] * count
     if present:
+        mask = list(map(is_not, raw, repeat(ABSENT)))
         values, distinct = _read(list(compress(raw, mask)), read, absent)
         for i, value in zip(compress(range(count), mask), values, strict=True):
             column[i] = value
