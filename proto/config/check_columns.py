@@ -84,14 +84,15 @@ def _read(raw: list[Any], read: Callable[[Any], T], absent: Any) -> tuple[list[T
         except TypeError:              # something inside no key can hold
             return [absent if v is ABSENT else read(v) for v in raw], []
     values = []
+    outcome: dict[Any, Any] = {}
     for key in distinct:
         value = value_of(key)
         if value is ABSENT:
-            distinct[key] = absent
+            outcome[key] = absent
         else:
             values.append(value)
-            distinct[key] = read(value)
-    return list(map(distinct.__getitem__, keys)), values
+            outcome[key] = read(value)
+    return list(map(outcome.__getitem__, keys)), values
 
 
 def _same(key: Any) -> Any:
@@ -132,7 +133,7 @@ def build(cls: type[T], count: int, columns: dict[str, Sequence[Any] | Iterable[
     takes its default, shared by every instance, so a mutable default must
     be given as a column.
     """
-    objs = list(map(cls.__new__, repeat(cls, count)))  # type: ignore[call-overload]
+    objs = list(map(cls.__new__, repeat(cls, count)))
     defaults = defaults_of(cls)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         column = columns.get(f.name)

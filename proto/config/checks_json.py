@@ -158,22 +158,22 @@ def _read_entries(items: list) -> tuple[dict[str, Any], int]:
             continue
         found += present + _column_colons(raw, distinct)
         if key == "host":
-            spots = {v: (v, 0) for v in distinct}
+            spots: dict[Any, tuple[Any, int] | None] = {v: (v, 0) for v in distinct}
             spots[ABSENT] = None
             columns["@host"] = list(map(spots.__getitem__, raw))
         columns[key] = values
     _apply_rules(columns, count)
     for key in _ITEM_FIELDS:
-        values = columns.get(key)
-        if values is not None:
-            items_of = {v: _items(v) for v in dict.fromkeys(values)}
-            columns["@" + key] = list(map(items_of.__getitem__, values))
+        lists = columns.get(key)
+        if lists is not None:
+            items_of = {v: _items(v) for v in dict.fromkeys(lists)}
+            columns["@" + key] = list(map(items_of.__getitem__, lists))
     for key, default in _DEFAULTS.items():
-        values = columns.get(key)
-        if values is None:
+        filled = columns.get(key)
+        if filled is None:
             columns[key] = [default] * count
-        elif key in _RULE_FIELDS and ABSENT in values:
-            columns[key] = [default if v is ABSENT else v for v in values]
+        elif key in _RULE_FIELDS and ABSENT in filled:
+            columns[key] = [default if v is ABSENT else v for v in filled]
     return columns, found
 
 
@@ -191,11 +191,11 @@ def _read_field(key: str, scratch: Errors, value: object) -> object:
     return read
 
 
-def _items(value: object) -> tuple:
+def _items(value: Any) -> tuple:
     """A list field's items as the cross-entry rules see them."""
     if value is ABSENT:
         return _NO_ITEMS
-    return tuple((text, 0, i) for i, text in enumerate(value))  # type: ignore[arg-type]
+    return tuple((text, 0, i) for i, text in enumerate(value))
 
 
 def _apply_rules(columns: dict[str, Any], count: int) -> None:
