@@ -29,9 +29,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
-from healthplane.proto.config import check_rules
+from healthplane.proto.config import check_rules, probe_fields
 from healthplane.proto.config.check_columns import (
     ABSENT,
     EntryColumns,
@@ -63,10 +64,14 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 _NO_ITEMS: tuple = ()
 _ID_MATCH = ID_RE.fullmatch
-# The fields the entry rules read, kept ABSENT where an entry lacks them
-# until the rules have run (presence matters to them: a timeout left out
-# takes min(4, interval)).
-_RULE_FIELDS = ("type", "interval", "timeout", "healthy_threshold", "children")
+# The fields the entry rules read (checks.timing_problem, threshold_problem,
+# probe_fields.entry_problems), kept ABSENT where an entry lacks them until
+# the rules have run: presence matters to them (a timeout left out takes
+# min(4, interval), a dns check's port 53). The host matters only to
+# ip_family, and is left out of the combinations without it.
+_RULE_FIELDS = ("type", "interval", "timeout", "healthy_threshold", "children", "method",
+                "search", "ip_family", "verify_tls", "tls", "port", "query_name")
+_FILLED = ("timeout", "port")                # what the rules may fill in
 _ITEM_FIELDS = ("regions", "children")       # lists whose items the cross rules check
 _DEFAULTS = defaults_of(Check)
 
@@ -128,9 +133,9 @@ def _fast(data: bytes | bytearray, source: str, fleet: Fleet | None,
     if errors:
         raise _ExactPass
     del entries
-    version = VersionHash()
-    version.add_columns(columns, count)
     checks = build(Check, count, columns)
+    version = VersionHash()
+    version.add_columns(columns, checks)
     return Registry(checks=tuple(checks), version=version.hexdigest(), source=source)
 
 
@@ -200,16 +205,23 @@ def _items(value: Any) -> tuple:
 
 def _apply_rules(columns: dict[str, Any], count: int) -> None:
     """Run the entry rules once per distinct combination of what they read,
-    and fill in the timeout they give an entry that has none."""
-    none = [ABSENT] * count
-    rule_columns = [columns.get(key, none) for key in _RULE_FIELDS]
-    outcome: dict[tuple, object] = {}
+    and fill in what they give an entry that has none (timeout, port)."""
+    # A field no entry has is ABSENT throughout: it tells no combination apart.
+    names = [key for key in _RULE_FIELDS if key in columns]
+    if "ip_family" in columns:
+        names.append("host")
+    rule_columns = [columns[key] for key in names]
+    outcome: dict[tuple, tuple] = {}
     for combo in dict.fromkeys(zip(*rule_columns, strict=True)):
-        values = {k: v for k, v in zip(_RULE_FIELDS, combo, strict=True) if v is not ABSENT}
-        if timing_problem(values, set(values)) or threshold_problem(values):
+        values = {k: v for k, v in zip(names, combo, strict=True) if v is not ABSENT}
+        present = set(values)
+        if (probe_fields.entry_problems(values["type"], values, present)
+                or timing_problem(values, present) or threshold_problem(values)):
             raise _ExactPass
-        outcome[combo] = values.get("timeout", ABSENT)
-    columns["timeout"] = list(map(outcome.__getitem__, zip(*rule_columns, strict=True)))
+        outcome[combo] = tuple(values.get(key, ABSENT) for key in _FILLED)
+    filled = list(map(outcome.__getitem__, zip(*rule_columns, strict=True)))
+    for i, key in enumerate(_FILLED):
+        columns[key] = list(map(itemgetter(i), filled))
 
 
 def _node(value: object) -> Node:

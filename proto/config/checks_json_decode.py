@@ -21,16 +21,15 @@ from typing import Any, Union
 
 import msgspec
 from healthplane.proto.config.check_columns import ABSENT
-from healthplane.proto.config.checks import FIELDS_BY_TYPE, KNOWN_FIELDS
-from healthplane.proto.config.model import PROBE_TYPES
+from healthplane.proto.config.checks import _REQUIRED, FIELDS_BY_TYPE, KNOWN_FIELDS
 from healthplane.proto.config.yamlload import SafeNodeLoader
 from healthplane.proto.config.yamlnodes import FLOAT
 from yaml.nodes import ScalarNode
 
 __all__ = ["ENTRY_FIELDS", "Refused", "column", "decode"]
 
-REQUIRED = {kind: frozenset({"id"} | ({"host", "port"} if kind in PROBE_TYPES
-                                     else {"children"}))
+# The same required fields as the YAML path's (a dns check's port defaults to 53).
+REQUIRED = {kind: frozenset({"id", *_REQUIRED.get(kind, ("host", "port"))})
             for kind in FIELDS_BY_TYPE}
 ENTRY_FIELDS = tuple(sorted(KNOWN_FIELDS - {"type"}))
 _RESOLVER = SafeNodeLoader("")

@@ -80,18 +80,27 @@ class VersionHash:
         self._digest = hashlib.sha256(b'{"checks":[')
         self._empty = True
 
-    def add(self, checks: tuple[Check, ...] | list[Check]) -> None:
+    def add(self, checks: Sequence[Check]) -> None:
         # In slices, so a large registry is never one huge document in memory.
         for start in range(0, len(checks), _SLICE):
             part = checks[start:start + _SLICE]
-            self._update(_encode_columns([list(map(get, part)) for get in _GETTERS]))
+            if list(map(_GET_EXT, part)).count(_EXT_DEFAULTS) != len(part):
+                self._update(_spelled_out(part))
+            else:
+                self._update(_encode_columns([list(map(get, part)) for get in _GETTERS]))
 
-    def add_columns(self, columns: Mapping[str, Sequence[Any]], count: int) -> None:
-        """Add count checks given field by field: columns[name][i] is the
-        i-th check's value of name (every field but line), as on the Check."""
+    def add_columns(self, columns: Mapping[str, Sequence[Any]], checks: Sequence[Check]) -> None:
+        """Add checks given field by field too: columns[name][i] is the i-th
+        check's value of name (every field but line), as on the Check."""
         ordered = [columns[name] for name in _SORTED_NAMES]
-        for start in range(0, count, _SLICE):
-            self._update(_encode_columns([column[start:start + _SLICE] for column in ordered]))
+        extensions = [(columns[name], _DEFAULTS[name]) for name in EXTENSION_FIELDS]
+        for start in range(0, len(checks), _SLICE):
+            stop = min(start + _SLICE, len(checks))
+            if any(column[start:stop].count(default) != stop - start
+                   for column, default in extensions):
+                self._update(_spelled_out(checks[start:stop]))
+            else:
+                self._update(_encode_columns([column[start:stop] for column in ordered]))
 
     def _update(self, encoded: str) -> None:
         if not self._empty:
@@ -144,6 +153,12 @@ _SIMPLE: dict[type, Callable[[Any], str]] = {
 # value and looked up (intervals, ports, hosts, paths, region lists).
 _FEW = 4
 _NUMBERS = frozenset({int, float, bool})
+
+
+def _spelled_out(checks: Sequence[Check]) -> str:
+    """The canonical objects of checks one by one: for a slice where a check
+    uses an extension field, so that objects differ in their keys."""
+    return ",".join(_ENCODE(dict(sorted(canonical_check(c).items()))) for c in checks)
 
 
 def _encode_columns(columns: list[Sequence[Any]]) -> str:

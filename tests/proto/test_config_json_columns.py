@@ -55,6 +55,8 @@ def _registry(r: random.Random, count: int, mistakes: bool) -> list[dict]:
             for key in ("interval", "timeout", "failure_threshold", "regions", "inverted",
                         "disabled", "path", "search", "hostname", "verify_tls", "grpc_service"):
                 applies = key in FIELDS_BY_TYPE[kind] or mistakes and r.random() < 0.05
+                if kind == "grpc" and key == "verify_tls" and not mistakes:
+                    applies = False                 # it needs tls: true there
                 if applies and r.random() < 0.3:
                     entry[key] = r.choice(VALUES[key] if mistakes else VALUES[key][:2])
         entries.append(entry)
