@@ -42,6 +42,7 @@ from healthplane.proto.config.check_columns import (
 )
 from healthplane.proto.config.check_fields import READERS, Entry
 from healthplane.proto.config.checks import (
+    FIELDS_BY_TYPE,
     gc_paused,
     read_checks,
     threshold_problem,
@@ -74,6 +75,8 @@ _RULE_FIELDS = ("type", "interval", "timeout", "healthy_threshold", "children", 
 _FILLED = ("timeout", "port")                # what the rules may fill in
 _ITEM_FIELDS = ("regions", "children")       # lists whose items the cross rules check
 _DEFAULTS = defaults_of(Check)
+_KINDS_WITH = {key: {kind for kind, fields in FIELDS_BY_TYPE.items() if key in fields}
+               for key in ENTRY_FIELDS}
 
 
 def read_checks_json(read: Callable[[], bytes | bytearray], source: str, fleet: Fleet | None,
@@ -153,9 +156,10 @@ def _read_entries(items: list) -> tuple[dict[str, Any], int]:
     columns: dict[str, Any] = {"id": ids, "type": column(items, "type")}
     found = 2 * count                  # "id" and "type"; ids, types and keys hold no ':'
     scratch = Errors("")
+    kinds = set(columns["type"])
     for key in ENTRY_FIELDS:
-        if key == "id":
-            continue
+        if key == "id" or kinds.isdisjoint(_KINDS_WITH[key]):
+            continue                   # (no entry of a type that has it: a dns field, say)
         raw = column(items, key)
         default = ABSENT if key in _RULE_FIELDS else _DEFAULTS.get(key, ABSENT)
         values, distinct, present = read_column(raw, partial(_read_field, key, scratch), default)

@@ -93,7 +93,9 @@ class VersionHash:
         """Add checks given field by field too: columns[name][i] is the i-th
         check's value of name (every field but line), as on the Check."""
         ordered = [columns[name] for name in _SORTED_NAMES]
-        extensions = [(columns[name], _DEFAULTS[name]) for name in EXTENSION_FIELDS]
+        # Only the extension fields some check sets need looking at per slice.
+        extensions = [(columns[name], _DEFAULTS[name]) for name in EXTENSION_FIELDS
+                      if columns[name].count(_DEFAULTS[name]) != len(checks)]
         for start in range(0, len(checks), _SLICE):
             stop = min(start + _SLICE, len(checks))
             if any(column[start:stop].count(default) != stop - start
