@@ -72,7 +72,6 @@ _ID_MATCH = ID_RE.fullmatch
 # ip_family, and is left out of the combinations without it.
 _RULE_FIELDS = ("type", "interval", "timeout", "healthy_threshold", "children", "method",
                 "search", "ip_family", "verify_tls", "tls", "port", "query_name")
-_FILLED = ("timeout", "port")                # what the rules may fill in
 _ITEM_FIELDS = ("regions", "children")       # lists whose items the cross rules check
 _DEFAULTS = defaults_of(Check)
 _KINDS_WITH = {key: {kind for kind, fields in FIELDS_BY_TYPE.items() if key in fields}
@@ -212,8 +211,15 @@ def _apply_rules(columns: dict[str, Any], count: int) -> None:
     and fill in what they give an entry that has none (timeout, port)."""
     # A field no entry has is ABSENT throughout: it tells no combination apart.
     names = [key for key in _RULE_FIELDS if key in columns]
+    # Fields that matter only beside another (see probe_fields.entry_problems):
+    # left out without it, fewer combinations are told apart.
     if "ip_family" in columns:
         names.append("host")
+    if "method" not in columns and "search" in names:
+        names.remove("search")
+    if "dns" not in set(columns["type"]) and "port" in names:
+        names.remove("port")
+    filled_keys = ["timeout"] + (["port"] if "port" in names else [])
     rule_columns = [columns[key] for key in names]
     outcome: dict[tuple, tuple] = {}
     for combo in dict.fromkeys(zip(*rule_columns, strict=True)):
@@ -222,9 +228,9 @@ def _apply_rules(columns: dict[str, Any], count: int) -> None:
         if (probe_fields.entry_problems(values["type"], values, present)
                 or timing_problem(values, present) or threshold_problem(values)):
             raise _ExactPass
-        outcome[combo] = tuple(values.get(key, ABSENT) for key in _FILLED)
+        outcome[combo] = tuple(values.get(key, ABSENT) for key in filled_keys)
     filled = list(map(outcome.__getitem__, zip(*rule_columns, strict=True)))
-    for i, key in enumerate(_FILLED):
+    for i, key in enumerate(filled_keys):
         columns[key] = list(map(itemgetter(i), filled))
 
 
