@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from itertools import chain, compress
+from operator import attrgetter, itemgetter
+from typing import Any
+
 from healthplane.proto.config.addresses import forbidden_reason
+from healthplane.proto.config.check_columns import EntryColumns
 from healthplane.proto.config.check_fields import Entry
 from healthplane.proto.config.model import Fleet
 from healthplane.proto.config.names import ip_literal, is_localhost
 from healthplane.proto.config.yamlnodes import Errors, quote
 
+_ID = attrgetter("id")
+_FIRST = itemgetter(0)
+Entries = list[Entry] | EntryColumns
 
-def check_cross_entry(entries: list[Entry], errors: Errors, fleet: Fleet | None,
+
+def _column(entries: Entries, name: str) -> Sequence[Any]:
+    """Each entry's field name, by a C loop or straight from the columns."""
+    if isinstance(entries, EntryColumns):
+        return entries.columns[name]
+    return list(map(attrgetter(name), entries))
+
+
+def check_cross_entry(entries: Entries, errors: Errors, fleet: Fleet | None,
                       allow_private: bool | None) -> None:
     """Every rule that spans entries or files, in the order messages are reported.
 
@@ -24,9 +41,19 @@ def check_cross_entry(entries: list[Entry], errors: Errors, fleet: Fleet | None,
         check_private(entries, fleet, errors)
 
 
-def check_duplicates(entries: list[Entry], errors: Errors) -> dict[str, int]:
+def check_duplicates(entries: Entries, errors: Errors) -> dict[str, int]:
     """Report ids used twice, naming the first line; return id -> index of first."""
-    first: dict[str, int] = {}
+    if isinstance(entries, EntryColumns):
+        ids: Iterable[str] | None = entries.ids
+    else:
+        spots = list(map(_ID, entries))
+        ids = map(_FIRST, spots) if None not in spots else None
+    if ids is not None:
+        # Every id good and, the common case, each once: found by C loops.
+        first = dict(zip(ids, range(len(entries)), strict=True))
+        if len(first) == len(entries):
+            return first
+    first = {}
     for i, entry in enumerate(entries):
         if entry.id is None:
             continue
@@ -43,12 +70,11 @@ def check_duplicates(entries: list[Entry], errors: Errors) -> dict[str, int]:
     return first
 
 
-def check_children(entries: list[Entry], index: dict[str, int], errors: Errors) -> None:
+def check_children(entries: Entries, index: dict[str, int], errors: Errors) -> None:
     """Every child exists; the graph of calculated checks has no cycle."""
     graph: dict[int, list[int]] = {}
-    for i, entry in enumerate(entries):
-        if not entry.children:
-            continue
+    for i in compress(range(len(entries)), _column(entries, "children")):
+        entry = entries[i]
         edges = graph.setdefault(i, [])
         for child, line, j in entry.children:
             target = index.get(child)
@@ -91,7 +117,10 @@ def _cycles(graph: dict[int, list[int]]) -> list[list[int]]:
     return found
 
 
-def check_regions(entries: list[Entry], fleet: Fleet, errors: Errors) -> None:
+def check_regions(entries: Entries, fleet: Fleet, errors: Errors) -> None:
+    named = set(map(_FIRST, chain.from_iterable(_column(entries, "regions"))))
+    if named <= fleet.regions.keys():
+        return       # the common case, found without a loop over every entry
     known = ", ".join(fleet.regions)
     for entry in entries:
         for region, line, j in entry.regions:
@@ -100,7 +129,7 @@ def check_regions(entries: list[Entry], fleet: Fleet, errors: Errors) -> None:
                            f"unknown region {quote(region)} (the fleet has {known})")
 
 
-def check_private(entries: list[Entry], fleet: Fleet | None, errors: Errors) -> None:
+def check_private(entries: Entries, fleet: Fleet | None, errors: Errors) -> None:
     """Refuse literal targets in forbidden ranges (see healthplane.proto.config.addresses).
 
     Host names other than localhost are resolved by the probes, which apply
@@ -108,18 +137,23 @@ def check_private(entries: list[Entry], fleet: Fleet | None, errors: Errors) -> 
     """
     hint = ("refused unless the fleet sets allow_private_targets: true"
             + ("" if fleet is not None else " (no fleet given, so it is false)"))
-    problems: dict[str, str | None] = {}  # host -> problem; registries repeat hosts
+    # host -> problem; registries repeat hosts
+    problems = {host: _private_problem(host)
+                for host in set(map(_FIRST, filter(None, _column(entries, "host"))))}
+    if not any(problems.values()):
+        return       # the common case, found without a loop over every entry
     for entry in entries:
         if entry.host is None:
             continue
         host, line = entry.host
-        if host not in problems:
-            ip = ip_literal(host)
-            if ip is not None:
-                reason = forbidden_reason(ip)
-                problems[host] = None if reason is None else f"{host} is a {reason} address"
-            else:
-                problems[host] = f"{host} is a loopback name" if is_localhost(host) else None
         problem = problems[host]
         if problem is not None:
             errors.add(line, f"{entry.path}.host", f"{problem}; {hint}")
+
+
+def _private_problem(host: str) -> str | None:
+    ip = ip_literal(host)
+    if ip is not None:
+        reason = forbidden_reason(ip)
+        return None if reason is None else f"{host} is a {reason} address"
+    return f"{host} is a loopback name" if is_localhost(host) else None

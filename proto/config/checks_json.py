@@ -1,13 +1,15 @@
 """checks.json: the check registry written as JSON, read fast.
 
 JSON is YAML, so a ``.json`` registry means what the same text means to the
-YAML loader; only the way it is read differs. The standard library's C
-decoder turns the file into plain values several times faster than YAML
-nodes are composed, and each entry is then checked by the same field
-readers (check_fields.READERS), entry rules (checks.timing_problem,
-threshold_problem) and cross-entry rules (check_rules) as the YAML path,
-over one synthetic node per distinct value (field values recur across a
-registry, so each is read once per load).
+YAML loader; only the way it is read differs. A C decoder (msgspec, or the
+standard library's where msgspec could read the text otherwise) turns the
+file into plain values several times faster than YAML nodes are composed.
+The entries are then read column by column (check_columns): each distinct
+value of a field goes once through the same field reader as YAML
+(check_fields.READERS) over a synthetic node, each distinct combination of
+the fields the entry rules read goes once through those rules
+(checks.timing_problem, threshold_problem), and the cross-entry rules
+(check_rules) run over the same entries.
 
 Plain values carry no lines. So the first problem of any kind sends the
 text through the YAML node path, which reports every problem with its line:
@@ -15,7 +17,8 @@ messages come from one place only, and a valid file costs one pass. Where
 the two readings of a text could differ, the value is left to the YAML
 path: a number JSON reads but YAML 1.1 takes as text (``1e3``), a key
 written twice (JSON keeps the last one silently, YAML reports it),
-``NaN``. A JSON syntax error is reported by the JSON decoder, with its line.
+``NaN``. A JSON syntax error is reported by the standard library's decoder,
+with its line.
 
 A registry read from JSON has ``line`` 0 on every check (lines are only
 for messages, which the YAML pass makes).
@@ -25,21 +28,32 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
+from operator import itemgetter
+from typing import Any
 
 from healthplane.proto.config import check_rules, probe_fields
+from healthplane.proto.config.check_columns import (
+    ABSENT,
+    EntryColumns,
+    build,
+    defaults_of,
+    read_column,
+)
 from healthplane.proto.config.check_fields import READERS, Entry
 from healthplane.proto.config.checks import (
     FIELDS_BY_TYPE,
     gc_paused,
-    normalize_thresholds,
     read_checks,
     threshold_problem,
     timing_problem,
 )
-from healthplane.proto.config.model import PROBE_TYPES, Check, Fleet, Registry
+from healthplane.proto.config.checks_json_decode import ENTRY_FIELDS, column, decode
+from healthplane.proto.config.checks_json_decode import Refused as _ExactPass
+from healthplane.proto.config.model import Check, Fleet, Registry
 from healthplane.proto.config.names import ID_RE
 from healthplane.proto.config.version import VersionHash
-from healthplane.proto.config.yamlload import SafeNodeLoader, decode_text
+from healthplane.proto.config.yamlload import decode_text
 from healthplane.proto.config.yamlnodes import BOOL, FLOAT, INT, NULL, STR, Errors
 from yaml.error import Mark
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -50,39 +64,18 @@ _MARK = Mark("", 0, 0, 0, None, None)
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 _NO_ITEMS: tuple = ()
-_NO_LISTS: dict[str, list] = {}
-_ID_TYPE = frozenset({"id", "type"})
 _ID_MATCH = ID_RE.fullmatch
-_MEMO_LIMIT = 1 << 16            # distinct values remembered per load
-_HASH_SLICE = 2048               # checks hashed at a time while reading
-_REQUIRED = {kind: frozenset({"id", "type"} | ({"host"} if kind == "dns" else
-                                              {"host", "port"} if kind in PROBE_TYPES
-                                              else {"children"}))
-             for kind in FIELDS_BY_TYPE}
-_RESOLVER = SafeNodeLoader("")
-
-
-class _ExactPass(Exception):
-    """Something to report, or a value the YAML path may read otherwise."""
-
-
-def _duplicate_free(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    mapping = dict(pairs)
-    if len(mapping) != len(pairs):
-        raise _ExactPass
-    return mapping
-
-
-def _yaml_float(text: str) -> float | str:
-    # JSON's 1e3 is text to YAML 1.1; keeping it text makes its reader refuse
-    # it, and the YAML pass then reports what that pass sees.
-    if _RESOLVER.resolve(ScalarNode, text, (True, False)) == FLOAT:
-        return float(text)
-    return text
-
-
-def _constant(text: str) -> str:
-    return text          # NaN, Infinity: not JSON, and text to YAML
+# The fields the entry rules read (checks.timing_problem, threshold_problem,
+# probe_fields.entry_problems), kept ABSENT where an entry lacks them until
+# the rules have run: presence matters to them (a timeout left out takes
+# min(4, interval), a dns check's port 53). The host matters only to
+# ip_family, and is left out of the combinations without it.
+_RULE_FIELDS = ("type", "interval", "timeout", "healthy_threshold", "children", "method",
+                "search", "ip_family", "verify_tls", "tls", "port", "query_name")
+_ITEM_FIELDS = ("regions", "children")       # lists whose items the cross rules check
+_DEFAULTS = defaults_of(Check)
+_KINDS_WITH = {key: {kind for kind, fields in FIELDS_BY_TYPE.items() if key in fields}
+               for key in ENTRY_FIELDS}
 
 
 def read_checks_json(read: Callable[[], bytes | bytearray], source: str, fleet: Fleet | None,
@@ -109,43 +102,148 @@ def read_checks_json(read: Callable[[], bytes | bytearray], source: str, fleet: 
     return read_checks(decode_text(read(), source), source, fleet, allow_private)
 
 
+def _colons(value: object) -> int:
+    """Keys and ':' inside strings in a decoded value (see _decode)."""
+    kind = type(value)
+    if kind is str:
+        return value.count(":")  # type: ignore[attr-defined]
+    if kind is list:
+        return sum(map(_colons, value))  # type: ignore[call-overload]
+    if kind is dict:
+        return sum(1 + k.count(":") + _colons(v) for k, v in value.items())  # type: ignore[attr-defined]
+    return 0
+
+
 def _fast(data: bytes | bytearray, source: str, fleet: Fleet | None,
           allow_private: bool | None) -> Registry:
-    try:
-        doc = json.loads(data, object_pairs_hook=_duplicate_free,
-                         parse_float=_yaml_float, parse_constant=_constant)
-    except UnicodeDecodeError:
-        raise _ExactPass from None     # decode_text says where
+    items, rest, colons = decode(data)
     del data
-    if type(doc) is not dict or "checks" not in doc:
+    if any(not key.startswith("x-") for key in rest):
         raise _ExactPass
-    if any(key != "checks" and not key.startswith("x-") for key in doc):
-        raise _ExactPass
-    items = doc.pop("checks")
-    del doc
-    if type(items) is not list:
-        raise _ExactPass
-    reader = _EntryReader()
-    version = VersionHash()
-    done = 0
-    for i in range(len(items)):
-        item = items[i]
-        items[i] = None      # each entry's values are freed as soon as it is read
-        reader.add(item)
-        if i - done == _HASH_SLICE:
-            # Hashed while the new checks are still in the caches; a file
-            # with a problem wastes this, but then the YAML pass costs more.
-            version.add([e.check for e in reader.entries[done:i]])  # type: ignore[misc]
-            done = i
+    found = 1 + _colons(rest)            # "checks" and the rest of the document
+    del rest
+    count = len(items)
+    columns, found_in_entries = _read_entries(items)
     del items
-    entries = reader.entries
-    version.add([e.check for e in entries[done:]])  # type: ignore[misc]
+    if colons is not None and found + found_in_entries != colons:
+        raise _ExactPass                 # a key written twice in some object
+    no_items = [_NO_ITEMS] * count
+    entries = EntryColumns(columns["id"], columns.get("@host") or [None] * count,
+                           columns.get("@regions", no_items), columns.get("@children", no_items))
     errors = Errors(source)
     check_rules.check_cross_entry(entries, errors, fleet, allow_private)
     if errors:
         raise _ExactPass
-    checks = tuple(e.check for e in entries if e.check is not None)
-    return Registry(checks=checks, version=version.hexdigest(), source=source)
+    del entries
+    _normalize_thresholds(columns)
+    checks = build(Check, count, columns)
+    version = VersionHash()
+    version.add_columns(columns, checks)
+    return Registry(checks=tuple(checks), version=version.hexdigest(), source=source)
+
+
+def _read_entries(items: list) -> tuple[dict[str, Any], int]:
+    """(Check's columns, keys and colons in the entries' strings), or _ExactPass.
+
+    The columns hold the values each check is built from, defaults filled
+    in, plus "@host", "@regions" and "@children": what the cross-entry
+    rules look at.
+    """
+    count = len(items)
+    ids = column(items, "id")
+    if any(type(i) is not str for i in ids) or None in map(_ID_MATCH, ids):
+        raise _ExactPass
+    columns: dict[str, Any] = {"id": ids, "type": column(items, "type")}
+    found = 2 * count                  # "id" and "type"; ids, types and keys hold no ':'
+    scratch = Errors("")
+    kinds = set(columns["type"])
+    for key in ENTRY_FIELDS:
+        if key == "id" or kinds.isdisjoint(_KINDS_WITH[key]):
+            continue                   # (no entry of a type that has it: a dns field, say)
+        raw = column(items, key)
+        default = ABSENT if key in _RULE_FIELDS else _DEFAULTS.get(key, ABSENT)
+        values, distinct, present = read_column(raw, partial(_read_field, key, scratch), default)
+        if not present:
+            continue
+        found += present + _column_colons(raw, distinct)
+        if key == "host":
+            spots: dict[Any, tuple[Any, int] | None] = {v: (v, 0) for v in distinct}
+            spots[ABSENT] = None
+            columns["@host"] = list(map(spots.__getitem__, raw))
+        columns[key] = values
+    _apply_rules(columns, count)
+    for key in _ITEM_FIELDS:
+        lists = columns.get(key)
+        if lists is not None:
+            items_of = {v: _items(v) for v in dict.fromkeys(lists)}
+            columns["@" + key] = list(map(items_of.__getitem__, lists))
+    for key, default in _DEFAULTS.items():
+        filled = columns.get(key)
+        if filled is None:
+            columns[key] = [default] * count
+        elif key in _RULE_FIELDS and ABSENT in filled:
+            columns[key] = [default if v is ABSENT else v for v in filled]
+    return columns, found
+
+
+def _column_colons(raw: list, distinct: list) -> int:
+    if distinct and not any(map(_colons, distinct)):
+        return 0                # the common case: no value has one
+    return sum(map(_colons, raw))
+
+
+def _read_field(key: str, scratch: Errors, value: object) -> object:
+    """The value key's reader gives for value; _ExactPass if it refuses it."""
+    read = READERS[key](_node(value), key, scratch, Entry(check=None, path=""))
+    if read is None or scratch:
+        raise _ExactPass
+    return read
+
+
+def _items(value: Any) -> tuple:
+    """A list field's items as the cross-entry rules see them."""
+    if value is ABSENT:
+        return _NO_ITEMS
+    return tuple((text, 0, i) for i, text in enumerate(value))
+
+
+def _apply_rules(columns: dict[str, Any], count: int) -> None:
+    """Run the entry rules once per distinct combination of what they read,
+    and fill in what they give an entry that has none (timeout, port)."""
+    # A field no entry has is ABSENT throughout: it tells no combination apart.
+    names = [key for key in _RULE_FIELDS if key in columns]
+    # Fields that matter only beside another (see probe_fields.entry_problems):
+    # left out without it, fewer combinations are told apart.
+    if "ip_family" in columns:
+        names.append("host")
+    if "method" not in columns and "search" in names:
+        names.remove("search")
+    if "dns" not in set(columns["type"]) and "port" in names:
+        names.remove("port")
+    filled_keys = ["timeout"] + (["port"] if "port" in names else [])
+    rule_columns = [columns[key] for key in names]
+    outcome: dict[tuple, tuple] = {}
+    for combo in dict.fromkeys(zip(*rule_columns, strict=True)):
+        values = {k: v for k, v in zip(names, combo, strict=True) if v is not ABSENT}
+        present = set(values)
+        if (probe_fields.entry_problems(values["type"], values, present)
+                or timing_problem(values, present) or threshold_problem(values)):
+            raise _ExactPass
+        outcome[combo] = tuple(values.get(key, ABSENT) for key in filled_keys)
+    filled = list(map(outcome.__getitem__, zip(*rule_columns, strict=True)))
+    for i, key in enumerate(filled_keys):
+        columns[key] = list(map(itemgetter(i), filled))
+
+
+def _normalize_thresholds(columns: dict[str, Any]) -> None:
+    """As checks.normalize_thresholds, a column at a time: a success_threshold equal
+    to its failure_threshold is the default (None), so writing it out keeps the
+    registry version."""
+    rise = columns.get("success_threshold")
+    if rise is None or not any(v is not None for v in rise):
+        return
+    fall = columns.get("failure_threshold") or [3] * len(rise)
+    columns["success_threshold"] = [None if r == f else r for r, f in zip(rise, fall, strict=True)]
 
 
 def _node(value: object) -> Node:
@@ -169,88 +267,3 @@ def _node(value: object) -> Node:
     return MappingNode(_MAP, [], _MARK, _MARK)
 
 
-def _memo_key(key: str, value: object) -> tuple | None:
-    kind = type(value)
-    if kind is list:
-        if all(type(v) is str for v in value):  # type: ignore[attr-defined]
-            return (key, kind, tuple(value))  # type: ignore[arg-type]
-        return None
-    if kind is dict:
-        return None
-    return (key, kind, value)
-
-
-class _EntryReader:
-    """Reads entries into Checks with the YAML path's readers, reusing results."""
-
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        self._memo: dict[tuple, tuple] = {}
-        self._scratch = Errors("")
-
-    def _field(self, key: str, value: object, memo_key: tuple | None) -> tuple:
-        """(value, host, list items) the reader gives for value.
-
-        host is the host as written, list items (name, [(text, index)]) for
-        regions and children; both None for other fields.
-        """
-        scratch = Entry(check=None, path="")
-        read = READERS[key](_node(value), key, self._scratch, scratch)
-        if read is None or self._scratch:
-            raise _ExactPass
-        items = scratch.regions or scratch.children
-        known = (read, None if scratch.host is None else scratch.host[0],
-                 (key, tuple((t, i) for t, _, i in items)) if items else None)
-        if memo_key is not None and len(self._memo) < _MEMO_LIMIT:
-            self._memo[memo_key] = known
-        return known
-
-    def add(self, item: object) -> None:
-        if type(item) is not dict:
-            raise _ExactPass
-        check_id = item.get("id")
-        kind = item.get("type")
-        if type(check_id) is not str or type(kind) is not str or kind not in FIELDS_BY_TYPE:
-            raise _ExactPass
-        if _ID_MATCH(check_id) is None:
-            raise _ExactPass
-        keys = item.keys()
-        if not (keys <= FIELDS_BY_TYPE[kind] and keys >= _REQUIRED[kind]):
-            raise _ExactPass  # another type's field, an unknown one, or one missing
-        values: dict[str, object] = {"id": check_id, "type": kind}
-        host = None
-        lists: dict[str, list] = _NO_LISTS
-        memo = self._memo
-        for key, value in item.items():
-            if key in _ID_TYPE:
-                continue
-            # The type is part of the key: True == 1 == 1.0 as dict keys.
-            memo_key: tuple | None = (key, type(value), value)
-            try:
-                known = memo.get(memo_key)  # type: ignore[arg-type]
-            except TypeError:  # a list: its items make the key
-                memo_key = _memo_key(key, value)
-                known = memo.get(memo_key) if memo_key is not None else None
-            if known is None:
-                known = self._field(key, value, memo_key)
-            values[key], spot, items = known
-            if spot is not None:
-                host = (spot, 0)
-            elif items is not None:
-                if lists is _NO_LISTS:
-                    lists = {}
-                lists[items[0]] = [(text, 0, i) for text, i in items[1]]
-        normalize_thresholds(values)
-        # item stands for the fields present: the rules ask only about others.
-        if kind == "calculated":
-            if threshold_problem(values):
-                raise _ExactPass
-        elif timing_problem(values, item) or probe_fields.entry_problems(kind, values, item):
-            raise _ExactPass
-        # Entries without list items share one empty tuple: at a million
-        # checks, two empty lists each are 100 MB.
-        self.entries.append(Entry(
-            check=Check(line=0, **values),  # type: ignore[arg-type]
-            path="", id=(check_id, 0), host=host,
-            regions=lists.get("regions", _NO_ITEMS),  # type: ignore[arg-type]
-            children=lists.get("children", _NO_ITEMS)))  # type: ignore[arg-type]

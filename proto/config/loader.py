@@ -56,7 +56,8 @@ regular files only, never blocking, at most 256 MiB.
 
 The pieces: yamlload (read, compose, nesting bound), yamlnodes (Errors,
 Fields, messages), scalars (typed getters), checks / check_fields /
-check_rules, checks_json (the registry as JSON), fleet,
+check_rules, checks_json / checks_json_decode / check_columns (the registry as
+JSON, read column by column), fleet,
 zone, names (id and host syntax), version (registry identity).
 """
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from itertools import chain, repeat
-from operator import attrgetter
+from operator import attrgetter, call
 from typing import Any
 
 from healthplane.proto.config.model import Check, Registry
@@ -81,13 +81,35 @@ class VersionHash:
         self._digest = hashlib.sha256(b'{"checks":[')
         self._empty = True
 
-    def add(self, checks: tuple[Check, ...] | list[Check]) -> None:
+    def add(self, checks: Sequence[Check]) -> None:
         # In slices, so a large registry is never one huge document in memory.
         for start in range(0, len(checks), _SLICE):
-            if not self._empty:
-                self._digest.update(b",")
-            self._empty = False
-            self._digest.update(_encode_slice(checks[start:start + _SLICE]).encode("utf-8"))
+            part = checks[start:start + _SLICE]
+            if list(map(_GET_EXT, part)).count(_EXT_DEFAULTS) != len(part):
+                self._update(_spelled_out(part))
+            else:
+                self._update(_encode_columns([list(map(get, part)) for get in _GETTERS]))
+
+    def add_columns(self, columns: Mapping[str, Sequence[Any]], checks: Sequence[Check]) -> None:
+        """Add checks given field by field too: columns[name][i] is the i-th
+        check's value of name (every field but line), as on the Check."""
+        ordered = [columns[name] for name in _SORTED_NAMES]
+        # Only the extension fields some check sets need looking at per slice.
+        extensions = [(columns[name], _DEFAULTS[name]) for name in EXTENSION_FIELDS
+                      if columns[name].count(_DEFAULTS[name]) != len(checks)]
+        for start in range(0, len(checks), _SLICE):
+            stop = min(start + _SLICE, len(checks))
+            if any(column[start:stop].count(default) != stop - start
+                   for column, default in extensions):
+                self._update(_spelled_out(checks[start:stop]))
+            else:
+                self._update(_encode_columns([column[start:stop] for column in ordered]))
+
+    def _update(self, encoded: str) -> None:
+        if not self._empty:
+            self._digest.update(b",")
+        self._empty = False
+        self._digest.update(encoded.encode("utf-8"))
 
     def hexdigest(self) -> str:
         digest = self._digest.copy()
@@ -119,8 +141,8 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
 # One JSON object per check, its values filled in column by column: each
 # column is read and encoded by C loops (map), which is several times faster
 # than building and encoding a dict per check.
-# Before each value its key: ',{"children":' opens an object (the first
-# comma is cut), ',"disabled":' continues it.
+# Each value carries its key: ',{"children":[]' opens an object (the first
+# comma is cut), ',"disabled":false' continues it, and the last one closes it.
 _KEYS = tuple(("{" if i == 0 else "") + json.dumps(name) + ":"
               for i, name in enumerate(_SORTED_NAMES))
 _GETTERS = tuple(attrgetter(name) for name in _SORTED_NAMES)
@@ -130,34 +152,77 @@ _SIMPLE: dict[type, Callable[[Any], str]] = {
     str: _ENCODE_STR, int: int.__repr__, bool: _BOOLS.__getitem__,
     type(None): lambda _: "null",
 }
+# A column with at most this share of distinct values is spelled once per
+# value and looked up (intervals, ports, hosts, paths, region lists).
+_FEW = 4
+_NUMBERS = frozenset({int, float, bool})
 
 
-def _encode_slice(checks: Sequence[Check]) -> str:
-    """The canonical objects of checks, comma-separated, as _ENCODE spells them."""
-    if list(map(_GET_EXT, checks)).count(_EXT_DEFAULTS) != len(checks):
-        # A check here uses an extension field, so objects differ in their
-        # keys: spell each one out (slower, and only for such slices).
-        return ",".join(_ENCODE(dict(sorted(canonical_check(c).items()))) for c in checks)
+def _spelled_out(checks: Sequence[Check]) -> str:
+    """The canonical objects of checks one by one: for a slice where a check
+    uses an extension field, so that objects differ in their keys."""
+    return ",".join(_ENCODE(dict(sorted(canonical_check(c).items()))) for c in checks)
+
+
+def _encode_columns(columns: list[Sequence[Any]]) -> str:
+    """The canonical objects of some checks, comma-separated, as _ENCODE
+    spells them; columns holds their values of each field in _SORTED_NAMES.
+
+    Each piece joined is a value with its key; a column with one value
+    throughout (most of them, most of the time) is no piece of its own but
+    part of the next piece, so far fewer pieces are joined.
+    """
     pieces: list[Iterable[str]] = []
-    for i, get in enumerate(_GETTERS):
-        pieces.append(repeat("," + _KEYS[i]))
-        pieces.append(_encode_column(i, list(map(get, checks))))
-    pieces.append(repeat("}"))
-    # Key, value, key, value, ... "}" for each check in turn, joined in C.
-    return "".join(chain.from_iterable(zip(*pieces, strict=False)))[1:]  # repeat() is endless
+    lead = ""
+    for i, values in enumerate(columns):
+        piece = _encode_column(i, values, lead + "," + _KEYS[i])
+        if type(piece) is str:
+            lead = piece
+        else:
+            pieces.append(piece)
+            lead = ""
+    pieces.append(repeat(lead + "}", len(columns[0])))
+    # The pieces of each check in turn, joined in C.
+    return "".join(chain.from_iterable(zip(*pieces, strict=True)))[1:]
 
 
-def _encode_column(at: int, values: list[Any]) -> list[str]:
+def _encode_column(at: int, values: Sequence[Any], key: str) -> str | Iterable[str]:
+    """key and each value as _ENCODE spells it; one string if all are one."""
+    try:
+        distinct = dict.fromkeys(values)
+    except TypeError:                # a list, not a tuple
+        distinct = {}
+    if distinct and len(distinct) * _FEW <= len(values):
+        spelled = _spell(at, list(distinct))
+        if spelled is not None:
+            if len(spelled) == 1:
+                return key + spelled[0]
+            table = {v: key + text for v, text in zip(distinct, spelled, strict=True)}
+            return map(table.__getitem__, values)
+    texts = _spell(at, values, exact=True)
+    assert texts is not None
+    return map(key.__add__, texts)
+
+
+def _spell(at: int, values: Sequence[Any], exact: bool = False) -> list[str] | None:
+    """Each value's canonical JSON; None when distinct values could be
+    spelled apart though equal as keys (0.0 and -0.0, 1 and True)."""
     if at in _FLOAT_AT:
-        values = [v if type(v) is float else float(v) for v in values]
-        if not all(map(math.isfinite, values)):
-            return list(map(_ENCODE, values))   # raises as the encoder does
-        return list(map(float.__repr__, values))
+        floats = [v if type(v) is float else float(v) for v in values]
+        if not all(map(math.isfinite, floats)):
+            return list(map(_ENCODE, floats))   # raises as the encoder does
+        if not exact and 0.0 in floats:
+            return None
+        return list(map(float.__repr__, floats))
     if at in _SET_AT:
         return [_ENCODE(sorted(v)) if v else "[]" for v in values]
     types = set(map(type, values))
+    if not exact and len(types & _NUMBERS) > 1:
+        return None
     if len(types) == 1 and (encode := _SIMPLE.get(types.pop())) is not None:
         return list(map(encode, values))
+    if types <= _SIMPLE.keys():
+        return list(map(call, map(_SIMPLE.__getitem__, map(type, values)), values))
     return [_SIMPLE.get(type(v), _ENCODE)(v) for v in values]
 
 
