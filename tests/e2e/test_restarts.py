@@ -174,7 +174,7 @@ def test_no_wrong_answer_across_a_restart(fleet: Fleet, order: str) -> None:
     assert took <= STALE_AFTER + 3.0
 
 
-def _get_sequence(address: str) -> tuple[int, bool]:
+def _get_sequence(fleet: Fleet, address: str) -> tuple[int, bool]:
     with fleet.channel(address) as channel:
         got = pb_grpc.HealthStub(channel).Get(pb.GetRequest(), timeout=2)
     return got.sequence, got.warming
@@ -208,7 +208,7 @@ def test_sequence_only_grows_across_restarts_and_no_temp_file_stays(fleet: Fleet
     assert glob.glob(str(fleet.run_dir / ".*.tmp")) == []
 
 
-def _ready(address: str) -> bool:
+def _ready(fleet: Fleet, address: str) -> bool:
     try:
         _get_sequence(fleet, address)
         return True
