@@ -103,11 +103,6 @@ def _versions_in_logs(f: Fleet, names: list[str], version: str) -> list[str]:
                                           (f.run_dir / f"{n}.log").read_text())]
 
 
-# Known regression: with mutual TLS and per-checker sequence marks, an
-# aggregator that adopted the new registry counts no votes (0/0) during the
-# rollout; without them both orders lost no vote. Not strict, so the fix shows.
-@pytest.mark.xfail(reason="rollouts lose an aggregator's votes under mutual TLS and "
-                   "sequence marks", strict=False)
 @pytest.mark.parametrize("checkers_first", [True, False], ids=["checkers first",
                                                                "aggregators first"])
 def test_rollout_keeps_every_vote(fleet: Fleet, checkers_first: bool) -> None:

@@ -1,0 +1,14 @@
+"""C extensions for the hot paths; everything else is in pyproject.toml.
+
+Each extension is optional: without a compiler the build goes on and the
+pure-Python fallback runs (see healthplane.runtime.native).
+"""
+
+from setuptools import Extension, setup
+
+CFLAGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-fno-strict-aliasing"]
+
+EXTENSIONS: list[Extension] = [
+]
+
+setup(ext_modules=EXTENSIONS)
