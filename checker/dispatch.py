@@ -123,8 +123,15 @@ class Dispatcher:
     # -- results ----------------------------------------------------------
 
     async def _one(self, row: int, gen: int) -> None:
+        begun = self.clock.now()
         try:
             result = await self._probers[row]()
+            if self.clock.now() - begun > self.timeouts[row] + self.grace:
+                # Finished past its deadline: the process was stopped or
+                # starved while the answer waited in a socket buffer. That
+                # answer is from before the pause; read after it, it would
+                # rebuild a reset verdict from old evidence.
+                result = ProbeResult(Outcome.TIMEOUT, float(self.timeouts[row]), "timeout")
         except asyncio.CancelledError:
             # Cancelled for overrunning its timeout (or at shutdown).
             result = ProbeResult(Outcome.TIMEOUT, float(self.timeouts[row]), "timeout")

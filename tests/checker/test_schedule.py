@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 from healthplane.checker.dispatch import Dispatcher
+from healthplane.checker.probes.base import Outcome, ProbeResult
 from healthplane.checker.schedule import Schedule, phase_fraction
 
 from healthplane.runtime.clock import FakeClock
@@ -231,3 +232,44 @@ async def test_a_stall_longer_than_the_stale_rule_restarts_verdicts_from_unknown
     await task
     # Unknown (rebuilding: one failure of three), never the pre-stall healthy.
     assert states == {0}
+
+
+async def test_a_probe_that_answered_before_a_stall_counts_as_a_timeout_after_it():
+    """Its answer came before the pause; read after it, it must not vote healthy."""
+    clock = FakeClock()
+    checks = tcp_checks(50, interval=1.0, timeout=0.5, prefix="f", threshold=3)
+    ok = {"now": True}
+    held = {"on": False}
+    release = asyncio.Event()
+
+    def make_prober(check, *, allow_private: bool):
+        async def probe() -> ProbeResult:
+            answer = ok["now"]          # the reply is in the socket buffer already
+            if held["on"]:
+                await release.wait()    # ... and is read only after the stall
+            return ProbeResult(Outcome.OK if answer else Outcome.REFUSED, 0.01,
+                               "ok" if answer else "refused")
+        return probe
+
+    d = make_dispatcher(clock, checks, make_prober)
+    task = asyncio.create_task(d.run())
+    await clock.advance(5.0)
+    d.flush()
+    assert set(d.verdicts.state.tolist()) == {1}
+    held["on"] = True
+    await clock.advance(0.4)
+    assert d.in_flight > 0      # these have their answer, unread, when the process stops
+    ok["now"] = False           # the endpoints die while the process is stopped
+    clock.jump(10.0)
+    held["on"] = False
+    release.set()
+    votes = set()
+    for _ in range(30):
+        await clock.advance(0.05)
+        d.flush()
+        # What a report would say: a stale row votes unknown.
+        votes |= set(np.where(d.stale(clock.now()), 0, d.verdicts.state).tolist())
+    d.stop()
+    await clock.advance(1.0)
+    await task
+    assert 1 not in votes, "a pre-stall answer voted healthy"

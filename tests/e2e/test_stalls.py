@@ -73,9 +73,6 @@ def _statuses(f: Fleet) -> dict[str, str]:
     return {c.check_id: names.get(c.status, "unknown") for c in _query(f).checks}
 
 
-# Seen failing on a fresh clone while passing alone: timing under SIGSTOP is not
-# yet robust. The rule itself is pinned on virtual time in tests/checker.
-@pytest.mark.xfail(reason="flaky real-process stall timing", strict=False)
 def test_a_resumed_checker_never_revotes_its_old_verdict(fleet: Fleet) -> None:
     victim = "use1-a"
     pid = fleet.checkers[victim].pid
