@@ -103,9 +103,9 @@ def _configs(d: Path, n: int, control: int) -> tuple[Path, Path]:
     return checks, fleet
 
 
-def _get(address: str) -> pb.HealthSnapshot | None:
+def _get(f: Fleet, address: str) -> pb.HealthSnapshot | None:
     try:
-        with grpc.insecure_channel(address) as channel:
+        with f.channel(address) as channel:
             return pb_grpc.HealthStub(channel).Get(pb.GetRequest(), timeout=0.5)
     except grpc.RpcError:
         return None
@@ -119,7 +119,7 @@ def restarts(n: int, rounds: int) -> None:
                    targets=TargetsOptions(control=f"127.0.0.1:{control}")) as f:
             address = f.aggregator_addresses[0]
             deadline = time.monotonic() + 60
-            while (got := _get(address)) is None or got.warming:
+            while (got := _get(f, address)) is None or got.warming:
                 if time.monotonic() > deadline:
                     print("error: the aggregator never became warm", file=sys.stderr)
                     return
@@ -132,7 +132,7 @@ def restarts(n: int, rounds: int) -> None:
                 f.start_aggregator(0, wait=False)
                 first = warm = None
                 while warm is None and time.monotonic() - t0 < 30:
-                    got = _get(address)
+                    got = _get(f, address)
                     if got is not None:
                         now = time.monotonic() - t0
                         first = now if first is None else first

@@ -46,6 +46,7 @@ from healthplane.proto.config.addresses import parse_hostport
 
 from healthplane.runtime.clock import SystemClock
 from healthplane.runtime.grid import GridLoop
+from healthplane.runtime.loop import run_event_loop
 from healthplane.runtime.parent import watch_parent
 
 HANG_CLOSE_AFTER = 60.0   # a hung connection is dropped eventually so idle sockets stay bounded
@@ -232,7 +233,7 @@ class Targets:
         return app
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace) -> int:
     hang, flapping = set(args.hang), list(dict.fromkeys(args.flap))
     targets = Targets(read_targets(Path(args.checks), hang=hang, skip=set(args.skip)))
     unknown = [i for i in flapping + list(hang) if i not in targets.by_id]
@@ -259,6 +260,7 @@ async def serve(args: argparse.Namespace) -> None:
     await stop.wait()
     await runner.cleanup()
     await targets.stop()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         parse_hostport(args.control)
-        asyncio.run(serve(args))
+        # uvloop: a few thousand probes a second from a whole fleet would
+        # otherwise keep this one process busy enough to starve its control API.
+        run_event_loop(serve(args))
     except (OSError, ValueError, yaml.YAMLError) as e:
         print(f"targets: {e}", file=sys.stderr)
         return 1
