@@ -39,6 +39,7 @@ from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Fleet, Registry
 
 from healthplane.runtime import notify
+from healthplane.runtime.flags import reload_period
 from healthplane.runtime.listen import format_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 
@@ -71,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", "--http", metavar="HOST:PORT",
                    help="serve the HTTP side port: /metrics, /healthz, /readyz, the status "
                    "page at / and /api/v1/checks")
-    p.add_argument("--reload-period", "--reload-interval", type=float, default=60.0,
+    p.add_argument("--reload-period", "--reload-interval", type=reload_period, default=60.0,
                    metavar="SECONDS", dest="reload_period",
                    help="re-read the config files this often; 0 only on SIGHUP (default 60)")
     add_log_flags(p, default="info")

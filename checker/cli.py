@@ -27,6 +27,7 @@ import sys
 from typing import NoReturn
 
 from healthplane.runtime import notify
+from healthplane.runtime.flags import reload_period
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
 from healthplane.runtime.parent import watch_parent
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", "--http", metavar="HOST:PORT",
                    help="serve the HTTP side port: /metrics, /healthz, /readyz "
                    "(ready while streaming to at least one aggregator)")
-    p.add_argument("--reload-period", "--reload-interval", type=_positive, default=30.0,
+    p.add_argument("--reload-period", "--reload-interval", type=reload_period, default=30.0,
                    metavar="SECONDS", dest="reload_period",
                    help="re-read both files this often (default 30; 0: only on SIGHUP)")
     p.add_argument("--canary-interval", type=_positive, default=1.0, metavar="SECONDS",

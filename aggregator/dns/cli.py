@@ -61,6 +61,7 @@ from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Zone
 
 from healthplane.runtime import notify
+from healthplane.runtime.flags import reload_period
 from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
@@ -108,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
                    "quiet the longest (default 128)")
     p.add_argument("--max-tcp-per-client", type=int, default=16, metavar="N",
                    help="concurrent TCP connections from one client (default 16)")
-    p.add_argument("--reload-period", "--reload-interval", type=float, default=60.0,
+    p.add_argument("--reload-period", "--reload-interval", type=reload_period, default=60.0,
                    metavar="SECONDS", dest="reload_period",
                    help="re-read zone.yaml this often; 0 only on SIGHUP (default 60)")
     p.add_argument("--serial-file", metavar="PATH",

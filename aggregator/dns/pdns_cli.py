@@ -46,6 +46,7 @@ import sys
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Zone
 
+from healthplane.runtime.flags import reload_period
 from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
@@ -74,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="fail open when the snapshot is older than this; 0 never (default 30)")
     p.add_argument("--nameserver", action="append", default=[], metavar="NAME",
                    help="NS name of the zone, repeatable (default ns1.<zone>)")
-    p.add_argument("--reload-period", "--reload-interval", type=float, default=60.0,
+    p.add_argument("--reload-period", "--reload-interval", type=reload_period, default=60.0,
                    metavar="SECONDS", dest="reload_period",
                    help="re-read zone.yaml this often; 0 only on SIGHUP (default 60)")
     p.add_argument("--metrics", "--http", metavar="HOST:PORT",

@@ -49,6 +49,24 @@ def test_every_reloading_component_takes_both_reload_flag_names(command: str, fl
     assert build().parse_args([*required, flag, "7.5"]).reload_period == 7.5
 
 
+@pytest.mark.parametrize("command", RELOADING)
+@pytest.mark.parametrize("value", ["0.001", "-1", "nan", "inf", "soon"])
+def test_a_reload_period_that_would_spin_or_never_come_is_refused(
+        command: str, value: str, capsys) -> None:
+    build, required = PARSERS[command]
+    with pytest.raises(SystemExit) as exit_:
+        build().parse_args([*required, "--reload-period", value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--reload-period" in err[-1] and value in err[-1]
+
+
+@pytest.mark.parametrize("command", RELOADING)
+def test_a_reload_period_of_zero_means_sighup_only(command: str) -> None:
+    build, required = PARSERS[command]
+    assert build().parse_args([*required, "--reload-period", "0"]).reload_period == 0
+
+
 def test_the_checkers_verbose_flag_is_kept_as_an_alias() -> None:
     build, required = PARSERS["checker"]
     assert build().parse_args([*required, "-vv"]).verbose == 2
