@@ -26,9 +26,13 @@ DNS front, certificates for TLS rotation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import inspect
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Literal, TypeVar
@@ -88,7 +92,24 @@ async def in_thread(fn: Callable[[], T], timeout: float | None, name: str) -> T:
     return await asyncio.wait_for(done, timeout)
 
 
-def _child_main(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+_PR_SET_PDEATHSIG = 1      # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent ends (Linux), however it ends.
+
+    A tasting child outliving a killed component would go on holding its
+    memory and, in a test fleet, count as a process left behind.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:      # it died before the request took effect
+        os._exit(1)
+
+
+def _child_main(conn: Any, fn: Callable[..., Any], args: tuple, parent: int) -> None:
+    _die_with_parent(parent)
     try:
         out: tuple[str, Any] = ("ok", fn(*args))
     except ConfigError as exc:
@@ -112,7 +133,7 @@ def run_in_child(fn: Callable[..., T], *args: Any, timeout: float = TASTE_TIMEOU
     """
     ctx = multiprocessing.get_context("spawn")   # never fork a process running gRPC
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_main, args=(send, fn, args), daemon=True,
+    child = ctx.Process(target=_child_main, args=(send, fn, args, os.getpid()), daemon=True,
                         name="healthplane-taste")
     child.start()
     send.close()
