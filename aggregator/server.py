@@ -16,18 +16,16 @@ Without it, only a loopback address may be served unless ``insecure=True``.
 ``limits`` bounds connections, streams and watchers
 (:mod:`healthplane.aggregator.limits`).
 
-A gRPC server can stop without being asked: grpcio's aio server loop dies
-on some malformed requests. :attr:`Aggregator.died` is set then, and the
-command exits non-zero at once so that a supervisor restarts it.
+A gRPC server that stops unasked (see :mod:`healthplane.aggregator.liveness`)
+sets :attr:`Aggregator.died`, and the command exits non-zero at once so that
+a supervisor restarts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -38,30 +36,32 @@ from grpc_reflection.v1alpha import reflection
 from healthplane.aggregator.guarded_health import GuardedHealthService
 from healthplane.aggregator.ingest import IngestService
 from healthplane.aggregator.limits import Admission, Limits, fit_open_files
+from healthplane.aggregator.liveness import server_stopped
 from healthplane.aggregator.metrics import AggregatorMetrics, AggregatorStats
 from healthplane.aggregator.readiness import AggregatorReadiness
 from healthplane.aggregator.security_metrics import SecurityCollector
 from healthplane.aggregator.sequence import SequenceMarks
 from healthplane.aggregator.snapshot_file import SnapshotFileWriter
 from healthplane.aggregator.state import AggregatorState, max_message_bytes, transport_limit
+from healthplane.aggregator.stats import aggregator_stats
 from healthplane.aggregator.status_page import StatusPage
 from healthplane.aggregator.tick_result import TickResult
 from healthplane.aggregator.tickloop import TickLoop
 from healthplane.aggregator.transitions import log_transitions
-from healthplane.aggregator.warmstart import (
-    WarmUp,
-    clean_temp_files,
-    first_sequence,
-    read_persisted,
-)
+from healthplane.aggregator.warmstart import WarmUp, first_sequence, restore
 from healthplane.aggregator.watchers import LatestHub
 from healthplane.proto.config.model import Fleet, Registry
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 from healthplane.runtime.clock import Clock, SystemClock
-from healthplane.runtime.grpclog import escape, sanitize_grpc_logs
-from healthplane.runtime.listen import parse_listen
+from healthplane.runtime.grpclog import sanitize_grpc_logs
+from healthplane.runtime.listen import (
+    check_bindable,
+    format_hostport,
+    is_loopback,
+    parse_listen,
+)
 from healthplane.runtime.tls import TlsFiles
 
 log = logging.getLogger("healthplane.aggregator")
@@ -74,10 +74,6 @@ SERVICE_NAMES = (
 
 class ReloadRefused(Exception):
     """A new configuration that this running aggregator cannot adopt."""
-
-
-# How often the server's liveness is polled: the longest a dead server goes unnoticed.
-_WATCH_PERIOD = 0.5
 
 
 class InsecureListen(OSError):
@@ -108,22 +104,8 @@ class Aggregator:
         self.state = AggregatorState(registry, fleet, self.clock)
         self.hub: LatestHub[TickResult] = LatestHub()
         self.snapshot_writer = SnapshotFileWriter(snapshot_file) if snapshot_file else None
-        persisted = None
-        if snapshot_file:
-            # What the previous run left: its temporary files go, its last
-            # tick becomes every check's last known status (warmstart).
-            clean_temp_files(snapshot_file)
-            persisted = read_persisted(snapshot_file, registry, fleet, self.clock.wall_ms())
-            if persisted is not None and persisted.version != registry.version \
-                    and persisted.ids and len(persisted.ids) <= 2 * registry.check_count:
-                # checks.yaml changed across the restart: checkers still on
-                # the old one are remapped by id, as after a reload.
-                self.state.accept_previous(persisted.version, persisted.ids)
-            if persisted is not None and persisted.memory is not None:
-                self.state.engine.restore(persisted.memory)
-                log.info("read back check states", extra={
-                    "checks": len(persisted.memory.ids), "file": snapshot_file,
-                    "tick": persisted.sequence, "age_s": persisted.age_ms / 1000})
+        persisted = (restore(self.state, snapshot_file, self.clock.wall_ms())
+                     if snapshot_file else None)
         # Ticks are numbered from above the file's and the wall clock's
         # (warmstart.first_sequence), so a client sees them only grow.
         self.state.sequence = self.state.sequence_base = (
@@ -169,32 +151,8 @@ class Aggregator:
 
     def stats(self) -> AggregatorStats:
         """The figures the metrics report, as of now (cheap: no per-check work)."""
-        st, loop, w = self.state, self.tick_loop, self.snapshot_writer
-        latest = st.latest
-        counts = latest.status_counts() if latest is not None else [0, 0, 0, 0]
-        previous = [v for v in st.versions if v != st.registry.version]
-        return AggregatorStats(
-            ticks=st.sequence - st.sequence_base,
-            sequence=st.sequence,
-            warming=self.warming,
-            ticks_missed=loop.missed,
-            ticks_failed=loop.failed,
-            snapshots_accepted=st.counters.accepted,
-            snapshots_remapped=st.counters.remapped,
-            snapshots_dropped=dict(st.counters.dropped),
-            checkers=len(st.checker_ids),
-            fresh_checkers=latest.fresh_checkers if latest is not None else 0,
-            checks_by_state=tuple(int(c) for c in counts),
-            state_changes_last_tick=latest.changed if latest is not None else 0,
-            state_changes=st.changes_total,
-            watchers=self.hub.watchers,
-            watch_skipped=self.hub.skipped,
-            snapshot_file_writes={"ok": w.written, "failed": w.failed, "skipped": w.skipped}
-            if w is not None else {},
-            config_reloads=dict(self.reloads),
-            registry_version=st.registry.version,
-            previous_version=previous[0] if previous else "",
-            registry_checks=st.registry.check_count)
+        return aggregator_stats(self.state, self.tick_loop, self.hub, self.snapshot_writer,
+                                self.reloads, warming=self.warming)
 
     @property
     def warming(self) -> bool:
@@ -248,11 +206,11 @@ class Aggregator:
         insecure=True, OSError when the address cannot be bound.
         """
         host, port = parse_listen(listen)
-        if self.tls is None and not insecure and not _is_loopback(host):
+        if self.tls is None and not insecure and not is_loopback(host):
             raise InsecureListen(
                 f"refusing to serve plaintext gRPC on {listen}: give --tls-cert, --tls-key "
                 "and --tls-ca, or --insecure to accept unauthenticated votes")
-        _check_bindable(listen, host, port)
+        check_bindable(listen, host, port)
         sanitize_grpc_logs()
         loop = asyncio.get_running_loop()
         if loop.get_exception_handler() is None:
@@ -275,7 +233,7 @@ class Aggregator:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        address = f"{_bracket(host)}:{port}"
+        address = format_hostport(host, port)
         try:
             if self.tls is None:
                 bound = server.add_insecure_port(address)
@@ -306,27 +264,7 @@ class Aggregator:
         return bound
 
     async def _watch_server(self, server: grpc.aio.Server) -> None:
-        """Set died when the server terminates without stop() having asked.
-
-        Polled with a timeout: when grpc's server loop crashes while calls
-        are open, its own shutdown never completes, but
-        ``wait_for_termination(timeout)`` raises the crash at the timeout.
-        """
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                t0 = loop.time()
-                await server.wait_for_termination(timeout=_WATCH_PERIOD)
-                # Its return value has meant both things across grpcio
-                # releases; returning before the timeout means: terminated.
-                if loop.time() - t0 < _WATCH_PERIOD * 0.9:
-                    reason = "the gRPC server stopped"
-                    break
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - whatever killed grpc's server loop
-                reason = f"the gRPC server loop died: {type(exc).__name__}: {escape(str(exc))}"
-                break
+        reason = await server_stopped(server)
         if not self._stopping:
             self.death_reason = reason
             log.error("gRPC server stopped unasked; exiting so that a supervisor restarts "
@@ -354,46 +292,6 @@ class Aggregator:
         if self.snapshot_writer is not None:
             await self.snapshot_writer.stop()
         await self.metrics.close()
-
-
-def _check_bindable(listen: str, host: str, port: int) -> None:
-    """Raise OSError naming the reason when host:port cannot be bound.
-
-    gRPC reports a failed bind only as "no address added" after printing its
-    own log line; trying first gives the operator the real reason, once.
-    """
-    if port == 0:
-        return
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise OSError(f"cannot listen on {listen}: {exc.strerror}") from None
-    for family, kind, proto, _, addr in infos:
-        with socket.socket(family, kind, proto) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
-            try:
-                s.bind(addr)
-            except OSError as exc:
-                raise OSError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
-
-
-def _is_loopback(host: str) -> bool:
-    """True when every address host stands for is a loopback one."""
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        pass
-    if not host:
-        return False
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 @contextlib.asynccontextmanager

@@ -34,6 +34,7 @@ import glob
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgpack
 import numpy as np
@@ -42,6 +43,9 @@ from healthplane.aggregator.tick_memory import TickMemory, carry, from_check_ord
 from healthplane.aggregator.votes import lane_words_for
 from healthplane.proto import codec
 from healthplane.proto.config.model import Fleet, Registry
+
+if TYPE_CHECKING:
+    from healthplane.aggregator.state import AggregatorState
 
 log = logging.getLogger("healthplane.aggregator.warmstart")
 
@@ -123,6 +127,29 @@ def _memory(ids: tuple[str, ...], states: np.ndarray, registry: Registry,
         established=valid, inverted=inverted, novote=novote)
     return carry(mem, registry.ids, lane_words_for(registry.check_count),
                  inverted=inverted_checks(registry))
+
+
+def restore(state: AggregatorState, path: str, wall_ms: int) -> Persisted | None:
+    """Read back what the previous run left in path into a new state.
+
+    Its temporary files go; its last tick becomes every check's last known
+    status; when its registry differs, snapshots of that version are
+    accepted (remapped by id), as after a reload.
+    """
+    clean_temp_files(path)
+    registry = state.registry
+    persisted = read_persisted(path, registry, state.fleet, wall_ms)
+    if persisted is None:
+        return None
+    if persisted.version != registry.version and persisted.ids \
+            and len(persisted.ids) <= 2 * registry.check_count:
+        state.accept_previous(persisted.version, persisted.ids)
+    if persisted.memory is not None:
+        state.engine.restore(persisted.memory)
+        log.info("read back check states", extra={
+            "checks": len(persisted.memory.ids), "file": path,
+            "tick": persisted.sequence, "age_s": persisted.age_ms / 1000})
+    return persisted
 
 
 def first_sequence(persisted: Persisted | None, wall_ms: int) -> int:
