@@ -107,6 +107,7 @@ class Dispatcher:
         self._gen = [0] * n
         self._res_rows: list[int] = []
         self._res: list[ProbeResult] = []
+        self._res_at: list[float] = []           # when each buffered result came in
         self.outcomes = np.full(n, -1, dtype=np.int8)
         self.reasons: list[str] = [""] * n
         self.latencies = np.full(n, np.nan)
@@ -119,6 +120,7 @@ class Dispatcher:
         self.launched = 0      # probes started
         self.missed = 0        # slots skipped
         self.finished = 0      # results folded into verdicts
+        self.expired_results = 0   # results too old when folded (a stall came between)
 
     # -- results ----------------------------------------------------------
 
@@ -145,6 +147,7 @@ class Dispatcher:
             return
         self._res_rows.append(row)
         self._res.append(result)
+        self._res_at.append(self.clock.now())
         self.in_flight -= 1
 
     def flush(self) -> None:
@@ -155,10 +158,23 @@ class Dispatcher:
         results = self._res
         row_list = self._res_rows
         rows = np.asarray(row_list, dtype=np.int64)
-        codes = np.asarray([r.outcome for r in results], dtype=np.int64)
+        came = np.asarray(self._res_at)
         self._res_rows = []
         self._res = []
+        self._res_at = []
         now = self._last_flush = self.clock.now()
+        expired = (now - came) > self._stale_bound[rows]
+        if expired.any():
+            # Read before a stall and folded only after it: evidence from
+            # before the pause, which must not rebuild a verdict after it.
+            self.expired_results += int(np.count_nonzero(expired))
+            keep = np.flatnonzero(~expired)
+            rows = rows[keep]
+            results = [results[i] for i in keep.tolist()]
+            row_list = rows.tolist()
+            if not row_list:
+                return
+        codes = np.asarray([r.outcome for r in results], dtype=np.int64)
         # A check whose previous result is older than the stale rule (the
         # process was stopped, the VM paused, a GC ran long) rebuilds its
         # verdict from new results only: carried over, the old verdict would

@@ -273,3 +273,31 @@ async def test_a_probe_that_answered_before_a_stall_counts_as_a_timeout_after_it
     await clock.advance(1.0)
     await task
     assert 1 not in votes, "a pre-stall answer voted healthy"
+
+
+async def test_results_buffered_before_a_stall_do_not_rebuild_a_verdict_after_it():
+    """Read before the pause, folded after it: pre-stall evidence, not a new vote."""
+    clock = FakeClock()
+    checks = tcp_checks(500, interval=1.0, timeout=0.5, prefix="b", threshold=3)
+    rec = Recorder(clock, ok=True)
+    d = make_dispatcher(clock, checks, rec)
+    task = asyncio.create_task(d.run())
+    await clock.advance(5.0)
+    d.flush()
+    assert set(d.verdicts.state.tolist()) == {1}
+    for _ in range(200):              # until a result waits, unfolded, for the next flush
+        if d._res_rows:
+            break
+        await clock.advance(0.002)
+    assert d._res_rows
+    rec.ok = False                    # the endpoints die while the process is stopped
+    clock.jump(10.0)
+    votes = set()
+    for _ in range(30):
+        d.flush()
+        votes |= set(np.where(d.stale(clock.now()), 0, d.verdicts.state).tolist())
+        await clock.advance(0.05)
+    d.stop()
+    await clock.advance(1.0)
+    await task
+    assert 1 not in votes, "a result read before the stall voted healthy after it"

@@ -124,6 +124,14 @@ def test_rollout_keeps_every_vote(fleet: Fleet, checkers_first: bool) -> None:
                      else _versions_in_logs(fleet, names, version))
     _hup(second)
     polls += _watch(fleet, GAP, bad)
+    # The second half tastes the new file before adopting it (a few real
+    # cycles in a child process): on a loaded machine that can outlast the
+    # gap. Keep watching, bounded, until every aggregator counts every vote
+    # of the new check too.
+    deadline = time.monotonic() + 60
+    while not _settled(fleet, version, new_id):
+        assert time.monotonic() < deadline, "the fleet did not settle on the new file"
+        polls += _watch(fleet, 0.5, bad)
     print(f"\n{'checkers' if checkers_first else 'aggregators'} first: {polls} answers, "
           f"{len(bad)} with a dip; first half on {version} after {GAP:g} s: {adopted_first}")
     assert adopted_first == names, "the first half did not adopt the new file in the gap"
@@ -135,3 +143,16 @@ def test_rollout_keeps_every_vote(fleet: Fleet, checkers_first: bool) -> None:
         new = next(c for c in resp.checks if c.check_id == new_id)
         assert new.reporting_votes == len(CHECKERS) and new.status == pb.STATUS_UNHEALTHY
     assert bad == [], bad[:5]
+
+
+def _settled(f: Fleet, version: str, new_id: str) -> bool:
+    """Every aggregator on version, with every checker's vote on new_id."""
+    for address in f.aggregator_addresses:
+        with f.channel(address) as channel:
+            resp = pb_grpc.HealthStub(channel).Query(pb.QueryRequest(), timeout=1)
+        new = [c for c in resp.checks if c.check_id == new_id]
+        if resp.registry_version != version or not new \
+                or new[0].reporting_votes != len(CHECKERS) \
+                or new[0].status != pb.STATUS_UNHEALTHY:
+            return False
+    return True
