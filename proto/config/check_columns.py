@@ -10,8 +10,8 @@ Python statements per field per entry.
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+import functools
+from collections.abc import Callable, Sequence
 from itertools import compress, repeat
 from operator import is_not
 from typing import Any, TypeVar, overload
@@ -124,23 +124,50 @@ def defaults_of(cls: type) -> dict[str, Any]:
     return out
 
 
-def build(cls: type[T], count: int, columns: dict[str, Sequence[Any] | Iterable[Any]]) -> list[T]:
+def build(cls: type[T], count: int, columns: dict[str, Sequence[Any]]) -> list[T]:
     """count instances of a slots dataclass, each field set from its column.
 
     The values must already be what __init__ would accept: this skips
-    __init__ (and a frozen class's __setattr__) and writes each slot
-    through its descriptor, a C loop per field. A field without a column
+    __init__ (and a frozen class's __setattr__). A field without a column
     takes its default, shared by every instance, so a mutable default must
     be given as a column.
     """
-    objs = list(map(cls.__new__, repeat(cls, count)))
+    names = tuple(f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                  if f.name in columns)
     defaults = defaults_of(cls)
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        column = columns.get(f.name)
-        if column is None:
-            column = repeat(defaults[f.name], count)
-        deque(map(cls.__dict__[f.name].__set__, objs, column), 0)
-    return objs
+    constants = [defaults[f.name] for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                 if f.name not in columns]
+    make = _maker(cls, names)(*constants)
+    if not names:
+        return [make() for _ in range(count)]
+    return list(map(make, *(columns[name] for name in names)))
+
+
+@functools.cache
+def _maker(cls: type, names: tuple[str, ...]) -> Callable[..., Callable[..., Any]]:
+    """A factory of functions that make one cls from the values of names,
+    the other fields set to the constants the factory is given.
+
+    Writing slots through a frozen class costs a call per field
+    (object.__setattr__), about four times the time of the whole object
+    otherwise. So each object is made as an instance of a plain twin class
+    with the very same slots, whose attribute stores the interpreter does
+    in line, and then becomes a cls: a class with the same slot layout may
+    take over an instance (assigning __class__), which changes nothing
+    else about it.
+    """
+    twin = type(f"_{cls.__name__}Twin", (), {"__slots__": cls.__slots__})  # type: ignore[attr-defined]
+    every = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    assert tuple(every) == cls.__slots__, "slots in field order"  # type: ignore[attr-defined]
+    others = [name for name in every if name not in names]
+    lines = [f"def _factory({', '.join('k_' + n for n in others)}):",
+             f"    def make({', '.join(names)}):",
+             "        o = _new(_twin)"]
+    lines += [f"        o.{n} = {n if n in names else 'k_' + n}" for n in every]
+    lines += ["        o.__class__ = _cls", "        return o", "    return make"]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated from field names only
+    return namespace["_factory"]  # type: ignore[no-any-return]
 
 
 class EntryColumns(Sequence[Entry]):

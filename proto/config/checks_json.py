@@ -146,8 +146,8 @@ def _read_entries(items: list) -> tuple[dict[str, Any], int]:
     """(Check's columns, keys and colons in the entries' strings), or _ExactPass.
 
     The columns hold the values each check is built from, defaults filled
-    in, plus "@host", "@regions" and "@children": what the cross-entry
-    rules look at.
+    in (a field no entry has has no column: its default throughout), plus
+    "@host", "@regions" and "@children": what the cross-entry rules look at.
     """
     count = len(items)
     ids = column(items, "id")
@@ -179,9 +179,7 @@ def _read_entries(items: list) -> tuple[dict[str, Any], int]:
             columns["@" + key] = list(map(items_of.__getitem__, lists))
     for key, default in _DEFAULTS.items():
         filled = columns.get(key)
-        if filled is None:
-            columns[key] = [default] * count
-        elif key in _RULE_FIELDS and ABSENT in filled:
+        if filled is not None and key in _RULE_FIELDS and ABSENT in filled:
             columns[key] = [default if v is ABSENT else v for v in filled]
     return columns, found
 

@@ -92,18 +92,22 @@ class VersionHash:
 
     def add_columns(self, columns: Mapping[str, Sequence[Any]], checks: Sequence[Check]) -> None:
         """Add checks given field by field too: columns[name][i] is the i-th
-        check's value of name (every field but line), as on the Check."""
-        ordered = [columns[name] for name in _SORTED_NAMES]
+        check's value of name (every field but line), as on the Check; a
+        field without a column holds its default on every check."""
+        ordered = [columns.get(name) for name in _SORTED_NAMES]
         # Only the extension fields some check sets need looking at per slice.
-        extensions = [(columns[name], _DEFAULTS[name]) for name in EXTENSION_FIELDS
-                      if columns[name].count(_DEFAULTS[name]) != len(checks)]
+        extensions = [(column, _DEFAULTS[name]) for name in EXTENSION_FIELDS
+                      if (column := columns.get(name)) is not None
+                      and column.count(_DEFAULTS[name]) != len(checks)]
         for start in range(0, len(checks), _SLICE):
             stop = min(start + _SLICE, len(checks))
             if any(column[start:stop].count(default) != stop - start
                    for column, default in extensions):
                 self._update(_spelled_out(checks[start:stop]))
             else:
-                self._update(_encode_columns([column[start:stop] for column in ordered]))
+                self._update(_encode_columns(
+                    [column[start:stop] if column is not None else [default] * (stop - start)
+                     for column, default in zip(ordered, _SORTED_DEFAULTS, strict=True)]))
 
     def _update(self, encoded: str) -> None:
         if not self._empty:
@@ -127,6 +131,7 @@ def canonical_json(checks: Iterable[Check]) -> str:
 _SLICE = 2048
 _TAIL = ("],\"format\":" + json.dumps(CANONICAL_FORMAT, ensure_ascii=False) + "}").encode("utf-8")
 _SORTED_NAMES = tuple(sorted(n for n in _FIELD_NAMES if n not in EXTENSION_FIELDS))
+_SORTED_DEFAULTS = tuple(_DEFAULTS[name] for name in _SORTED_NAMES)
 _GET_EXT = attrgetter(*EXTENSION_FIELDS)
 _EXT_DEFAULTS = tuple(_DEFAULTS[n] for n in EXTENSION_FIELDS)
 _GET_SORTED = attrgetter(*_SORTED_NAMES)
