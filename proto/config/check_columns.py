@@ -35,6 +35,8 @@ class _Absent:
 ABSENT: Any = _Absent()
 _NUMBERS = frozenset({int, float, bool})
 _SCALARS = frozenset({str, int, float, bool, type(None), _Absent})
+# Types whose equal values are interchangeable (unlike 0.0 and -0.0).
+_PLAIN = frozenset({str, int, bool})
 _SPARSE = 3          # a field on fewer than a third of the entries: read those only
 
 
@@ -66,33 +68,67 @@ def read_column(raw: list[Any], read: Callable[[Any], T],
 def _read(raw: list[Any], read: Callable[[Any], T], absent: Any) -> tuple[list[T], list[Any]]:
     keys: list[Any] = raw
     value_of: Callable[[Any], Any] = _same
+    merged = False
     try:
         distinct = dict.fromkeys(raw)
         # Only numbers of two types can be equal; with none among the
         # distinct values there are none at all.
         if set(map(type, distinct)) & _NUMBERS:
-            types = set(map(type, raw))
-            if len(types & _NUMBERS) > 1:
-                keys = list(zip(map(type, raw), raw, strict=True))
-                value_of = _second
-                distinct = dict.fromkeys(keys)
+            numbers = set(map(type, raw)) & _NUMBERS
+            if len(numbers) > 1:
+                merged = _reads_alike(distinct, numbers, read)
+                if not merged:
+                    keys = list(zip(map(type, raw), raw, strict=True))
+                    value_of = _second
+                    distinct = dict.fromkeys(keys)
     except TypeError:                  # lists
-        keys = [_list_key(v) for v in raw]
-        value_of = _list_value
+        if set(map(type, raw)) == {list}:
+            keys = list(map(tuple, raw))
+            value_of = list
+        else:
+            keys = [_list_key(v) for v in raw]
+            value_of = _list_value
         try:
             distinct = dict.fromkeys(keys)
         except TypeError:              # something inside no key can hold
             return [absent if v is ABSENT else read(v) for v in raw], []
     values = []
     outcome: dict[Any, Any] = {}
+    same = value_of is _same and not merged
     for key in distinct:
         value = value_of(key)
         if value is ABSENT:
-            outcome[key] = absent
+            outcome[key] = got = absent
         else:
             values.append(value)
-            outcome[key] = read(value)
+            outcome[key] = got = read(value)
+        same = same and (got is key or (type(got) is type(key) and type(key) in _PLAIN
+                                        and got == key))
+    if same:
+        return raw, values             # every value read as itself: no lookups needed
     return list(map(outcome.__getitem__, keys)), values
+
+
+def _reads_alike(distinct: dict[Any, None], numbers: set[type],
+                 read: Callable[[Any], Any]) -> bool:
+    """Whether each distinct value reads the same in every type of numbers
+    it could be written in (interval: 10 and 10.0), so that telling
+    them apart is not needed. Zero is left to the exact path: -0.0 == 0."""
+    if 0 in distinct:
+        return False
+    for value in distinct:
+        if type(value) not in _NUMBERS:
+            continue
+        variants = [kind(value) for kind in numbers]
+        try:
+            got = [read(v) for v in variants if v == value]
+        except Exception:   # a refusal: the exact path decides  # noqa: BLE001
+            return False
+        first = got[0]
+        if any(type(g) is not type(first) or g != first or repr(g) != repr(first)
+               for g in got):
+            return False
+    return True
 
 
 def _same(key: Any) -> Any:

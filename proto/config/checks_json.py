@@ -27,9 +27,11 @@ for messages, which the YAML pass makes).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import partial
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import is_not, itemgetter
 from typing import Any
 
 from healthplane.proto.config import check_rules, probe_fields
@@ -64,7 +66,8 @@ _MARK = Mark("", 0, 0, 0, None, None)
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 _NO_ITEMS: tuple = ()
-_ID_MATCH = ID_RE.fullmatch
+# Every id at once: one match over the ids joined by newlines, which no id has.
+_IDS_MATCH = re.compile(f"(?:{ID_RE.pattern}\n)*").fullmatch
 # The fields the entry rules read (checks.timing_problem, threshold_problem,
 # probe_fields.entry_problems), kept ABSENT where an entry lacks them until
 # the rules have run: presence matters to them (a timeout left out takes
@@ -76,6 +79,10 @@ _ITEM_FIELDS = ("regions", "children")       # lists whose items the cross rules
 _DEFAULTS = defaults_of(Check)
 _KINDS_WITH = {key: {kind for kind, fields in FIELDS_BY_TYPE.items() if key in fields}
                for key in ENTRY_FIELDS}
+# The fields most registries use first: once every key is found the rest are skipped.
+_COMMON = ("host", "port", "interval", "timeout", "failure_threshold", "path", "regions",
+           "search", "children", "healthy_threshold")
+_SCAN_ORDER = _COMMON + tuple(key for key in ENTRY_FIELDS if key not in _COMMON and key != "id")
 
 
 def read_checks_json(read: Callable[[], bytes | bytearray], source: str, fleet: Fleet | None,
@@ -123,7 +130,7 @@ def _fast(data: bytes | bytearray, source: str, fleet: Fleet | None,
     found = 1 + _colons(rest)            # "checks" and the rest of the document
     del rest
     count = len(items)
-    columns, found_in_entries = _read_entries(items)
+    columns, found_in_entries = _read_entries(items, None if colons is None else colons - found)
     del items
     if colons is not None and found + found_in_entries != colons:
         raise _ExactPass                 # a key written twice in some object
@@ -142,8 +149,13 @@ def _fast(data: bytes | bytearray, source: str, fleet: Fleet | None,
     return Registry(checks=tuple(checks), version=version.hexdigest(), source=source)
 
 
-def _read_entries(items: list) -> tuple[dict[str, Any], int]:
+def _read_entries(items: list, left: int | None) -> tuple[dict[str, Any], int]:
     """(Check's columns, keys and colons in the entries' strings), or _ExactPass.
+
+    left: the colons of the text not yet accounted for, when known. Each
+    key found takes one, so once they are all taken the fields not yet
+    looked at are on no entry, and are not looked at (most registries use
+    a few of the fields only).
 
     The columns hold the values each check is built from, defaults filled
     in (a field no entry has has no column: its default throughout), plus
@@ -151,14 +163,19 @@ def _read_entries(items: list) -> tuple[dict[str, Any], int]:
     """
     count = len(items)
     ids = column(items, "id")
-    if any(type(i) is not str for i in ids) or None in map(_ID_MATCH, ids):
-        raise _ExactPass
+    try:
+        if _IDS_MATCH("\n".join(ids) + "\n") is None:
+            raise _ExactPass
+    except TypeError:                  # an id that is no string
+        raise _ExactPass from None
     columns: dict[str, Any] = {"id": ids, "type": column(items, "type")}
     found = 2 * count                  # "id" and "type"; ids, types and keys hold no ':'
     scratch = Errors("")
     kinds = set(columns["type"])
-    for key in ENTRY_FIELDS:
-        if key == "id" or kinds.isdisjoint(_KINDS_WITH[key]):
+    for key in _SCAN_ORDER:
+        if left is not None and found == left:
+            break                      # every ':' of the text accounted for: no more keys
+        if kinds.isdisjoint(_KINDS_WITH[key]):
             continue                   # (no entry of a type that has it: a dns field, say)
         raw = column(items, key)
         default = ABSENT if key in _RULE_FIELDS else _DEFAULTS.get(key, ABSENT)
@@ -177,11 +194,31 @@ def _read_entries(items: list) -> tuple[dict[str, Any], int]:
         if lists is not None:
             items_of = {v: _items(v) for v in dict.fromkeys(lists)}
             columns["@" + key] = list(map(items_of.__getitem__, lists))
-    for key, default in _DEFAULTS.items():
+    for key in _RULE_FIELDS:
         filled = columns.get(key)
-        if filled is not None and key in _RULE_FIELDS and ABSENT in filled:
-            columns[key] = [default if v is ABSENT else v for v in filled]
+        if filled is not None and key in _DEFAULTS:
+            columns[key] = _fill(filled, _DEFAULTS[key])
     return columns, found
+
+
+def _fill(values: list, default: object) -> list:
+    """values with default in place of ABSENT, found by C loops: the
+    few holes of a common field by index(), the few values of a rare one
+    by compress()."""
+    holes = values.count(ABSENT)
+    if not holes:
+        return values
+    if holes * 2 <= len(values):
+        values = list(values)
+        at = -1
+        for _ in range(holes):
+            at = values.index(ABSENT, at + 1)
+            values[at] = default
+        return values
+    out = [default] * len(values)
+    for at in compress(range(len(values)), map(is_not, values, repeat(ABSENT))):
+        out[at] = values[at]
+    return out
 
 
 def _column_colons(raw: list, distinct: list) -> int:
@@ -191,9 +228,12 @@ def _column_colons(raw: list, distinct: list) -> int:
 
 
 def _read_field(key: str, scratch: Errors, value: object) -> object:
-    """The value key's reader gives for value; _ExactPass if it refuses it."""
+    """The value key's reader gives for value; _ExactPass if it refuses it
+    (scratch is left empty for the next value: a refusal need not end the
+    fast path, see check_columns._reads_alike)."""
     read = READERS[key](_node(value), key, scratch, Entry(check=None, path=""))
     if read is None or scratch:
+        scratch.clear()
         raise _ExactPass
     return read
 

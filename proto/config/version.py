@@ -95,6 +95,7 @@ class VersionHash:
         check's value of name (every field but line), as on the Check; a
         field without a column holds its default on every check."""
         ordered = [columns.get(name) for name in _SORTED_NAMES]
+        plans, tail = _plans(ordered, _SORTED_DEFAULTS)
         # Only the extension fields some check sets need looking at per slice.
         extensions = [(column, _DEFAULTS[name]) for name in EXTENSION_FIELDS
                       if (column := columns.get(name)) is not None
@@ -105,9 +106,7 @@ class VersionHash:
                    for column, default in extensions):
                 self._update(_spelled_out(checks[start:stop]))
             else:
-                self._update(_encode_columns(
-                    [column[start:stop] if column is not None else [default] * (stop - start)
-                     for column, default in zip(ordered, _SORTED_DEFAULTS, strict=True)]))
+                self._update(_encode_slice(plans, tail, ordered, start, stop))
 
     def _update(self, encoded: str) -> None:
         if not self._empty:
@@ -160,6 +159,7 @@ _SIMPLE: dict[type, Callable[[Any], str]] = {
 # A column with at most this share of distinct values is spelled once per
 # value and looked up (intervals, ports, hosts, paths, region lists).
 _FEW = 4
+_SAMPLE = 4096
 _NUMBERS = frozenset({int, float, bool})
 
 
@@ -171,42 +171,67 @@ def _spelled_out(checks: Sequence[Check]) -> str:
 
 def _encode_columns(columns: list[Sequence[Any]]) -> str:
     """The canonical objects of some checks, comma-separated, as _ENCODE
-    spells them; columns holds their values of each field in _SORTED_NAMES.
+    spells them; columns holds their values of each field in _SORTED_NAMES."""
+    plans, tail = _plans(columns, [None] * len(columns))
+    return _encode_slice(plans, tail, columns, 0, len(columns[0]))
+
+
+# How one column is spelled: (its position, a table of each distinct
+# value's text, or, for a column spelled value by value, the text before
+# each value).
+_Plan = tuple[int, "dict[Any, str] | str"]
+
+
+def _plans(columns: Sequence[Sequence[Any] | None],
+           defaults: Sequence[Any]) -> tuple[list[_Plan], str]:
+    """How to spell each column of some checks, and the text that closes each.
 
     Each piece joined is a value with its key; a column with one value
     throughout (most of them, most of the time) is no piece of its own but
-    part of the next piece, so far fewer pieces are joined.
+    part of the next piece, so far fewer pieces are joined. A column of
+    None holds its default throughout. Worked out once for all the checks
+    a loader adds, so each distinct value is spelled once.
     """
-    pieces: list[Iterable[str]] = []
+    plans: list[_Plan] = []
     lead = ""
-    for i, values in enumerate(columns):
-        piece = _encode_column(i, values, lead + "," + _KEYS[i])
-        if type(piece) is str:
-            lead = piece
+    for at, values in enumerate(columns):
+        key = lead + "," + _KEYS[at]
+        if values is None:
+            lead = key + _spell(at, [defaults[at]], exact=True)[0]  # type: ignore[index]
+            continue
+        try:
+            # A column whose first values are mostly distinct (ids) is not
+            # worth a table: spelled value by value, it is never hashed.
+            few = len(dict.fromkeys(values[:_SAMPLE])) * _FEW <= min(len(values), _SAMPLE)
+            distinct = dict.fromkeys(values) if few else {}
+        except TypeError:                # a list, not a tuple
+            distinct = {}
+        spelled = (_spell(at, list(distinct))
+                   if distinct and len(distinct) * _FEW <= len(values) else None)
+        if spelled is not None and len(spelled) == 1:
+            lead = key + spelled[0]
+            continue
+        if spelled is not None:
+            plans.append((at, {v: key + text for v, text in zip(distinct, spelled, strict=True)}))
         else:
-            pieces.append(piece)
-            lead = ""
-    pieces.append(repeat(lead + "}", len(columns[0])))
+            plans.append((at, key))
+        lead = ""
+    return plans, lead + "}"
+
+
+def _encode_slice(plans: list[_Plan], tail: str, columns: Sequence[Sequence[Any] | None],
+                  start: int, stop: int) -> str:
+    """The canonical objects of checks start..stop, as _plans says."""
+    pieces: list[Iterable[str]] = []
+    for at, how in plans:
+        values = columns[at][start:stop]  # type: ignore[index]
+        if type(how) is str:
+            pieces.append(map(how.__add__, _spell(at, values, exact=True)))  # type: ignore[arg-type]
+        else:
+            pieces.append(map(how.__getitem__, values))  # type: ignore[union-attr]
+    pieces.append(repeat(tail, stop - start))
     # The pieces of each check in turn, joined in C.
     return "".join(chain.from_iterable(zip(*pieces, strict=True)))[1:]
-
-
-def _encode_column(at: int, values: Sequence[Any], key: str) -> str | Iterable[str]:
-    """key and each value as _ENCODE spells it; one string if all are one."""
-    try:
-        distinct = dict.fromkeys(values)
-    except TypeError:                # a list, not a tuple
-        distinct = {}
-    if distinct and len(distinct) * _FEW <= len(values):
-        spelled = _spell(at, list(distinct))
-        if spelled is not None:
-            if len(spelled) == 1:
-                return key + spelled[0]
-            table = {v: key + text for v, text in zip(distinct, spelled, strict=True)}
-            return map(table.__getitem__, values)
-    texts = _spell(at, values, exact=True)
-    assert texts is not None
-    return map(key.__add__, texts)
 
 
 def _spell(at: int, values: Sequence[Any], exact: bool = False) -> list[str] | None:

@@ -93,6 +93,11 @@ class Errors:
     def __bool__(self) -> bool:
         return bool(self._items)
 
+    def clear(self) -> None:
+        """Forget the problems found so far (a scratch list, tried again)."""
+        self._items.clear()
+        self._seen.clear()
+
     def lines(self) -> list[str]:
         """Every message, in line order (ties keep the order they were found)."""
         return [text for _, _, text in sorted(self._items)]
