@@ -97,3 +97,48 @@ def test_a_valid_registry_takes_no_yaml_pass(monkeypatch):
     assert expected[1] == []
     monkeypatch.setattr(checks_json, "read_checks", None)   # no YAML pass may run
     assert read_checks_json(lambda: text.encode(), "checks.json", None, True) == expected
+
+
+def _no_yaml_pass(monkeypatch, text: str):
+    from healthplane.proto.config import checks_json
+
+    expected = read_checks(text, "checks.json", None, True)
+    assert expected[1] == []
+    monkeypatch.setattr(checks_json, "read_checks", None)   # no YAML pass may run
+    got = read_checks_json(lambda: text.encode(), "checks.json", None, True)
+    assert got == expected
+    assert got[0].version == expected[0].version  # type: ignore[union-attr]
+    return got[0]
+
+
+def test_numbers_of_two_types_that_read_alike_take_the_json_path(monkeypatch):
+    entries = [{"id": f"c{i}", "type": "tcp", "host": "192.0.2.1", "port": 80,
+                "interval": [10, 10.0, 2.5, 30][i % 4], "timeout": [1, 1.0, 2][i % 3]}
+               for i in range(200)]
+    registry = _no_yaml_pass(monkeypatch, json.dumps({"checks": entries}))
+    assert {type(c.interval) for c in registry.checks} == {float}
+    assert [c.interval for c in registry.checks[:4]] == [10.0, 10.0, 2.5, 30.0]
+
+
+def test_a_field_one_entry_uses_after_the_common_ones_is_read(monkeypatch):
+    # Fields are looked at until every key of the text is found; a rare
+    # field on the last entry alone must still be one of them.
+    entries = [{"id": f"c{i}", "type": "http", "host": "192.0.2.1", "port": 80}
+               for i in range(100)]
+    entries[-1].update(method="HEAD", ip_family="ipv4", min_votes=2,
+                       headers={"X-A": "b:c"}, expected_status=[200, 204])
+    registry = _no_yaml_pass(monkeypatch, json.dumps({"checks": entries}))
+    last = registry.checks[-1]
+    assert (last.method, last.ip_family, last.min_votes) == ("HEAD", "ipv4", 2)
+    assert registry.checks[0].method == "GET"
+
+
+@pytest.mark.parametrize("port", ["80.0", "true"])
+def test_a_number_of_another_type_among_ports_is_refused_as_yaml_does(port):
+    entries = ", ".join(f'{{"id": "c{i}", "type": "tcp", "host": "192.0.2.1", "port": 80}}'
+                        for i in range(5))
+    text = f'{{"checks": [{entries}, {{"id": "odd", "type": "tcp", "host": "192.0.2.1", ' \
+           f'"port": {port}}}]}}'
+    as_yaml = read_checks(text, "checks.json", None, True)
+    assert as_yaml[0] is None and as_yaml[1]
+    assert read_checks_json(lambda: text.encode(), "checks.json", None, True) == as_yaml
