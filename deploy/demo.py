@@ -34,6 +34,7 @@ from healthplane.deploy.launcher import (
 )
 from healthplane.deploy.liveview import LiveView, render_line, render_screen
 from healthplane.proto.config.errors import ConfigError
+from healthplane.proto.config.yamlload import dump_plain, load_plain
 
 from healthplane.runtime.clock import SystemClock
 from healthplane.runtime.grid import GridLoop
@@ -119,7 +120,7 @@ def _plan(args: argparse.Namespace, run_dir: Path) -> Plan:
 
 def _free_aggregator_ports(fleet: Path, run_dir: Path) -> tuple[Path, list[str]]:
     """The bundled fleet, with any taken aggregator port swapped for a free one."""
-    raw = yaml.safe_load(fleet.read_text())
+    raw = load_plain(fleet.read_text())
     moved: list[str] = []
     addresses = []
     for address in raw["aggregators"]:
@@ -133,7 +134,7 @@ def _free_aggregator_ports(fleet: Path, run_dir: Path) -> tuple[Path, list[str]]
         return fleet, moved
     raw["aggregators"] = addresses
     out = run_dir / "fleet.yaml"
-    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    out.write_text(dump_plain(raw, sort_keys=False))
     return out, moved
 
 

@@ -29,7 +29,7 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
+from healthplane.proto.config.yamlload import dump_plain_all
 
 HEADER = "# healthplane-registry part={part} of={count} id={id}\n"
 HEADER_RE = re.compile(r"^# healthplane-registry part=(\d+) of=(\d+) id=([0-9a-f]+)$")
@@ -102,7 +102,7 @@ def configmaps(parts: list[str], namespace: str) -> str:
                           "labels": {"app.kubernetes.io/name": "healthplane",
                                      "app.kubernetes.io/component": "registry"}},
              "data": {"checks.yaml": part}} for i, part in enumerate(parts)]
-    return yaml.safe_dump_all(docs, sort_keys=False, width=1 << 20)
+    return dump_plain_all(docs, sort_keys=False, width=1 << 20)
 
 
 def main(argv: list[str] | None = None) -> int:

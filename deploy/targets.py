@@ -43,6 +43,7 @@ from grpc import aio as grpc_aio
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from healthplane.proto.config.addresses import parse_hostport
+from healthplane.proto.config.yamlload import load_plain
 
 from healthplane.runtime.clock import SystemClock
 from healthplane.runtime.grid import GridLoop
@@ -72,7 +73,7 @@ def read_targets(checks_path: Path, *, hang: set[str], skip: set[str]) -> list[T
     need id, type, host, port and path, and must start even while a check
     elsewhere in the file is still being edited.
     """
-    data = yaml.safe_load(checks_path.read_text()) or {}
+    data = load_plain(checks_path.read_text()) or {}
     targets: list[Target] = []
     for entry in data.get("checks") or []:
         if not isinstance(entry, dict) or entry.get("id") in skip:

@@ -23,13 +23,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.yamlnodes import describe, line_of
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import SafeConstructor
-from yaml.events import AliasEvent, SequenceEndEvent, SequenceStartEvent
+from yaml.events import (
+    AliasEvent,
+    MappingEndEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
@@ -77,6 +84,7 @@ class _BoundedComposer(Composer):
     item_hook: ItemHook | None = None
     streamed: SequenceNode | None = None   # the list whose items went to the hook
     _stream_this = False
+    _tags: dict[tuple[object, object], str]
 
     def compose_node(self, parent: Node | None, index: object) -> Node:
         self._depth += 1
@@ -93,6 +101,50 @@ class _BoundedComposer(Composer):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    # Most nodes of a config are plain scalars in a mapping: composed here
+    # in line, without the four calls per node of Composer's general path
+    # (an anchored scalar, and anything at the depth limit, takes that path).
+
+    def compose_mapping_node(self, anchor: str | None) -> MappingNode:
+        start = self.get_event()
+        tag = start.tag
+        if tag is None or tag == "!":
+            tag = self.resolve(MappingNode, None, start.implicit)
+        node = MappingNode(tag, [], start.start_mark, None, flow_style=start.flow_style)
+        if anchor is not None:
+            self.anchors[anchor] = node
+        pairs = node.value
+        peek, get, tags = self.peek_event, self.get_event, self._tags
+        inline = self._depth < MAX_DEPTH
+        while True:
+            event = peek()
+            if type(event) is MappingEndEvent:
+                break
+            if inline and type(event) is ScalarEvent and event.anchor is None:
+                get()
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = tags.get((event.value, event.implicit)) or \
+                        self.resolve(ScalarNode, event.value, event.implicit)
+                key = ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                                 style=event.style)
+            else:
+                key = self.compose_node(node, None)
+            event = peek()
+            if inline and type(event) is ScalarEvent and event.anchor is None:
+                get()
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = tags.get((event.value, event.implicit)) or \
+                        self.resolve(ScalarNode, event.value, event.implicit)
+                value = ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                                   style=event.style)
+            else:
+                value = self.compose_node(node, key)
+            pairs.append((key, value))
+        node.end_mark = get().end_mark
+        return node
 
     def compose_sequence_node(self, anchor: str | None) -> SequenceNode:
         if not self._stream_this:
@@ -119,15 +171,10 @@ class _BoundedComposer(Composer):
         return node
 
 
-class SafeNodeLoader(_BoundedComposer, _Events, SafeConstructor, Resolver):
-    """Compose-only safe loader: use with ``yaml.compose(text, Loader=SafeNodeLoader)``."""
+class _MemoResolver(Resolver):
+    """The safe schema's tags, each plain scalar's worked out once per text."""
 
-    def __init__(self, stream: str) -> None:
-        _Events.__init__(self, stream)
-        Composer.__init__(self)
-        SafeConstructor.__init__(self)
-        Resolver.__init__(self)
-        self._tags: dict[tuple[object, object], str] = {}
+    _tags: dict[tuple[object, object], str]
 
     def resolve(self, kind: type, value: object, implicit: object) -> str:
         if kind is not ScalarNode:
@@ -144,6 +191,92 @@ class SafeNodeLoader(_BoundedComposer, _Events, SafeConstructor, Resolver):
 
     def ascend_resolver(self) -> None:
         return None
+
+
+class SafeNodeLoader(_BoundedComposer, _Events, SafeConstructor, _MemoResolver):
+    """Compose-only safe loader: use with ``yaml.compose(text, Loader=SafeNodeLoader)``."""
+
+    def __init__(self, stream: str) -> None:
+        _Events.__init__(self, stream)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+        self._tags = {}
+
+
+def _c_composer_is_bounded() -> bool:
+    """Whether libyaml refuses deep nesting itself (it does from 0.2.5 on,
+    at 1,000 levels), so that its composer, which recurses in C, cannot
+    exhaust the stack: then a whole document is composed in C."""
+    if not yaml.__with_libyaml__:
+        return False
+    try:
+        yaml.compose("[" * 2000 + "]" * 2000, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        return True
+    return False  # pragma: no cover - an old libyaml
+
+
+if _c_composer_is_bounded():
+    class _CNodeLoader(CParser, _MemoResolver):
+        """libyaml's parser and composer, the safe schema's tags."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Resolver.__init__(self)
+            self._tags = {}
+
+    def _compose_whole(text: str) -> Node | None:
+        loader = _CNodeLoader(text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+        if root is not None:
+            _check_depth(root)
+        return root
+else:  # pragma: no cover - PyYAML without libyaml, or an old libyaml
+    def _compose_whole(text: str) -> Node | None:
+        return yaml.compose(text, Loader=SafeNodeLoader)
+
+
+# Plain values (no lines) for tools that read or write YAML they made or
+# trust: libyaml's loader and dumper where it is there and safe.
+_PLAIN_LOADER: type = yaml.CSafeLoader if _c_composer_is_bounded() else yaml.SafeLoader
+_PLAIN_DUMPER: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def load_plain(text: str) -> Any:
+    """yaml.safe_load, at C speed where libyaml is there."""
+    return yaml.load(text, Loader=_PLAIN_LOADER)  # noqa: S506 - a safe loader
+
+
+def dump_plain(data: Any, **options: Any) -> str:
+    """yaml.safe_dump, at C speed where libyaml is there."""
+    return yaml.dump(data, Dumper=_PLAIN_DUMPER, **options)  # type: ignore[no-any-return]
+
+
+def dump_plain_all(docs: Any, **options: Any) -> str:
+    """yaml.safe_dump_all, at C speed where libyaml is there."""
+    return yaml.dump_all(docs, Dumper=_PLAIN_DUMPER, **options)  # type: ignore[no-any-return]
+
+
+def _check_depth(root: Node) -> None:
+    """The composer's nesting limit, over a tree composed in C: the first
+    node deeper than MAX_DEPTH, in document order, is the error."""
+    seen: set[int] = set()
+    stack: list[tuple[Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels",
+                                node.start_mark)
+        if isinstance(node, ScalarNode) or id(node) in seen:
+            continue          # an alias brings a node back: looked into once
+        seen.add(id(node))
+        children = (node.value if isinstance(node, SequenceNode)
+                    else [n for pair in node.value for n in pair])
+        stack.extend((child, depth + 1) for child in reversed(children))
 
 
 def compose_streaming(text: str, key: str,
@@ -205,7 +338,7 @@ def compose_stream(text: str, source: str, key: str | None,
     streamed = None
     try:
         if key is None or hook is None:
-            root = yaml.compose(text, Loader=SafeNodeLoader)
+            root = _compose_whole(text)
         else:
             root, streamed = compose_streaming(text, key, hook)
     except yaml.MarkedYAMLError as exc:

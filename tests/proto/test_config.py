@@ -375,3 +375,22 @@ def test_a_second_checks_key_is_a_duplicate_key():
     with pytest.raises(ConfigError) as info:
         parse_checks(text)
     assert info.value.errors == ["checks.yaml:3: checks: duplicate key (first at line 1)"]
+
+
+@pytest.mark.parametrize("text", [
+    "a:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(80)) + "  " * 81 + "v\n",
+    "a: " + "[" * 100 + "]" * 100 + "\n",
+    "a: &x [1]\nb: " + "[" * 70 + "*x" + "]" * 70 + "\n",
+])
+def test_nesting_past_the_limit_is_one_error_whichever_composer_reads_it(text):
+    # A whole document is composed by libyaml where it bounds nesting itself;
+    # a streamed registry by the Python composer. Both stop at MAX_DEPTH.
+    from healthplane.proto.config.yamlload import compose, compose_stream
+
+    with pytest.raises(ConfigError) as whole:
+        compose(text, "f.yaml")
+    with pytest.raises(ConfigError) as streamed:
+        compose_stream(text, "f.yaml", "checks", lambda *_: None)
+    assert whole.value.errors == streamed.value.errors
+    [error] = whole.value.errors
+    assert "nesting deeper than 64 levels" in error
