@@ -10,7 +10,6 @@ Python statements per field per entry.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from itertools import compress, repeat
 from operator import is_not
@@ -179,7 +178,9 @@ def build(cls: type[T], count: int, columns: dict[str, Sequence[Any]]) -> list[T
     return list(map(make, *(columns[name] for name in names)))
 
 
-@functools.cache
+_MAKERS: dict[tuple[type, tuple[str, ...]], Callable[..., Callable[..., Any]]] = {}
+
+
 def _maker(cls: type, names: tuple[str, ...]) -> Callable[..., Callable[..., Any]]:
     """A factory of functions that make one cls from the values of names,
     the other fields set to the constants the factory is given.
@@ -192,8 +193,11 @@ def _maker(cls: type, names: tuple[str, ...]) -> Callable[..., Callable[..., Any
     take over an instance (assigning __class__), which changes nothing
     else about it.
     """
+    made = _MAKERS.get((cls, names))
+    if made is not None:
+        return made
     twin = type(f"_{cls.__name__}Twin", (), {"__slots__": cls.__slots__})  # type: ignore[attr-defined]
-    every = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    every = [f.name for f in dataclasses.fields(cls)]
     assert tuple(every) == cls.__slots__, "slots in field order"  # type: ignore[attr-defined]
     others = [name for name in every if name not in names]
     lines = [f"def _factory({', '.join('k_' + n for n in others)}):",
@@ -203,7 +207,9 @@ def _maker(cls: type, names: tuple[str, ...]) -> Callable[..., Callable[..., Any
     lines += ["        o.__class__ = _cls", "        return o", "    return make"]
     namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from field names only
-    return namespace["_factory"]  # type: ignore[no-any-return]
+    factory: Callable[..., Callable[..., Any]] = namespace["_factory"]
+    _MAKERS[cls, names] = factory
+    return factory
 
 
 class EntryColumns(Sequence[Entry]):

@@ -228,7 +228,7 @@ def _encode_slice(plans: list[_Plan], tail: str, columns: Sequence[Sequence[Any]
         if type(how) is str:
             pieces.append(map(how.__add__, _spell(at, values, exact=True)))  # type: ignore[arg-type]
         else:
-            pieces.append(map(how.__getitem__, values))  # type: ignore[union-attr]
+            pieces.append(map(how.__getitem__, values))
     pieces.append(repeat(tail, stop - start))
     # The pieces of each check in turn, joined in C.
     return "".join(chain.from_iterable(zip(*pieces, strict=True)))[1:]

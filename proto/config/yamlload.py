@@ -253,12 +253,12 @@ def load_plain(text: str) -> Any:
 
 def dump_plain(data: Any, **options: Any) -> str:
     """yaml.safe_dump, at C speed where libyaml is there."""
-    return yaml.dump(data, Dumper=_PLAIN_DUMPER, **options)  # type: ignore[no-any-return]
+    return yaml.dump(data, Dumper=_PLAIN_DUMPER, **options)
 
 
 def dump_plain_all(docs: Any, **options: Any) -> str:
     """yaml.safe_dump_all, at C speed where libyaml is there."""
-    return yaml.dump_all(docs, Dumper=_PLAIN_DUMPER, **options)  # type: ignore[no-any-return]
+    return yaml.dump_all(docs, Dumper=_PLAIN_DUMPER, **options)
 
 
 def _check_depth(root: Node) -> None:
