@@ -16,6 +16,12 @@ certificate per component into ``RUN_DIR/certs`` (see :mod:`healthplane.certs`)
 and runs every gRPC channel with mutual TLS; :meth:`Fleet.channel` gives a
 client channel with the ``query`` certificate.
 
+The pieces: component_argv (each process's command line), readiness
+(waiting for a started process), process_group (starting and stopping
+them all), fleet_tls (certificates and flags),
+targets_control (the probe targets process and its control API), and
+processes and ports below them.
+
 Used by ``healthplane demo``, the end-to-end tests and the benchmarks::
 
     with Fleet(checks, fleet, zone, targets=TargetsOptions()) as f:
@@ -27,23 +33,21 @@ Used by ``healthplane demo``, the end-to-end tests and the benchmarks::
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import json
-import os
 import signal
-import sys
 import tempfile
-import threading
-import time
-import urllib.request
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
+from healthplane.deploy.component_argv import (
+    aggregator_args,
+    checker_args,
+    dns_args,
+    healthplane_argv,
+)
+from healthplane.deploy.fleet_tls import FleetCerts
 from healthplane.deploy.ports import (
+    PortBook,
     dns_answers,
     free_port,
     free_ports,
@@ -51,52 +55,32 @@ from healthplane.deploy.ports import (
     port_is_free,
     tcp_open,
 )
+from healthplane.deploy.process_group import ProcessGroup
 from healthplane.deploy.processes import (
     RUN_DIR_ENV,
     Proc,
     interrupt_on_sigterm,
     leftover_pids,
     signal_and_reap,
-    spawn,
     stop_all,
 )
+from healthplane.deploy.readiness import LaunchError, wait_ready
+from healthplane.deploy.targets_control import TargetsControl, TargetsOptions, targets_argv
 from healthplane.proto.config.addresses import parse_hostport
 from healthplane.proto.config.loader import load_config
 from healthplane.proto.config.model import Fleet as FleetConfig
 
 from healthplane.runtime.listen import parse_listen
-from healthplane.runtime.parent import parent_pipe
 from healthplane.runtime.tls import TlsFiles, secure_channel
 
 __all__ = [
     "RUN_DIR_ENV", "Fleet", "LaunchError", "Proc", "TargetsOptions", "free_port", "free_ports",
-    "grpc_serving", "interrupt_on_sigterm", "leftover_pids", "port_is_free", "stop_all",
+    "grpc_serving", "healthplane_argv", "interrupt_on_sigterm", "leftover_pids", "port_is_free",
+    "stop_all",
 ]
 
 
-class LaunchError(RuntimeError):
-    """A process of the fleet failed to start or to become ready (one line, names the log)."""
-
-
-def healthplane_argv(command: str, *args: str) -> list[str]:
-    """argv for a healthplane subcommand run by this interpreter (no PATH lookup)."""
-    return [sys.executable, "-m", "healthplane", command, *args]
-
-
-@dataclass
-class TargetsOptions:
-    """How to run deploy.targets alongside the fleet (targets of checks.yaml)."""
-
-    flap: Sequence[str] = ()
-    hang: Sequence[str] = ()
-    skip: Sequence[str] = ()
-    down_seconds: float = 20.0
-    period: float = 60.0
-    first_down: float = 15.0
-    control: str | None = None          # HOST:PORT; None: a free port
-
-
-class Fleet:
+class Fleet(TargetsControl):
     """A fleet of healthplane processes on loopback; a context manager."""
 
     def __init__(
@@ -137,19 +121,17 @@ class Fleet:
         self.aggregator_addresses: list[str] = list(fleet_config.aggregators)
         self.report_interval = fleet_config.report_interval
         self.tick = fleet_config.tick
-        # Ports the configs promise to someone: never hand them out again.
-        self._taken: set[int] = {c.port for c in self.registry.checks if c.port}
-        for address in (*fleet_config.aggregators, *fleet_config.canaries):
-            self._taken.add(parse_hostport(address)[1])
+        self._ports = PortBook([c.port for c in self.registry.checks if c.port] + [
+            parse_hostport(a)[1] for a in (*fleet_config.aggregators, *fleet_config.canaries)])
         self.dns_address: tuple[str, int] | None = None
         if self.zone is not None and dns_listen is not None:
             host, port = parse_listen(dns_listen)
-            self.dns_address = (host, port or self._free_port(host))
+            self.dns_address = (host, port or self._ports.take(host))
         self.targets_options = targets
         self.targets_control: str | None = None
         if targets is not None:
-            self.targets_control = targets.control or f"127.0.0.1:{self._free_port()}"
-            self._taken.add(parse_hostport(self.targets_control)[1])
+            self.targets_control = targets.control or f"127.0.0.1:{self._ports.take()}"
+            self._ports.taken.add(parse_hostport(self.targets_control)[1])
         self.checker_metrics = checker_metrics
         self.ready_timeout, self.grace = ready_timeout, grace
         self.log_args = list(log_args)
@@ -161,36 +143,23 @@ class Fleet:
         self.aggregators: list[Proc] = []
         self.dns: Proc | None = None
         self.targets: Proc | None = None
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._started: list[Proc] = []      # every process ever started, for stop()
-        self._atexit = False
-        self._token = uuid.uuid4().hex
-        # The lifeline: children watch the read end; when this process ends in
-        # any way the kernel closes the write end and they stop themselves.
-        self._lifeline: tuple[int, int] | None = None
+        self._group = ProcessGroup(self.run_dir, grace)
+        self.certs: FleetCerts | None = None
         self.tls_dir: Path | None = None
         if tls:
-            from healthplane.certs import write_fleet_certs
             self.tls_dir = self.run_dir / "certs"
-            write_fleet_certs(self.tls_dir, self.checker_ids, self.aggregator_addresses)
+            self.certs = FleetCerts.write(self.tls_dir, self.checker_ids,
+                                          self.aggregator_addresses)
 
     # -- TLS -----------------------------------------------------------------
 
     def tls_flags(self, name: str) -> list[str]:
         """--tls-* for the component whose certificate is RUN_DIR/certs/NAME.pem."""
-        if self.tls_dir is None:
-            return []
-        d = self.tls_dir
-        return ["--tls-cert", str(d / f"{name}.pem"), "--tls-key", str(d / f"{name}-key.pem"),
-                "--tls-ca", str(d / "ca.pem")]
+        return self.certs.flags(name) if self.certs is not None else []
 
     def client_tls(self, name: str = "query") -> TlsFiles | None:
         """The TLS files of a client certificate of this fleet; None without TLS."""
-        if self.tls_dir is None:
-            return None
-        d = self.tls_dir
-        return TlsFiles(str(d / f"{name}.pem"), str(d / f"{name}-key.pem"), str(d / "ca.pem"))
+        return self.certs.client(name) if self.certs is not None else None
 
     def channel(self, address: str, name: str = "query") -> grpc.Channel:
         """A blocking gRPC channel to address, with mutual TLS when the fleet has it."""
@@ -234,44 +203,19 @@ class Fleet:
 
     def stop(self) -> None:
         """Stop every process this fleet started; safe to call twice and from atexit."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        # A second Ctrl-C (or a SIGTERM, or the terminal closing) must not
-        # interrupt the cleanup half way.
-        old: dict[int, object] = {}
-        if threading.current_thread() is threading.main_thread():
-            old = {sig: signal.signal(sig, signal.SIG_IGN)
-                   for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-        try:
-            stop_all(self._started, self.grace)
-            # A Ctrl-C between fork and bookkeeping leaves a child off the list;
-            # its environment still names this run, so find it that way.
-            for pid in leftover_pids(self.run_dir, self._token):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-        finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)  # type: ignore[arg-type]
-            atexit.unregister(self.stop)
-            if self._lifeline is not None:
-                for fd in self._lifeline:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-                self._lifeline = None
+        self._group.stop()
 
     # -- individual processes ------------------------------------------------
 
     def start_checker(self, checker_id: str, *, wait: bool = True) -> Proc:
         if checker_id not in self.region_of:
             raise LaunchError(f"no checker {checker_id!r} in {self.fleet_path}")
-        args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path), "--id", checker_id]
+        port = None
         if self.checker_metrics:
-            port = self.checker_metrics_ports.get(checker_id) or self._free_port()
+            port = self.checker_metrics_ports.get(checker_id) or self._ports.take()
             self.checker_metrics_ports[checker_id] = port
-            args += ["--metrics", f"127.0.0.1:{port}"]
-        args += self.tls_flags(f"checker-{checker_id}")
+        args = checker_args(self.checks, self.fleet_path, checker_id, port,
+                            self.tls_flags(f"checker-{checker_id}"))
         proc = self._spawn(f"checker-{checker_id}",
                            healthplane_argv("checker", *args, *self.log_args))
         self.checkers[checker_id] = proc
@@ -280,15 +224,12 @@ class Fleet:
         return proc
 
     def start_aggregator(self, index: int, *, wait: bool = True) -> Proc:
-        address = self.aggregator_addresses[index]
         while len(self.aggregator_http_ports) <= index:
-            self.aggregator_http_ports.append(self._free_port())
-        # Each aggregator keeps its snapshot file in the run folder, so a
-        # restarted one reads back its last states (aggregator.warmstart).
-        args = ["--checks", str(self.checks), "--fleet", str(self.fleet_path),
-                "--listen", address, *self.tls_flags("aggregator"),
-                "--http", f"127.0.0.1:{self.aggregator_http_ports[index]}",
-                "--snapshot-file", str(self.run_dir / f"aggregator-{index}.msgpack")]
+            self.aggregator_http_ports.append(self._ports.take())
+        args = aggregator_args(self.checks, self.fleet_path, self.aggregator_addresses[index],
+                               self.aggregator_http_ports[index],
+                               self.run_dir / f"aggregator-{index}.msgpack",
+                               self.tls_flags("aggregator"))
         proc = self._spawn(f"aggregator-{index}",
                            healthplane_argv("aggregator", *args, *self.log_args))
         if index < len(self.aggregators):
@@ -315,59 +256,24 @@ class Fleet:
         if self.dns is not None:
             signal_and_reap(self.dns, sig, self.grace)
 
-    # -- targets control -----------------------------------------------------
-
-    def target_down(self, target_id: str) -> None:
-        """Take a target down ("*": every target) through the targets control API."""
-        self._control("down", target_id)
-
-    def target_up(self, target_id: str) -> None:
-        self._control("up", target_id)
-
-    def target_state(self) -> dict[str, dict[str, object]]:
-        with urllib.request.urlopen(f"http://{self._need_control()}/state", timeout=5) as r:
-            return dict(json.load(r))
-
-    def _control(self, op: str, target_id: str) -> None:
-        url = f"http://{self._need_control()}/{op}/{target_id}"
-        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5):
-            pass
-
-    def _need_control(self) -> str:
-        if self.targets_control is None:
-            raise LaunchError("this fleet runs no targets")
-        return self.targets_control
-
     # -- internals -----------------------------------------------------------
 
     def _start_targets(self) -> None:
         o = self.targets_options
         assert o is not None and self.targets_control is not None
-        args = ["--checks", str(self.checks), "--control", self.targets_control,
-                "--down-seconds", str(o.down_seconds), "--period", str(o.period),
-                "--first-down", str(o.first_down)]
-        for flag, ids in (("--flap", o.flap), ("--hang", o.hang), ("--skip", o.skip)):
-            for tid in ids:
-                args += [flag, tid]
-        self.targets = self._spawn(
-            "targets", [sys.executable, "-m", "healthplane.deploy.targets", *args])
+        self.targets = self._spawn("targets", targets_argv(self.checks, self.targets_control, o))
         host, port = parse_hostport(self.targets_control)
         self._wait(self.targets, lambda: tcp_open(host, port), "control port open")
 
     def _start_dns(self) -> None:
         assert self.zone is not None and self.dns_address is not None
-        host, port = self.dns_address
-        # --tick lets the front notice at once an aggregator that falls behind.
-        args = ["--zone", str(self.zone), "--listen", f"{host}:{port}",
-                "--tick", str(self.tick)]
-        for a in self.aggregator_addresses:
-            args += ["--aggregator", a]
-        args += self.tls_flags("dns")
         if self.dns_http_port is None:
-            self.dns_http_port = self._free_port()
-        args += ["--http", f"127.0.0.1:{self.dns_http_port}"]
+            self.dns_http_port = self._ports.take()
+        args = dns_args(self.zone, self.dns_address, self.tick, self.aggregator_addresses,
+                        self.dns_http_port, self.tls_flags("dns"))
         self.dns = self._spawn("dns", healthplane_argv("dns", *args, *self.log_args))
         assert self.zone_config is not None
+        host, port = self.dns_address
         apex = self.zone_config.zone
         self._wait(self.dns, lambda: dns_answers(host, port, apex), "answering DNS")
 
@@ -386,35 +292,8 @@ class Fleet:
         else:
             self._wait(proc, lambda: tcp_open("127.0.0.1", port), "metrics port open")
 
-    def _free_port(self, host: str = "127.0.0.1") -> int:
-        port = free_port(host, exclude=self._taken)
-        self._taken.add(port)
-        return port
-
     def _spawn(self, name: str, argv: list[str]) -> Proc:
-        if self._stopped:
-            raise LaunchError("fleet already stopped")
-        if not self._atexit:
-            # The last line of defence when a caller forgets stop(): nothing stays behind.
-            atexit.register(self.stop)
-            self._atexit = True
-        if self._lifeline is None:
-            self._lifeline = parent_pipe()
-        proc = spawn(name, argv, self.run_dir, self._token, parent_fd=self._lifeline[0])
-        self._started.append(proc)
-        return proc
+        return self._group.spawn(name, argv)
 
-    def _wait(self, proc: Proc, ready: object, what: str) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            if not proc.alive():
-                raise LaunchError(f"{proc.name} exited during start "
-                                  f"(see {proc.log}): {proc.tail()}")
-            if ready():  # type: ignore[operator]
-                return
-            if time.monotonic() > deadline:
-                raise LaunchError(f"{proc.name} not {what} after {self.ready_timeout:.0f} s "
-                                  f"(see {proc.log}): {proc.tail()}")
-            time.sleep(0.1)
-
-
+    def _wait(self, proc: Proc, ready: Callable[[], object], what: str) -> None:
+        wait_ready(proc, ready, what, self.ready_timeout)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 import dns.exception
 import dns.message
@@ -42,6 +42,20 @@ def free_ports(count: int, host: str = "127.0.0.1", exclude: Collection[int] = (
             sock.close()
     return ports
 
+
+
+class PortBook:
+    """The ports of one run: those its configs promise to someone and those
+    handed out already, so that none is handed out twice."""
+
+    def __init__(self, promised: Iterable[int]) -> None:
+        self.taken = set(promised)
+
+    def take(self, host: str = "127.0.0.1") -> int:
+        """A free port no one was promised or handed."""
+        port = free_port(host, exclude=self.taken)
+        self.taken.add(port)
+        return port
 
 def free_port(host: str = "127.0.0.1", exclude: Collection[int] = ()) -> int:
     """A port free for TCP and UDP a moment ago (bind port 0, read it, close)."""
