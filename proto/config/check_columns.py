@@ -17,7 +17,7 @@ from typing import Any, TypeVar, overload
 
 from healthplane.proto.config.check_fields import Entry, Item, Spot
 
-__all__ = ["ABSENT", "EntryColumns", "build", "defaults_of", "read_column"]
+__all__ = ["ABSENT", "EntryColumns", "build", "defaults_of", "fill_absent", "read_column"]
 
 T = TypeVar("T")
 
@@ -146,6 +146,26 @@ def _list_key(value: Any) -> Any:
 
 def _list_value(key: tuple) -> Any:
     return list(key[1]) if key[0] is list else key[1]
+
+
+def fill_absent(values: list, default: object) -> list:
+    """values with default in place of ABSENT, found by C loops: the
+    few holes of a common field by index(), the few values of a rare one
+    by compress()."""
+    holes = values.count(ABSENT)
+    if not holes:
+        return values
+    if holes * 2 <= len(values):
+        values = list(values)
+        at = -1
+        for _ in range(holes):
+            at = values.index(ABSENT, at + 1)
+            values[at] = default
+        return values
+    out = [default] * len(values)
+    for at in compress(range(len(values)), map(is_not, values, repeat(ABSENT))):
+        out[at] = values[at]
+    return out
 
 
 def defaults_of(cls: type) -> dict[str, Any]:

@@ -30,8 +30,7 @@ import json
 import re
 from collections.abc import Callable
 from functools import partial
-from itertools import compress, repeat
-from operator import is_not, itemgetter
+from operator import itemgetter
 from typing import Any
 
 from healthplane.proto.config import check_rules, probe_fields
@@ -40,6 +39,7 @@ from healthplane.proto.config.check_columns import (
     EntryColumns,
     build,
     defaults_of,
+    fill_absent,
     read_column,
 )
 from healthplane.proto.config.check_fields import READERS, Entry
@@ -197,28 +197,9 @@ def _read_entries(items: list, left: int | None) -> tuple[dict[str, Any], int]:
     for key in _RULE_FIELDS:
         filled = columns.get(key)
         if filled is not None and key in _DEFAULTS:
-            columns[key] = _fill(filled, _DEFAULTS[key])
+            columns[key] = fill_absent(filled, _DEFAULTS[key])
     return columns, found
 
-
-def _fill(values: list, default: object) -> list:
-    """values with default in place of ABSENT, found by C loops: the
-    few holes of a common field by index(), the few values of a rare one
-    by compress()."""
-    holes = values.count(ABSENT)
-    if not holes:
-        return values
-    if holes * 2 <= len(values):
-        values = list(values)
-        at = -1
-        for _ in range(holes):
-            at = values.index(ABSENT, at + 1)
-            values[at] = default
-        return values
-    out = [default] * len(values)
-    for at in compress(range(len(values)), map(is_not, values, repeat(ABSENT))):
-        out[at] = values[at]
-    return out
 
 
 def _column_colons(raw: list, distinct: list) -> int:

@@ -54,7 +54,7 @@ YAML, so it means the same), several times faster than YAML is composed;
 see checks_json. Every file is read through healthplane.runtime.files:
 regular files only, never blocking, at most 256 MiB.
 
-The pieces: yamlload (read, compose, nesting bound), yamlnodes (Errors,
+The pieces: yamlload (read, compose), yamlcompose (nesting bound, streaming), yamlnodes (Errors,
 Fields, messages), scalars (typed getters), checks / check_fields /
 check_rules, checks_json / checks_json_decode / check_columns (the registry as
 JSON, read column by column), fleet,
