@@ -200,9 +200,10 @@ def _plans(columns: Sequence[Sequence[Any] | None],
             lead = key + _spell(at, [defaults[at]], exact=True)[0]  # type: ignore[index]
             continue
         try:
-            # A column whose first values are mostly distinct (ids) is not
+            # A column whose first values are all but distinct (ids) is not
             # worth a table: spelled value by value, it is never hashed.
-            few = len(dict.fromkeys(values[:_SAMPLE])) * _FEW <= min(len(values), _SAMPLE)
+            sample = values[:_SAMPLE]
+            few = len(dict.fromkeys(sample)) * 2 <= len(sample)
             distinct = dict.fromkeys(values) if few else {}
         except TypeError:                # a list, not a tuple
             distinct = {}
