@@ -15,8 +15,8 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
-from itertools import chain, repeat
-from operator import attrgetter, call
+from itertools import chain, compress, groupby, repeat
+from operator import attrgetter, call, ne
 from typing import Any
 
 from healthplane.proto.config.model import Check, Registry
@@ -71,42 +71,45 @@ def registry_version(checks: Iterable[Check]) -> str:
 
 
 class VersionHash:
-    """registry_version, fed a few checks at a time as they are built.
-
-    A loader that adds each slice of checks right after building it
-    encodes them while they are still in the CPU's caches.
-    """
+    """registry_version, fed the checks of a registry in order."""
 
     def __init__(self) -> None:
         self._digest = hashlib.sha256(b'{"checks":[')
         self._empty = True
 
     def add(self, checks: Sequence[Check]) -> None:
-        # In slices, so a large registry is never one huge document in memory.
-        for start in range(0, len(checks), _SLICE):
-            part = checks[start:start + _SLICE]
-            if list(map(_GET_EXT, part)).count(_EXT_DEFAULTS) != len(part):
-                self._update(_spelled_out(part))
-            else:
-                self._update(_encode_columns([list(map(get, part)) for get in _GETTERS]))
+        columns = {name: list(map(attrgetter(name), checks)) for name in _FIELD_NAMES}
+        self.add_columns(columns, checks)
 
     def add_columns(self, columns: Mapping[str, Sequence[Any]], checks: Sequence[Check]) -> None:
         """Add checks given field by field too: columns[name][i] is the i-th
         check's value of name (every field but line), as on the Check; a
-        field without a column holds its default on every check."""
-        ordered = [columns.get(name) for name in _SORTED_NAMES]
-        plans, tail = _plans(ordered, _SORTED_DEFAULTS)
-        # Only the extension fields some check sets need looking at per slice.
-        extensions = [(column, _DEFAULTS[name]) for name in EXTENSION_FIELDS
-                      if (column := columns.get(name)) is not None
-                      and column.count(_DEFAULTS[name]) != len(checks)]
-        for start in range(0, len(checks), _SLICE):
-            stop = min(start + _SLICE, len(checks))
-            if any(column[start:stop].count(default) != stop - start
-                   for column, default in extensions):
-                self._update(_spelled_out(checks[start:stop]))
-            else:
-                self._update(_encode_slice(plans, tail, ordered, start, stop))
+        field without a column holds its default on every check.
+
+        Checks are encoded a run at a time, a run being checks that set the
+        same extension fields (most registries: one run of none), and a
+        slice of a run at a time, so a large registry is never one huge
+        document in memory.
+        """
+        count = len(checks)
+        used = [name for name in EXTENSION_FIELDS
+                if (column := columns.get(name)) is not None
+                and column.count(_DEFAULTS[name]) != count]
+        runs: Iterable[tuple[tuple[bool, ...], int]] = [((), count)]
+        if used:
+            sets = zip(*(map(ne, columns[name], repeat(_DEFAULTS[name])) for name in used),
+                       strict=True)
+            runs = ((key, len(list(run))) for key, run in groupby(sets))
+        plans: dict[tuple[bool, ...], tuple[list[_Plan], str]] = {}
+        start = 0
+        for key, size in runs:
+            if key not in plans:
+                names = sorted(_BASE_NAMES + tuple(compress(used, key)))
+                plans[key] = _plans(names, [columns.get(name) for name in names])
+            plan, tail = plans[key]
+            for at in range(start, start + size, _SLICE):
+                self._update(_encode_slice(plan, tail, at, min(at + _SLICE, start + size)))
+            start += size
 
     def _update(self, encoded: str) -> None:
         if not self._empty:
@@ -129,13 +132,7 @@ def canonical_json(checks: Iterable[Check]) -> str:
 
 _SLICE = 2048
 _TAIL = ("],\"format\":" + json.dumps(CANONICAL_FORMAT, ensure_ascii=False) + "}").encode("utf-8")
-_SORTED_NAMES = tuple(sorted(n for n in _FIELD_NAMES if n not in EXTENSION_FIELDS))
-_SORTED_DEFAULTS = tuple(_DEFAULTS[name] for name in _SORTED_NAMES)
-_GET_EXT = attrgetter(*EXTENSION_FIELDS)
-_EXT_DEFAULTS = tuple(_DEFAULTS[n] for n in EXTENSION_FIELDS)
-_GET_SORTED = attrgetter(*_SORTED_NAMES)
-_FLOAT_AT = tuple(i for i, name in enumerate(_SORTED_NAMES) if name in _FLOAT_FIELDS)
-_SET_AT = tuple(i for i, name in enumerate(_SORTED_NAMES) if name in _SET_FIELDS)
+_BASE_NAMES = tuple(n for n in _FIELD_NAMES if n not in EXTENSION_FIELDS)
 # Keys are already sorted at every level, so the encoder need not sort them,
 # and checks hold no cycles, so it need not look for any.
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
@@ -147,9 +144,6 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
 # than building and encoding a dict per check.
 # Each value carries its key: ',{"children":[]' opens an object (the first
 # comma is cut), ',"disabled":false' continues it, and the last one closes it.
-_KEYS = tuple(("{" if i == 0 else "") + json.dumps(name) + ":"
-              for i, name in enumerate(_SORTED_NAMES))
-_GETTERS = tuple(attrgetter(name) for name in _SORTED_NAMES)
 _ENCODE_STR = json.encoder.encode_basestring  # what the encoder uses without ensure_ascii
 _BOOLS = {True: "true", False: "false"}
 _SIMPLE: dict[type, Callable[[Any], str]] = {
@@ -162,42 +156,29 @@ _FEW = 4
 _SAMPLE = 4096
 _NUMBERS = frozenset({int, float, bool})
 
-
-def _spelled_out(checks: Sequence[Check]) -> str:
-    """The canonical objects of checks one by one: for a slice where a check
-    uses an extension field, so that objects differ in their keys."""
-    return ",".join(_ENCODE(dict(sorted(canonical_check(c).items()))) for c in checks)
-
-
-def _encode_columns(columns: list[Sequence[Any]]) -> str:
-    """The canonical objects of some checks, comma-separated, as _ENCODE
-    spells them; columns holds their values of each field in _SORTED_NAMES."""
-    plans, tail = _plans(columns, [None] * len(columns))
-    return _encode_slice(plans, tail, columns, 0, len(columns[0]))
+# How one column is spelled: its values (None: the default throughout) and
+# a table of each distinct value's text with its key, or, for a column
+# spelled value by value, its field name and the text before each value.
+_Plan = tuple["Sequence[Any]", "dict[Any, str] | tuple[str, str]"]
 
 
-# How one column is spelled: (its position, a table of each distinct
-# value's text, or, for a column spelled value by value, the text before
-# each value).
-_Plan = tuple[int, "dict[Any, str] | str"]
-
-
-def _plans(columns: Sequence[Sequence[Any] | None],
-           defaults: Sequence[Any]) -> tuple[list[_Plan], str]:
-    """How to spell each column of some checks, and the text that closes each.
+def _plans(names: Sequence[str],
+           columns: Sequence[Sequence[Any] | None]) -> tuple[list[_Plan], str]:
+    """How to spell the given columns of some checks (names in sorted
+    order), and the text that closes each check.
 
     Each piece joined is a value with its key; a column with one value
     throughout (most of them, most of the time) is no piece of its own but
-    part of the next piece, so far fewer pieces are joined. A column of
-    None holds its default throughout. Worked out once for all the checks
-    a loader adds, so each distinct value is spelled once.
+    part of the next piece, so far fewer pieces are joined. Worked out
+    once for all the checks a loader adds, so each distinct value is
+    spelled once.
     """
     plans: list[_Plan] = []
     lead = ""
-    for at, values in enumerate(columns):
-        key = lead + "," + _KEYS[at]
+    for i, (name, values) in enumerate(zip(names, columns, strict=True)):
+        key = lead + "," + ("{" if i == 0 else "") + json.dumps(name) + ":"
         if values is None:
-            lead = key + _spell(at, [defaults[at]], exact=True)[0]  # type: ignore[index]
+            lead = key + _spell(name, [_DEFAULTS[name]], exact=True)[0]  # type: ignore[index]
             continue
         try:
             # A column whose first values are all but distinct (ids) is not
@@ -207,27 +188,29 @@ def _plans(columns: Sequence[Sequence[Any] | None],
             distinct = dict.fromkeys(values) if few else {}
         except TypeError:                # a list, not a tuple
             distinct = {}
-        spelled = (_spell(at, list(distinct))
+        spelled = (_spell(name, list(distinct))
                    if distinct and len(distinct) * _FEW <= len(values) else None)
         if spelled is not None and len(spelled) == 1:
             lead = key + spelled[0]
             continue
         if spelled is not None:
-            plans.append((at, {v: key + text for v, text in zip(distinct, spelled, strict=True)}))
+            plans.append((values, {v: key + text
+                                   for v, text in zip(distinct, spelled, strict=True)}))
         else:
-            plans.append((at, key))
+            plans.append((values, (name, key)))
         lead = ""
     return plans, lead + "}"
 
 
-def _encode_slice(plans: list[_Plan], tail: str, columns: Sequence[Sequence[Any] | None],
-                  start: int, stop: int) -> str:
-    """The canonical objects of checks start..stop, as _plans says."""
+def _encode_slice(plans: list[_Plan], tail: str, start: int, stop: int) -> str:
+    """The canonical objects of checks start..stop, comma-separated, as
+    _ENCODE spells them, as _plans says."""
     pieces: list[Iterable[str]] = []
-    for at, how in plans:
-        values = columns[at][start:stop]  # type: ignore[index]
-        if type(how) is str:
-            pieces.append(map(how.__add__, _spell(at, values, exact=True)))  # type: ignore[arg-type]
+    for column, how in plans:
+        values = column[start:stop]
+        if type(how) is tuple:
+            name, key = how
+            pieces.append(map(key.__add__, _spell(name, values, exact=True)))  # type: ignore[arg-type]
         else:
             pieces.append(map(how.__getitem__, values))
     pieces.append(repeat(tail, stop - start))
@@ -235,22 +218,22 @@ def _encode_slice(plans: list[_Plan], tail: str, columns: Sequence[Sequence[Any]
     return "".join(chain.from_iterable(zip(*pieces, strict=True)))[1:]
 
 
-def _spell(at: int, values: Sequence[Any], exact: bool = False) -> list[str] | None:
+def _spell(name: str, values: Sequence[Any], exact: bool = False) -> list[str] | None:
     """Each value's canonical JSON; None when distinct values could be
     spelled apart though equal as keys (0.0 and -0.0, 1 and True)."""
-    if at in _FLOAT_AT:
+    if name in _FLOAT_FIELDS:
         floats = [v if type(v) is float else float(v) for v in values]
         if not all(map(math.isfinite, floats)):
             return list(map(_ENCODE, floats))   # raises as the encoder does
         if not exact and 0.0 in floats:
             return None
         return list(map(float.__repr__, floats))
-    if at in _SET_AT:
+    if name in _SET_FIELDS:
         return [_ENCODE(sorted(v)) if v else "[]" for v in values]
     types = set(map(type, values))
     if not exact and len(types & _NUMBERS) > 1:
         return None
-    if len(types) == 1 and (encode := _SIMPLE.get(types.pop())) is not None:
+    if len(types) == 1 and (encode := _SIMPLE.get(next(iter(types)))) is not None:
         return list(map(encode, values))
     if types <= _SIMPLE.keys():
         return list(map(call, map(_SIMPLE.__getitem__, map(type, values)), values))

@@ -188,6 +188,26 @@ def test_the_version_is_the_hash_of_the_plain_canonical_document():
         assert make_registry(checks[:count]).version == expected
 
 
+def test_checks_that_set_extension_fields_hash_as_the_plain_document():
+    # Runs of checks setting the same extension fields are spelled a run at a
+    # time, interleaved with checks that set none or others.
+    rnd = random.Random(5)
+    extensions = [{}, {}, {}, {"method": "HEAD"}, {"min_votes": 2},
+                  {"method": "POST", "expected_status": ((200, 200), (204, 204))},
+                  {"headers": (("X-A", "b"),), "success_threshold": 1}]
+    checks = [
+        Check(id=f"c{i}", type="http", host="h.example", port=80,
+              interval=rnd.choice([10.0, 30.0]), **rnd.choice(extensions))  # type: ignore[arg-type]
+        for i in range(6000)
+    ]
+    checks[2500:4600] = [Check(id=f"m{i}", type="http", host="h.example", port=80,
+                               method="HEAD") for i in range(2100)]
+    for count in (0, 1, 3, 2049, 6000):
+        blob = canonical_json(checks[:count]).encode("utf-8")
+        expected = hashlib.sha256(blob).hexdigest()[:VERSION_HEX_CHARS]
+        assert make_registry(checks[:count]).version == expected
+
+
 def test_success_threshold_keeps_old_versions_and_counts_when_it_differs():
     def version(extra: str) -> str:
         return parse_checks("checks:\n  - {id: a, type: tcp, host: 192.0.2.1, port: 80, "
