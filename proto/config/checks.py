@@ -97,6 +97,14 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            # The registry is long-lived: put what was made straight into the
+            # oldest generation (freeze, then unfreeze, moves lists, not
+            # objects), rather than have the next young collection, and the
+            # one after, walk a million fresh checks. Skipped where the
+            # process froze objects of its own, which unfreeze would thaw.
+            gc.freeze()
+            gc.unfreeze()
         if enabled:
             gc.enable()
 
