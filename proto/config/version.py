@@ -78,8 +78,12 @@ class VersionHash:
         self._empty = True
 
     def add(self, checks: Sequence[Check]) -> None:
-        columns = {name: list(map(attrgetter(name), checks)) for name in _FIELD_NAMES}
-        self.add_columns(columns, checks)
+        # A chunk at a time, so the columns of a large registry are never
+        # all in memory at once.
+        for start in range(0, len(checks), _CHUNK):
+            part = checks[start:start + _CHUNK]
+            self.add_columns({name: list(map(attrgetter(name), part)) for name in _FIELD_NAMES},
+                             part)
 
     def add_columns(self, columns: Mapping[str, Sequence[Any]], checks: Sequence[Check]) -> None:
         """Add checks given field by field too: columns[name][i] is the i-th
@@ -131,6 +135,7 @@ def canonical_json(checks: Iterable[Check]) -> str:
 
 
 _SLICE = 2048
+_CHUNK = 32 * _SLICE
 _TAIL = ("],\"format\":" + json.dumps(CANONICAL_FORMAT, ensure_ascii=False) + "}").encode("utf-8")
 _BASE_NAMES = tuple(n for n in _FIELD_NAMES if n not in EXTENSION_FIELDS)
 # Keys are already sorted at every level, so the encoder need not sort them,

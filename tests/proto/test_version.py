@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+import pytest
 import yaml
 from healthplane.proto.config.loader import parse_checks
 from healthplane.proto.config.model import Check
@@ -188,9 +189,15 @@ def test_the_version_is_the_hash_of_the_plain_canonical_document():
         assert make_registry(checks[:count]).version == expected
 
 
-def test_checks_that_set_extension_fields_hash_as_the_plain_document():
+@pytest.mark.parametrize("chunk", [None, 5])
+def test_checks_that_set_extension_fields_hash_as_the_plain_document(chunk, monkeypatch):
     # Runs of checks setting the same extension fields are spelled a run at a
-    # time, interleaved with checks that set none or others.
+    # time, interleaved with checks that set none or others, in chunks of
+    # checks that need not end where a run does.
+    from healthplane.proto.config import version
+
+    if chunk is not None:
+        monkeypatch.setattr(version, "_CHUNK", chunk)
     rnd = random.Random(5)
     extensions = [{}, {}, {}, {"method": "HEAD"}, {"min_votes": 2},
                   {"method": "POST", "expected_status": ((200, 200), (204, 204))},
