@@ -29,6 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from .answers import REFUSED, AnswerTable, Lookup, name_wire
+from .render import HEADER, body, header, opt_record, rcode_name, truncates, udp_limit
 from .tcp import TcpLimits, TcpPool
 from .transfer import (
     XFR_TYPES,
@@ -41,14 +42,9 @@ from .transfer import (
 
 log = logging.getLogger(__name__)
 
-HEADER = 12
 DEFAULT_MAX_UDP = 1232     # DNS flag day 2020: fits any path MTU without fragments
-MAX_AMPLIFICATION = 4      # a negative UDP answer's bytes per query byte, at most
 MAX_QUERY = 4096           # far above any real query; bigger ones are not worth parsing
-OPT = 41
 NOT_READY = Lookup(dns.rcode.SERVFAIL, authoritative=False)
-_RCODE_NAMES: dict[int, str] = {r: dns.rcode.to_text(r) for r in
-                (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)}
 
 
 def formerr(wire: bytes) -> bytes:
@@ -121,13 +117,8 @@ class DnsFront:
         except Exception:  # dnspython raises many types for the many ways bytes go wrong
             self.stats["FORMERR"] += 1
             return formerr(wire)
-        if tcp:
-            limit = 65535
-        elif query.edns >= 0:
-            # RFC 6891: a payload size below 512 means 512.
-            limit = max(512, min(query.payload, self.max_udp))
-        else:
-            limit = 512
+        limit = 65535 if tcp else udp_limit(
+            query.payload if query.edns >= 0 else None, self.max_udp)
         if (query.opcode() != dns.opcode.QUERY or query.edns > 0
                 or len(query.question) != 1):
             return self._uncommon(query, limit)
@@ -185,39 +176,20 @@ class DnsFront:
         """Assemble the response from prebuilt pieces; no per-record rendering."""
         q = query.question[0]
         question = qwire + struct.pack("!HH", q.rdtype, q.rdclass)
-        answer = b"".join(a.wire for a in found.answer) if len(found.answer) != 1 \
-            else found.answer[0].wire
-        ancount = sum(a.count for a in found.answer)
-        if found.negative:
-            # The apex is a suffix of the question name: point at it there.
-            table = self.table
-            authority = table.negative_soa.render(HEADER + len(qwire) - len(table.origin_wire))
-            nscount = 1
-        else:
-            authority, nscount = b"", 0
-        opt = b""
-        if query.edns >= 0:
-            opt = b"\x00" + struct.pack("!HHIH", OPT, self.max_udp, 0, 0)
-        flags = 0x8000 | (wire[2] << 8 & 0x0100) | found.rcode
-        if found.authoritative:
-            flags |= 0x0400
-        size = HEADER + len(question) + len(answer) + len(authority) + len(opt)
-        # A negative answer is no data anyone asked for: over UDP (source
-        # unproven) one that an operator's long SOA names would make more
-        # than MAX_AMPLIFICATION times the query goes TC, and the client's
-        # TCP retry gets it whole.
-        if size > limit or (found.negative and not tcp
-                            and size > MAX_AMPLIFICATION * len(wire)):
+        b = body(self.table, found, len(qwire))
+        opt = opt_record(self.max_udp) if query.edns >= 0 else b""
+        flags = b.flags | (wire[2] << 8 & 0x0100)
+        records, ancount, nscount = b.records, b.ancount, b.nscount
+        size = HEADER + len(question) + len(records) + len(opt)
+        if truncates(size, limit, b.negative, tcp, len(wire)):
             # Classic truncation: keep only the question and OPT, so the client
             # retries over TCP instead of using a partial rrset.
             self.stats["truncated"] += 1
             flags |= 0x0200
-            answer, authority, ancount, nscount = b"", b"", 0, 0
-        name = _RCODE_NAMES.get(found.rcode) or dns.rcode.to_text(dns.rcode.Rcode(found.rcode))
-        self.stats[name] += 1
-        return b"".join((
-            wire[:2], struct.pack("!HHHHH", flags, 1, ancount, nscount, 1 if opt else 0),
-            question, answer, authority, opt))
+            records, ancount, nscount = b"", 0, 0
+        self.stats[rcode_name(found.rcode)] += 1
+        return b"".join((wire[:2], header(flags, ancount, nscount, 1 if opt else 0),
+                         question, records, opt))
 
     def _uncommon(self, query: dns.message.Message, limit: int) -> bytes:
         """NOTIMP, BADVERS and multi-question FORMERR, rendered by dnspython."""
