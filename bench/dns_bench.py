@@ -54,10 +54,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def start(cmd: list[str], pattern: str, timeout: float = 30.0) -> tuple[subprocess.Popen[str], int]:
+def start(cmd: list[str], pattern: str, timeout: float = 30.0,
+          env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
     """Start a healthplane process and wait for the log line giving its port."""
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            cwd=ROOT)
+                            cwd=ROOT, env={**os.environ, **(env or {})})
     assert proc.stderr is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -171,10 +172,23 @@ def scrape(port: int) -> dict[str, str]:
         r"^(healthplane_dns_\w+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
 
 
-def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Namespace) -> None:
+# Which query path the front runs: the environment it starts with.
+PATHS = {"slow": {"HEALTHPLANE_DNS_FAST_PATH": "0"},
+         "fast-python": {"HEALTHPLANE_PURE_PYTHON": "1"},
+         "fast-compiled": {}}
+
+
+def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Namespace,
+             extra: tuple[str, ...] = ()) -> None:
+    for path in args.paths:
+        run_path(f"{label} {path}", aggregators, zone, args, PATHS[path], extra)
+
+
+def run_path(label: str, aggregators: list[str], zone: Path, args: argparse.Namespace,
+             env: dict[str, str], extra: tuple[str, ...]) -> None:
     mport = free_port()
-    proc, port = start(dns_cmd(aggregators, zone, ["--metrics", f"127.0.0.1:{mport}"]),
-                       r"listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)")
+    proc, port = start(dns_cmd(aggregators, zone, ["--metrics", f"127.0.0.1:{mport}", *extra]),
+                       r"listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)", env=env)
     try:
         time.sleep(2.0)   # let the consumer settle (first snapshots or first retries)
         before = scrape(mport)
@@ -186,6 +200,11 @@ def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Name
     rebuilt = float(after["healthplane_dns_answers_rebuilt_total"]) - \
         float(before["healthplane_dns_answers_rebuilt_total"])
     current = [k for k in after if k.startswith("healthplane_dns_aggregator_current{")]
+    rcodes = ", ".join(
+        f"{k.split(chr(34))[1]} {float(v) - float(before.get(k, 0)):.0f}"
+        for k, v in sorted(after.items())
+        if k.startswith("healthplane_dns_queries_total{") and float(v) > float(before.get(k, 0)))
+    print(f"# {label}: responses during the UDP run by rcode: {rcodes or 'none'}", flush=True)
     print(f"# {label}: answers rebuilt {rebuilt:.0f} times during the run, snapshot age "
           f"{float(after['healthplane_dns_snapshot_age_seconds']):.1f} s (-1: none yet), "
           f"following {current[0].split('=')[1].rstrip('}') if current else 'no aggregator'}",
@@ -232,9 +251,17 @@ def main() -> int:
     p.add_argument("--skip-aggregator", action="store_true")
     p.add_argument("--tcp", action="store_true",
                    help="also measure DNS over TCP (one pipelined connection per client)")
+    p.add_argument("--paths", default="slow,fast-python,fast-compiled",
+                   help="query paths to measure, comma-separated: slow (dnspython for "
+                   "every query), fast-python, fast-compiled (default all three)")
     args = p.parse_args()
+    args.paths = [x for x in args.paths.split(",") if x]
+    if unknown := set(args.paths) - PATHS.keys():
+        p.error(f"--paths: unknown {', '.join(sorted(unknown))}")
 
-    run_case("failopen", [f"127.0.0.1:{free_port()}"], ZONE, args)
+    # Nothing listens at the aggregator address: after --stale-after the front
+    # fails open and answers every value (before it, SERVFAIL).
+    run_case("failopen", [f"127.0.0.1:{free_port()}"], ZONE, args, ("--stale-after", "1"))
     if args.skip_aggregator:
         return 0
     with tempfile.TemporaryDirectory() as tmpdir:

@@ -263,7 +263,8 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
     address = format_hostport(host, bound)
     log.info("listening on %s (udp+tcp)", address,
              extra={"address": address, "zone": zone.zone, "records": len(zone.records),
-                    "aggregators": ",".join(args.aggregator)})
+                    "aggregators": ",".join(args.aggregator),
+                    "fast_path": "python" if front.fast_path else "off"})
     await consumer.start()
     tasks = [asyncio.create_task(keeper.run(), name="answer-keeper"),
              asyncio.create_task(reloader.run(), name="zone-reload"),

@@ -1,9 +1,9 @@
 """The authoritative DNS front: UDP and TCP on one port, answers from an AnswerTable.
 
 :meth:`DnsFront.handle` turns one query's wire bytes into the response's wire
-bytes (or None to drop) using dnspython for parsing and rendering, and
-:meth:`DnsFront.start` serves it over UDP and over TCP (:mod:`.tcp`). Zone
-transfers and TSIG-signed queries take the slower path of :mod:`.transfer`.
+bytes (or None to drop): common queries from prebuilt bytes (:mod:`.fastpath`),
+the rest parsed by dnspython; :meth:`DnsFront.start` serves it over UDP and
+TCP (:mod:`.tcp`). Transfers and TSIG-signed queries take :mod:`.transfer`.
 The table is swapped whole by whoever rebuilds it (:mod:`healthplane.aggregator.dns.keeper`); a
 query never waits on anything but the CPU.
 
@@ -29,6 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from .answers import REFUSED, AnswerTable, Lookup, name_wire
+from .fastpath import FastAnswers, fast_path_enabled
 from .render import HEADER, body, header, opt_record, rcode_name, truncates, udp_limit
 from .tcp import TcpLimits, TcpPool
 from .transfer import (
@@ -60,13 +61,8 @@ class DnsFront:
     def __init__(self, table: AnswerTable, *, max_udp: int = DEFAULT_MAX_UDP,
                  tcp_idle_timeout: float = 10.0, max_tcp_connections: int = 128,
                  tcp_limits: TcpLimits | None = None,
-                 transfer: TransferPolicy | None = None, ready: bool = True) -> None:
-        self.table = table
-        # False until the first health snapshot: names of the zone then get
-        # SERVFAIL, which a resolver answers by asking another of the zone's
-        # servers (and caches for seconds at most), where an answer from no
-        # data would count every check as healthy and be cached for the TTL.
-        self.ready = ready
+                 transfer: TransferPolicy | None = None, ready: bool = True,
+                 fast_path: bool | None = None) -> None:
         self.max_udp = max(512, min(max_udp, 65535))
         self.transfer = transfer      # None: transfers REFUSED, signed queries NOTAUTH
         # False until the answers come from a real health snapshot: a secondary must
@@ -75,11 +71,44 @@ class DnsFront:
         # rcode names and "dropped", "truncated", "tcp_refused", "tcp_evicted",
         # "error", "xfr", "xfr_refused", "tsig_refused".
         self.stats: Counter[str] = Counter()
+        # The prebuilt-bytes path for common queries (None: every query parsed).
+        self.fast_path = fast_path_enabled() if fast_path is None else fast_path
+        self._fast: FastAnswers | None = None
+        self._table = table
+        # False until the first health snapshot: names of the zone then get
+        # SERVFAIL, which a resolver answers by asking another of the zone's
+        # servers (and caches for seconds at most), where an answer from no
+        # data would count every check as healthy and be cached for the TTL.
+        self.ready = ready
         limits = tcp_limits or TcpLimits(idle_timeout=tcp_idle_timeout,
                                          max_connections=max_tcp_connections)
         self.tcp_pool = TcpPool(self._handle_tcp, limits, self.stats)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+
+    @property
+    def table(self) -> AnswerTable:
+        return self._table
+
+    @table.setter
+    def table(self, table: AnswerTable) -> None:
+        # Swapped whole, with its prebuilt responses: a query sees one table or the other.
+        self._table = table
+        self._refresh_fast()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @ready.setter
+    def ready(self, ready: bool) -> None:
+        self._ready = ready
+        self._refresh_fast()
+
+    def _refresh_fast(self) -> None:
+        # Before the first snapshot every in-zone answer is SERVFAIL: the slow path has it.
+        self._fast = (FastAnswers(self._table, self.max_udp, self.stats)
+                      if self.fast_path and getattr(self, "_ready", False) else None)
 
     @property
     def tcp_active(self) -> int:
@@ -89,12 +118,24 @@ class DnsFront:
 
     def handle(self, wire: bytes, *, tcp: bool = False, peer: str | None = None) -> bytes | None:
         """The response to one query message, or None to drop it."""
+        fast = self._fast
+        if fast is not None and (quick := fast.answer(wire, tcp)) is not None:
+            return quick
         out = self._guarded(wire, tcp, peer)
         return out[0] if isinstance(out, list) else out
 
     def _handle_tcp(self, wire: bytes, peer: str | None) -> list[bytes] | None:
-        out = self._guarded(wire, True, peer)
-        return [out] if isinstance(out, bytes) else out
+        fast = self._fast
+        if fast is not None and (out := fast.answer(wire, True)) is not None:
+            return [out]
+        slow = self._guarded(wire, True, peer)
+        return [slow] if isinstance(slow, bytes) else slow
+
+    def handle_slow(self, wire: bytes, *, tcp: bool = False,
+                    peer: str | None = None) -> bytes | None:
+        """:meth:`handle` on the dnspython path only (what the fast path must match)."""
+        out = self._guarded(wire, tcp, peer)
+        return out[0] if isinstance(out, list) else out
 
     def _guarded(self, wire: bytes, tcp: bool, peer: str | None) -> bytes | list[bytes] | None:
         try:
@@ -246,7 +287,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        out = self.front.handle(data, peer=addr[0])
+        fast = self.front._fast
+        out = fast.answer(data) if fast is not None else None
+        if out is None:
+            out = self.front.handle_slow(data, peer=addr[0])
         if out is not None and self.transport is not None:
             self.transport.sendto(out, addr)
 

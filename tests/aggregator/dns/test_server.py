@@ -41,10 +41,10 @@ ZONE = Zone(zone="example.test.", ttl=30, records=(
 STATES = {"p": codec.UNHEALTHY}
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[DnsFront, int]]:
+@pytest.fixture(params=[True, False], ids=["fast-path", "dnspython"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[DnsFront, int]]:
     front = DnsFront(build_answers(ZONE, lambda c: STATES.get(c, codec.UNKNOWN), serial=7),
-                     tcp_idle_timeout=0.5, max_tcp_connections=4)
+                     tcp_idle_timeout=0.5, max_tcp_connections=4, fast_path=request.param)
     port = await front.start("127.0.0.1", 0)
     yield front, port
     await front.stop()
