@@ -14,16 +14,19 @@ Snapshot sources:
   with a generated registry of ``--checks`` checks and no checkers, so the
   front also takes one snapshot per tick and rebuilds its answers.
 
-Each case runs once per query path (``--paths``): ``slow`` starts the front
-with ``HEALTHPLANE_DNS_FAST_PATH=0`` (dnspython parses every query), ``fast``
-with the prebuilt-response path on, so one run gives the before and after.
+Each case runs once per query path (``--paths``), so one run gives the
+before and after: ``slow`` starts the front with ``HEALTHPLANE_DNS_FAST_PATH=0``
+(dnspython parses every query), ``fast-python`` with the prebuilt responses
+but ``HEALTHPLANE_PURE_PYTHON=1`` (asyncio's datagram protocol), and
+``fast-compiled`` with the C loop (recvmmsg, the fast path, sendmmsg) when
+the extension is built (the front's start-up log says which path it runs).
 Prints one line per figure::
 
     dns udp failopen slow queries_per_second 10234
     dns udp failopen slow queries_per_cpu_second 11020
 
 Usage: ``python bench/dns_bench.py [--seconds 5] [--clients 1] [--window 64] [--tcp]
-[--paths slow,fast]``.
+[--paths slow,fast-python,fast-compiled]``.
 """
 
 from __future__ import annotations
@@ -59,8 +62,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start(cmd: list[str], pattern: str, timeout: float = 30.0,
-          env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
-    """Start a healthplane process and wait for the log line giving its port."""
+          env: dict[str, str] | None = None,
+          seen: list[str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    """Start a healthplane process and wait for the log line giving its port
+    (appended to seen, when given)."""
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             cwd=ROOT, env={**os.environ, **(env or {})})
     assert proc.stderr is not None
@@ -73,6 +78,8 @@ def start(cmd: list[str], pattern: str, timeout: float = 30.0,
         if not line:
             break
         if m := re.search(pattern, line):
+            if seen is not None:
+                seen.append(line)
             return proc, int(m.group(1))
     proc.kill()
     raise RuntimeError(f"{cmd[3]} did not start: {proc.stderr.read()[-2000:]}")
@@ -177,7 +184,9 @@ def scrape(port: int) -> dict[str, str]:
 
 
 # Which query path the front runs: the environment it starts with.
-PATHS = {"slow": {"HEALTHPLANE_DNS_FAST_PATH": "0"}, "fast": {"HEALTHPLANE_DNS_FAST_PATH": "1"}}
+PATHS = {"slow": {"HEALTHPLANE_DNS_FAST_PATH": "0"},
+         "fast-python": {"HEALTHPLANE_DNS_FAST_PATH": "1", "HEALTHPLANE_PURE_PYTHON": "1"},
+         "fast-compiled": {"HEALTHPLANE_DNS_FAST_PATH": "1", "HEALTHPLANE_PURE_PYTHON": "0"}}
 
 
 def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Namespace,
@@ -189,8 +198,11 @@ def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Name
 def run_path(label: str, aggregators: list[str], zone: Path, args: argparse.Namespace,
              env: dict[str, str], extra: tuple[str, ...]) -> None:
     mport = free_port()
+    seen: list[str] = []
     proc, port = start(dns_cmd(aggregators, zone, ["--metrics", f"127.0.0.1:{mport}", *extra]),
-                       r"listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)", env=env)
+                       r"listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)", env=env, seen=seen)
+    path = re.search(r"fast_path=(\w+)", seen[0])
+    print(f"# {label}: the front runs fast_path={path.group(1) if path else '?'}", flush=True)
     try:
         time.sleep(2.0)   # let the consumer settle (first snapshots or first retries)
         before = scrape(mport)
@@ -253,9 +265,10 @@ def main() -> int:
     p.add_argument("--skip-aggregator", action="store_true")
     p.add_argument("--tcp", action="store_true",
                    help="also measure DNS over TCP (one pipelined connection per client)")
-    p.add_argument("--paths", default="slow,fast",
+    p.add_argument("--paths", default=",".join(PATHS),
                    help="query paths to measure, comma-separated: slow (dnspython for "
-                   "every query), fast (prebuilt responses for common queries; default both)")
+                   "every query), fast-python (prebuilt responses, asyncio's UDP protocol), "
+                   "fast-compiled (prebuilt responses, the C recvmmsg loop); default all")
     args = p.parse_args()
     args.paths = [x for x in args.paths.split(",") if x]
     if unknown := set(args.paths) - PATHS.keys():

@@ -172,6 +172,7 @@ async def _serve_front(args: argparse.Namespace, zone: Zone) -> int:
     from .server import DnsFront
     from .tcp import TcpLimits
     from .transfer import TransferPolicy
+    from .udp import path_name as udp_path
 
     tls = read_tls(args)
     consumer = consumer_for(args, tls)
@@ -236,7 +237,7 @@ async def _serve_front(args: argparse.Namespace, zone: Zone) -> int:
     log.info("listening on %s (udp+tcp)", address,
              extra={"address": address, "zone": zone.zone, "records": len(zone.records),
                     "aggregators": ",".join(args.aggregator),
-                    "fast_path": "python" if front.fast_path else "off"})
+                    "fast_path": udp_path(front)})
 
     def stopping() -> None:
         notify.stopping()

@@ -40,6 +40,7 @@ from .transfer import (
     tsig_refusal,
     verify,
 )
+from .udp import Closable, open_udp
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class DnsFront:
         limits = tcp_limits or TcpLimits(idle_timeout=tcp_idle_timeout,
                                          max_connections=max_tcp_connections)
         self.tcp_pool = TcpPool(self._handle_tcp, limits, self.stats)
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: Closable | None = None
         self._tcp: asyncio.Server | None = None
 
     @property
@@ -252,9 +253,7 @@ class DnsFront:
         """Serve UDP and TCP on host:port (port 0: any free port); returns the port."""
         loop = asyncio.get_running_loop()
         for _ in range(20):
-            udp, _proto = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(host, port))
-            bound = udp.get_extra_info("sockname")[1]
+            udp, bound = await open_udp(self, host, port)
             try:
                 self._tcp = await loop.create_server(
                     self.tcp_pool.protocol, host, bound, reuse_address=True, backlog=256)
@@ -276,24 +275,3 @@ class DnsFront:
             self.tcp_pool.close_all()
             await self._tcp.wait_closed()
             self._tcp = None
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, front: DnsFront) -> None:
-        self.front = front
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        fast = self.front._fast
-        out = fast.answer(data) if fast is not None else None
-        if out is None:
-            out = self.front.handle_slow(data, peer=addr[0])
-        if out is not None and self.transport is not None:
-            self.transport.sendto(out, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a client that left: nothing to do.
-        self.front.stats["udp_error"] += 1
