@@ -58,6 +58,7 @@ OPT_LEN = 11
 # Entries per table, at most: one per (name, type) asked, so a zone of
 # thousands of names asked every type still fits; past it, the slow path.
 MAX_ENTRIES = 1 << 15
+MAX_NX_ENTRIES = 1 << 12
 
 # One response form (no EDNS, or EDNS) of one answer:
 #   (need, tcp_fits, stat, head_rd0, head_rd1, tail, tc_head_rd0, tc_head_rd1, tc_tail)
@@ -85,6 +86,7 @@ class FastAnswers:
         self._opt = opt_record(max_udp)
         self._origin = table.origin_wire.lower()
         self._nx: dict[int, Entry] = {}     # NXDOMAIN by name length: nothing else varies
+        self._nx_keys = 0                   # NXDOMAIN questions in entries
 
     def answer(self, wire: bytes, tcp: bool = False) -> bytes | None:
         """The response to a query of the common shape; None: take the slow path."""
@@ -140,6 +142,12 @@ class FastAnswers:
             nx = self._nx.get(len(name))
             if nx is None:
                 nx = self._nx[len(name)] = (None, (self._forms(table.nxdomain, len(name)),))
+            if self._nx_keys < MAX_NX_ENTRIES:
+                # Kept by question too, for the compiled loop (which reads only
+                # entries), under a bound of its own: names no one has are
+                # endless, and must not crowd out the names of the zone.
+                self._nx_keys += 1
+                self.entries[key] = nx
             return nx
         found = table.resolve(types, qtype)
         entry: Entry
@@ -149,7 +157,7 @@ class FastAnswers:
             entry = (found if len(found.answers) > 1 else None,
                      tuple(self._forms(Lookup(dns.rcode.NOERROR, (a,)), len(name))
                            for a in found.answers))
-        if len(self.entries) < MAX_ENTRIES:
+        if len(self.entries) - self._nx_keys < MAX_ENTRIES:
             self.entries[key] = entry
         return entry
 

@@ -231,4 +231,5 @@ def test_past_the_entry_bound_answers_stay_right(monkeypatch: pytest.MonkeyPatch
         wire = query(5, 0x0100, dns.name.from_text(name).to_wire() or b"", A, opt=OPT0)
         for _ in range(2):
             pair.check(wire, False)
-    assert pair.fast._fast is not None and len(pair.fast._fast.entries) == 2
+    fast = pair.fast._fast
+    assert fast is not None and len(fast.entries) - fast._nx_keys == 2
