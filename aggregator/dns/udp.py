@@ -12,6 +12,7 @@ datagram protocol hands each datagram to :meth:`DnsFront.handle`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,6 +21,7 @@ from healthplane.runtime import native
 if TYPE_CHECKING:
     from .server import DnsFront
 
+log = logging.getLogger(__name__)
 NATIVE = native.load("healthplane.aggregator.dns._fastdns")
 TURN = 256      # datagrams per turn of the event loop, at most: others get their turn
 
@@ -69,10 +71,15 @@ class BatchedUdp:
     def _readable(self) -> None:
         front = self.front
         fast = front._fast
-        if fast is None:       # not ready: every datagram to dnspython (SERVFAIL)
-            declined = self._serve(self._fd, None, None, front.stats, TURN)
-        else:
-            declined = self._serve(self._fd, fast.entries, fast.rng, front.stats, TURN)
+        try:
+            if fast is None:       # not ready: every datagram to dnspython (SERVFAIL)
+                declined = self._serve(self._fd, None, None, front.stats, TURN)
+            else:
+                declined = self._serve(self._fd, fast.entries, fast.rng, front.stats, TURN)
+        except Exception:  # out of memory, at worst: this turn's datagrams are lost
+            log.exception("UDP batch failed")
+            front.stats["error"] += 1
+            return
         for data, addr in declined:
             out = front.handle(data, peer=addr[0])
             if out is not None:
