@@ -205,6 +205,12 @@ def run_path(label: str, aggregators: list[str], zone: Path, args: argparse.Name
     print(f"# {label}: the front runs fast_path={path.group(1) if path else '?'}", flush=True)
     try:
         time.sleep(2.0)   # let the consumer settle (first snapshots or first retries)
+        deadline = time.monotonic() + 30
+        # Following an aggregator: measure answers from its health, not the
+        # SERVFAIL of a front still waiting for a warm snapshot.
+        while (not label.startswith("failopen") and time.monotonic() < deadline
+               and float(scrape(mport)["healthplane_dns_snapshot_age_seconds"]) < 0):
+            time.sleep(0.5)
         before = scrape(mport)
         qps, per_cpu = measure(port, proc.pid, args)
         after = scrape(mport)

@@ -33,7 +33,9 @@ static const unsigned char ONE_QUESTION[8] = {0, 1, 0, 0, 0, 0, 0, 0};
 static const unsigned char ONE_QUESTION_OPT[8] = {0, 1, 0, 0, 0, 0, 0, 1};
 static const unsigned char OPT_HEAD[3] = {0, 0, 0x29};
 
-/* The GIL is held throughout a call, so one set of buffers serves every call. */
+/* One set of buffers for every call: calls never overlap (busy says so, as
+ * choice.index runs Python code, which could let another thread in). */
+static int busy;
 static unsigned char rbuf[BATCH][RECV_SIZE];
 static struct sockaddr_storage raddr[BATCH];
 static struct iovec riov[BATCH];
@@ -217,9 +219,14 @@ static PyObject *serve(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "entries must be a dict or None");
         return NULL;
     }
+    if (busy) {
+        PyErr_SetString(PyExc_RuntimeError, "serve() is already running");
+        return NULL;
+    }
     PyObject *declined = PyList_New(0);
     if (declined == NULL)
         return NULL;
+    busy = 1;
     Py_ssize_t total = 0;
     while (total < limit) {
         for (int i = 0; i < BATCH; i++) {
@@ -281,8 +288,10 @@ static PyObject *serve(PyObject *self, PyObject *args)
         if (got < BATCH)
             break;
     }
+    busy = 0;
     return declined;
 fail:
+    busy = 0;
     Py_DECREF(declined);
     return NULL;
 }

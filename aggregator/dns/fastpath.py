@@ -14,7 +14,9 @@ Anything else (another opcode, more records, EDNS options or a version above
 0, an unusual type, ANY, transfers, a name outside the zone, bytes that do
 not parse) is declined: :meth:`FastAnswers.answer` returns None and the
 caller takes the dnspython path, which has every rule. The two paths are
-tested to give the same bytes for every query the fast path takes.
+tested to give the same bytes for every query the fast path takes. The
+compiled UDP loop (:mod:`.udp`) reads :attr:`FastAnswers.entries` the same
+way, and hands a question it does not find there to :meth:`FastAnswers.answer`.
 
 Why matching lower-cased bytes is exact: ``bytes.lower`` changes only A-Z
 (0x41-0x5A, into 0x61-0x7A). A key is a question in wire form lower-cased,
@@ -56,9 +58,10 @@ ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
 OPT_LEN = 11
 # Entries per table, at most: one per (name, type) asked, so a zone of
-# thousands of names asked every type still fits; past it, the slow path.
+# thousands of names asked every type still fits; past it a response is
+# built for each query anew (and the compiled loop hands it to Python).
 MAX_ENTRIES = 1 << 15
-MAX_NX_ENTRIES = 1 << 12
+MAX_NX_ENTRIES = 1 << 12    # NXDOMAIN questions: endless, so bounded apart
 
 # One response form (no EDNS, or EDNS) of one answer:
 #   (need, tcp_fits, stat, head_rd0, head_rd1, tail, tc_head_rd0, tc_head_rd1, tc_tail)
@@ -144,8 +147,8 @@ class FastAnswers:
                 nx = self._nx[len(name)] = (None, (self._forms(table.nxdomain, len(name)),))
             if self._nx_keys < MAX_NX_ENTRIES:
                 # Kept by question too, for the compiled loop (which reads only
-                # entries), under a bound of its own: names no one has are
-                # endless, and must not crowd out the names of the zone.
+                # entries), under a bound of its own so that names no one has
+                # cannot crowd out the names of the zone.
                 self._nx_keys += 1
                 self.entries[key] = nx
             return nx
