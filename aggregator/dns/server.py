@@ -74,7 +74,7 @@ class DnsFront:
         self.stats: Counter[str] = Counter()
         # The prebuilt-bytes path for common queries (None: every query parsed).
         self.fast_path = fast_path_enabled() if fast_path is None else fast_path
-        self._fast: FastAnswers | None = None
+        self.fast_answers: FastAnswers | None = None
         self._table = table
         # False until the first health snapshot: names of the zone then get
         # SERVFAIL, which a resolver answers by asking another of the zone's
@@ -108,7 +108,7 @@ class DnsFront:
 
     def _refresh_fast(self) -> None:
         # Before the first snapshot every in-zone answer is SERVFAIL: the slow path has it.
-        self._fast = (FastAnswers(self._table, self.max_udp, self.stats)
+        self.fast_answers = (FastAnswers(self._table, self.max_udp, self.stats)
                       if self.fast_path and getattr(self, "_ready", False) else None)
 
     @property
@@ -119,14 +119,14 @@ class DnsFront:
 
     def handle(self, wire: bytes, *, tcp: bool = False, peer: str | None = None) -> bytes | None:
         """The response to one query message, or None to drop it."""
-        fast = self._fast
+        fast = self.fast_answers
         if fast is not None and (quick := fast.answer(wire, tcp)) is not None:
             return quick
         out = self._guarded(wire, tcp, peer)
         return out[0] if isinstance(out, list) else out
 
     def _handle_tcp(self, wire: bytes, peer: str | None) -> list[bytes] | None:
-        fast = self._fast
+        fast = self.fast_answers
         if fast is not None and (out := fast.answer(wire, True)) is not None:
             return [out]
         slow = self._guarded(wire, True, peer)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import TYPE_CHECKING, Protocol
+from collections import Counter
+from typing import Protocol
 
 from healthplane.runtime import native
 
-if TYPE_CHECKING:
-    from .server import DnsFront
+from .fastpath import FastAnswers
 
 log = logging.getLogger(__name__)
 NATIVE = native.load("healthplane.aggregator.dns._fastdns")
@@ -28,6 +28,20 @@ TURN = 256      # datagrams per turn of the event loop, at most: others get thei
 
 class Closable(Protocol):
     def close(self) -> None: ...
+
+
+class DnsFront(Protocol):
+    """What the UDP loops need of :class:`.server.DnsFront`."""
+
+    fast_path: bool
+    fast_answers: FastAnswers | None
+    stats: Counter[str]
+
+    def handle(self, wire: bytes, *, tcp: bool = False,
+               peer: str | None = None) -> bytes | None: ...
+
+    def handle_slow(self, wire: bytes, *, tcp: bool = False,
+                    peer: str | None = None) -> bytes | None: ...
 
 
 def path_name(front: DnsFront) -> str:
@@ -70,7 +84,7 @@ class BatchedUdp:
 
     def _readable(self) -> None:
         front = self.front
-        fast = front._fast
+        fast = front.fast_answers
         try:
             if fast is None:       # not ready: every datagram to dnspython (SERVFAIL)
                 declined = self._serve(self._fd, None, None, front.stats, TURN)
@@ -104,7 +118,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        fast = self.front._fast
+        fast = self.front.fast_answers
         out = fast.answer(data) if fast is not None else None
         if out is None:
             out = self.front.handle_slow(data, peer=addr[0])

@@ -63,15 +63,15 @@ class Pair:
             DnsFront(build_answers(zone, lambda c: STATES.get(c, codec.UNKNOWN), serial=3,
                                    rng=random.Random(7).random),
                      max_udp=max_udp, fast_path=fast) for fast in (True, False))
-        assert self.fast._fast is not None and self.slow._fast is None
+        assert self.fast.fast_answers is not None and self.slow.fast_answers is None
         names = [dns.name.from_wire(k, 0)[0].to_text() for k in self.fast.table.names]
         self.names = sorted(names) + ["nothing.example.test.", "a.b.nothing.example.test.",
                                       f"{LABEL}.{LABEL}.{LABEL}.example.test."]
 
     def check(self, wire: bytes, tcp: bool) -> bytes | None:
         """Both fronts' answer to wire, which must agree; returns the fast path's own."""
-        assert self.fast._fast is not None
-        own = self.fast._fast.answer(wire, tcp)
+        assert self.fast.fast_answers is not None
+        own = self.fast.fast_answers.answer(wire, tcp)
         fast = own if own is not None else self.fast.handle_slow(wire, tcp=tcp)
         slow = self.slow.handle(wire, tcp=tcp)
         assert fast == slow
@@ -211,17 +211,17 @@ def test_a_new_table_brings_new_answers() -> None:
 def test_not_ready_goes_to_dnspython_for_servfail() -> None:
     front = DnsFront(build_answers(ZONES["plain"], lambda c: codec.UNKNOWN, serial=1),
                      ready=False)
-    assert front._fast is None
+    assert front.fast_answers is None
     out = front.handle(query(9, 0x0100, WWW, A))
     assert out is not None and out[3] & 0x0F == 2            # SERVFAIL
     front.ready = True
-    assert front._fast is not None
+    assert front.fast_answers is not None
 
 
 def test_disabled_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(fastpath.ENV, "0")
     front = DnsFront(build_answers(ZONES["plain"], lambda c: codec.UNKNOWN, serial=1))
-    assert front._fast is None
+    assert front.fast_answers is None
 
 
 def test_past_the_entry_bound_answers_stay_right(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,5 +231,5 @@ def test_past_the_entry_bound_answers_stay_right(monkeypatch: pytest.MonkeyPatch
         wire = query(5, 0x0100, dns.name.from_text(name).to_wire() or b"", A, opt=OPT0)
         for _ in range(2):
             pair.check(wire, False)
-    fast = pair.fast._fast
+    fast = pair.fast.fast_answers
     assert fast is not None and len(fast.entries) - fast._nx_keys == 2
