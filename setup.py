@@ -9,6 +9,8 @@ from setuptools import Extension, setup
 CFLAGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-fno-strict-aliasing"]
 
 EXTENSIONS: list[Extension] = [
+    Extension("healthplane.aggregator.dns._fastdns", ["aggregator/dns/_fastdns.c"],
+              optional=True, extra_compile_args=CFLAGS),
 ]
 
 setup(ext_modules=EXTENSIONS)

@@ -8,18 +8,25 @@ loop is bounded by both a query count and a time limit.
 Snapshot sources:
 
 * ``failopen`` (always): the front is pointed at an aggregator address where
-  nothing listens, so it serves the fail-open answers while its consumer
-  keeps retrying in the background.
+  nothing listens and started with ``--stale-after 1``, so it serves the
+  fail-open answers while its consumer keeps retrying in the background.
 * ``aggregator`` (when ``healthplane aggregator`` starts): a real aggregator
   with a generated registry of ``--checks`` checks and no checkers, so the
   front also takes one snapshot per tick and rebuilds its answers.
 
+Each case runs once per query path (``--paths``), so one run gives the
+before and after: ``slow`` starts the front with ``HEALTHPLANE_DNS_FAST_PATH=0``
+(dnspython parses every query), ``fast-python`` with the prebuilt responses
+but ``HEALTHPLANE_PURE_PYTHON=1`` (asyncio's datagram protocol), and
+``fast-compiled`` with the C loop (recvmmsg, the fast path, sendmmsg) when
+the extension is built (the front's start-up log says which path it runs).
 Prints one line per figure::
 
-    dns udp failopen queries_per_second 10234
-    dns udp failopen queries_per_cpu_second 11020
+    dns udp failopen slow queries_per_second 10234
+    dns udp failopen slow queries_per_cpu_second 11020
 
-Usage: ``python bench/dns_bench.py [--seconds 5] [--clients 1] [--window 64] [--tcp]``.
+Usage: ``python bench/dns_bench.py [--seconds 5] [--clients 1] [--window 64] [--tcp]
+[--paths slow,fast-python,fast-compiled]``.
 """
 
 from __future__ import annotations
@@ -54,10 +61,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def start(cmd: list[str], pattern: str, timeout: float = 30.0) -> tuple[subprocess.Popen[str], int]:
-    """Start a healthplane process and wait for the log line giving its port."""
+def start(cmd: list[str], pattern: str, timeout: float = 30.0,
+          env: dict[str, str] | None = None,
+          seen: list[str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    """Start a healthplane process and wait for the log line giving its port
+    (appended to seen, when given)."""
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            cwd=ROOT)
+                            cwd=ROOT, env={**os.environ, **(env or {})})
     assert proc.stderr is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -68,6 +78,8 @@ def start(cmd: list[str], pattern: str, timeout: float = 30.0) -> tuple[subproce
         if not line:
             break
         if m := re.search(pattern, line):
+            if seen is not None:
+                seen.append(line)
             return proc, int(m.group(1))
     proc.kill()
     raise RuntimeError(f"{cmd[3]} did not start: {proc.stderr.read()[-2000:]}")
@@ -171,12 +183,34 @@ def scrape(port: int) -> dict[str, str]:
         r"^(healthplane_dns_\w+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
 
 
-def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Namespace) -> None:
+# Which query path the front runs: the environment it starts with.
+PATHS = {"slow": {"HEALTHPLANE_DNS_FAST_PATH": "0"},
+         "fast-python": {"HEALTHPLANE_DNS_FAST_PATH": "1", "HEALTHPLANE_PURE_PYTHON": "1"},
+         "fast-compiled": {"HEALTHPLANE_DNS_FAST_PATH": "1", "HEALTHPLANE_PURE_PYTHON": "0"}}
+
+
+def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Namespace,
+             extra: tuple[str, ...] = ()) -> None:
+    for path in args.paths:
+        run_path(f"{label} {path}", aggregators, zone, args, PATHS[path], extra)
+
+
+def run_path(label: str, aggregators: list[str], zone: Path, args: argparse.Namespace,
+             env: dict[str, str], extra: tuple[str, ...]) -> None:
     mport = free_port()
-    proc, port = start(dns_cmd(aggregators, zone, ["--metrics", f"127.0.0.1:{mport}"]),
-                       r"listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)")
+    seen: list[str] = []
+    proc, port = start(dns_cmd(aggregators, zone, ["--metrics", f"127.0.0.1:{mport}", *extra]),
+                       r"listening on 127\.0\.0\.1:(\d+) \(udp\+tcp\)", env=env, seen=seen)
+    path = re.search(r"fast_path=(\w+)", seen[0])
+    print(f"# {label}: the front runs fast_path={path.group(1) if path else '?'}", flush=True)
     try:
         time.sleep(2.0)   # let the consumer settle (first snapshots or first retries)
+        deadline = time.monotonic() + 30
+        # Following an aggregator: measure answers from its health, not the
+        # SERVFAIL of a front still waiting for a warm snapshot.
+        while (not label.startswith("failopen") and time.monotonic() < deadline
+               and float(scrape(mport)["healthplane_dns_snapshot_age_seconds"]) < 0):
+            time.sleep(0.5)
         before = scrape(mport)
         qps, per_cpu = measure(port, proc.pid, args)
         after = scrape(mport)
@@ -186,6 +220,11 @@ def run_case(label: str, aggregators: list[str], zone: Path, args: argparse.Name
     rebuilt = float(after["healthplane_dns_answers_rebuilt_total"]) - \
         float(before["healthplane_dns_answers_rebuilt_total"])
     current = [k for k in after if k.startswith("healthplane_dns_aggregator_current{")]
+    rcodes = ", ".join(
+        f"{k.split(chr(34))[1]} {float(v) - float(before.get(k, 0)):.0f}"
+        for k, v in sorted(after.items())
+        if k.startswith("healthplane_dns_queries_total{") and float(v) > float(before.get(k, 0)))
+    print(f"# {label}: responses during the UDP run by rcode: {rcodes or 'none'}", flush=True)
     print(f"# {label}: answers rebuilt {rebuilt:.0f} times during the run, snapshot age "
           f"{float(after['healthplane_dns_snapshot_age_seconds']):.1f} s (-1: none yet), "
           f"following {current[0].split('=')[1].rstrip('}') if current else 'no aggregator'}",
@@ -232,9 +271,18 @@ def main() -> int:
     p.add_argument("--skip-aggregator", action="store_true")
     p.add_argument("--tcp", action="store_true",
                    help="also measure DNS over TCP (one pipelined connection per client)")
+    p.add_argument("--paths", default=",".join(PATHS),
+                   help="query paths to measure, comma-separated: slow (dnspython for "
+                   "every query), fast-python (prebuilt responses, asyncio's UDP protocol), "
+                   "fast-compiled (prebuilt responses, the C recvmmsg loop); default all")
     args = p.parse_args()
+    args.paths = [x for x in args.paths.split(",") if x]
+    if unknown := set(args.paths) - PATHS.keys():
+        p.error(f"--paths: unknown {', '.join(sorted(unknown))}")
 
-    run_case("failopen", [f"127.0.0.1:{free_port()}"], ZONE, args)
+    # Nothing listens at the aggregator address: after --stale-after the front
+    # fails open and answers every value (before it, SERVFAIL).
+    run_case("failopen", [f"127.0.0.1:{free_port()}"], ZONE, args, ("--stale-after", "1"))
     if args.skip_aggregator:
         return 0
     with tempfile.TemporaryDirectory() as tmpdir:

@@ -149,13 +149,18 @@ class Choice:
             self.cumulative, self.total = cum, acc
 
     def pick(self, rng: Callable[[], float]) -> Answer:
-        answers = self.answers
-        if len(answers) == 1:
-            return answers[0]
+        return self.answers[self.index(rng)]
+
+    def index(self, rng: Callable[[], float]) -> int:
+        """Which of :attr:`answers` this query gets (the fast path keeps its own
+        rendering of each, so both paths draw the same way)."""
+        n = len(self.answers)
+        if n == 1:
+            return 0
         if self.cumulative is None:       # equally likely rotations or windows
-            return answers[int(rng() * len(answers)) % len(answers)]
+            return int(rng() * n) % n
         point = rng() * self.total
-        return answers[min(bisect.bisect_right(self.cumulative, point), len(answers) - 1)]
+        return min(bisect.bisect_right(self.cumulative, point), n - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +222,15 @@ class AnswerTable:
         types = self.names.get(key)
         if types is None:
             return self._nxdomain if qname.is_subdomain(self.origin) else REFUSED
+        found = self.resolve(types, qtype, full_any=full_any)
+        if isinstance(found, Lookup):
+            return found
+        return Lookup(dns.rcode.NOERROR, (found.pick(self._rng),))
+
+    def resolve(self, types: dict[int, Choice], qtype: int, *,
+                full_any: bool = False) -> Lookup | Choice:
+        """What a name with these RRsets answers for qtype: a fixed Lookup, or the
+        Choice whose pick is the one answer (NOERROR)."""
         choice = types.get(qtype)
         if choice is None:
             if qtype == dns.rdatatype.ANY and types:
@@ -227,7 +241,15 @@ class AnswerTable:
             choice = types.get(CNAME)
             if choice is None:
                 return self._nodata
-        return Lookup(dns.rcode.NOERROR, (choice.pick(self._rng),))
+        return choice
+
+    @property
+    def nxdomain(self) -> Lookup:
+        return self._nxdomain
+
+    @property
+    def rng(self) -> Callable[[], float]:
+        return self._rng
 
     def signature(self) -> tuple[object, ...]:
         """A value that changes exactly when some answer would change."""

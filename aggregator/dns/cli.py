@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -66,13 +65,9 @@ from healthplane.runtime.listen import format_hostport, parse_hostport, parse_li
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
 from healthplane.runtime.parent import watch_parent
-from healthplane.runtime.tls import (
-    TlsError,
-    add_tls_arguments,
-    tls_from_args,
-    tls_reloader,
-    tls_usage_error,
-)
+from healthplane.runtime.tls import add_tls_arguments, tls_usage_error
+
+from .startup import Lifecycle, StartupError, consumer_for, read_tls
 
 PROG = "healthplane dns"
 log = logging.getLogger("healthplane.dns")
@@ -163,21 +158,24 @@ def _load(args: argparse.Namespace) -> Zone:
 
 
 async def _serve(args: argparse.Namespace, zone: Zone) -> int:
+    try:
+        return await _serve_front(args, zone)
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve_front(args: argparse.Namespace, zone: Zone) -> int:
     from .apex import SerialClock, read_serial, write_serial
-    from .consumer import HealthConsumer
     from .keeper import AnswerKeeper
     from .notify import Notifier
-    from .reload import ZoneFiles, zone_reloader
     from .server import DnsFront
     from .tcp import TcpLimits
     from .transfer import TransferPolicy
+    from .udp import path_name as udp_path
 
-    try:
-        tls = tls_from_args(args)
-    except TlsError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    consumer = HealthConsumer(args.aggregator, tick=args.tick, tls=tls)
+    tls = read_tls(args)
+    consumer = consumer_for(args, tls)
     front: DnsFront | None = None
     notifier = Notifier(zone.zone, (), min_interval=lambda: consumer.tick_period,
                         soa=lambda: front.table.soa if front is not None else None)
@@ -218,74 +216,35 @@ async def _serve(args: argparse.Namespace, zone: Zone) -> int:
 
     front.transfers_ready = False
     use_transfer(zone)
-    files = ZoneFiles(args.zone, args.checks)
-    reloader = zone_reloader(files, adopt, lambda: keeper.zone, keeper.reloads,
-                             clock=keeper.clock, period=args.reload_period)
-    # Handlers before the port opens: whoever sees the server up may signal it at once.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    # The next Watch channel (after a break or a switch) uses new TLS files.
-    certs = (tls_reloader(tls, clock=keeper.clock, period=args.reload_period, logger=log)
-             if tls is not None else None)
-
-    def hangup() -> None:
-        reloader.trigger()
-        if certs is not None:
-            certs.trigger()
-
-    loop.add_signal_handler(signal.SIGHUP, hangup)
-    watch_parent(loop)
+    life = Lifecycle(args, keeper, adopt, tls, log)
+    watch_parent(asyncio.get_running_loop())
     host, port = parse_listen(args.listen)
     try:
         bound = await front.start(host, port)
     except OSError as exc:
-        print(f"{PROG}: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    httpd = None
+        raise StartupError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    closers = [front.stop]
     if args.metrics:
         from .metrics import side_port
-        mhost, mport = parse_listen(args.metrics)
         httpd = side_port(front, consumer, keeper, args.stale_after)
         try:
-            if tls is not None:
-                from healthplane.runtime.tls_metrics import TlsCollector
-                httpd.registry.register(TlsCollector(tls, "healthplane_dns_"))
-            mbound = await httpd.start(mhost, mport)
-        except OSError as exc:
-            print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
-                  file=sys.stderr)
+            await life.side_port(httpd, args.metrics, "healthplane_dns_")
+        except StartupError:
             await front.stop()
-            return 1
-        maddress = format_hostport(mhost, mbound)
-        log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
+            raise
+        closers.append(httpd.stop)
     address = format_hostport(host, bound)
     log.info("listening on %s (udp+tcp)", address,
              extra={"address": address, "zone": zone.zone, "records": len(zone.records),
-                    "aggregators": ",".join(args.aggregator)})
-    await consumer.start()
-    tasks = [asyncio.create_task(keeper.run(), name="answer-keeper"),
-             asyncio.create_task(reloader.run(), name="zone-reload"),
-             asyncio.create_task(notifier.run(), name="notify")]
-    if certs is not None:
-        tasks.append(asyncio.create_task(certs.run(), name="tls-reload"))
-    notify.ready(f"listening on {address} for zone {zone.zone}")
-    try:
-        await stop.wait()
-    finally:
+                    "aggregators": ",".join(args.aggregator),
+                    "fast_path": udp_path(front)})
+
+    def stopping() -> None:
         notify.stopping()
         log.info("stopping")
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await consumer.stop()
-        await front.stop()
-        if httpd is not None:
-            await httpd.stop()
-    return 0
+
+    notify.ready(f"listening on {address} for zone {zone.zone}")
+    return await life.run(consumer, {"notify": notifier.run}, closers, on_stop=stopping)
 
 
 def main(argv: list[str]) -> int:

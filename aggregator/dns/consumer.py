@@ -21,8 +21,8 @@ Check ids travel only when needed: the first subscription asks for them
 (``include_check_ids``); once they are known for a registry version the
 consumer resubscribes without them, and asks again only when a snapshot names
 a registry version whose ids it does not know. Each snapshot is decoded once,
-into one byte per check, and :meth:`Snapshot.status` is a dict lookup plus an
-index, whatever the registry size.
+into one byte per check (:mod:`.snapshots`), and :meth:`Snapshot.status` is a
+dict lookup plus an index, whatever the registry size.
 """
 
 from __future__ import annotations
@@ -30,24 +30,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from contextlib import aclosing
-from dataclasses import dataclass, field
-from statistics import median
+from collections.abc import Sequence
 
 import grpc
-from healthplane.proto import codec
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
 from healthplane.proto.healthplane.v1 import healthplane_pb2_grpc as pb_grpc
 
 from healthplane.runtime.backoff import backoff
 from healthplane.runtime.clock import Clock, SystemClock
-from healthplane.runtime.slot import LatestSlot
 from healthplane.runtime.tls import TlsFiles, secure_channel
 
-log = logging.getLogger(__name__)
+from .feed import SnapshotFeed
+from .snapshots import Snapshot, SnapshotDecoder
 
-UNKNOWN, HEALTHY, UNHEALTHY = codec.UNKNOWN, codec.HEALTHY, codec.UNHEALTHY
+__all__ = ["HealthConsumer", "Snapshot"]
+
+log = logging.getLogger(__name__)
 
 # A million-check registry with its ids is ~10 MB; gRPC's 4 MB default would
 # refuse it.
@@ -60,25 +58,6 @@ _CHANNEL_OPTIONS = (
     # reconnect backoff of the channel that just failed to the same address.
     ("grpc.use_local_subchannel_pool", 1),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One decoded aggregator health snapshot."""
-
-    source: str                      # HOST:PORT of the aggregator it came from
-    registry_version: str
-    sequence: int                    # the aggregator's tick number
-    generated_unix_ms: int
-    check_count: int
-    states: bytes                    # one byte per check: 0 unknown, 1 healthy, 2 unhealthy
-    index: Mapping[str, int] = field(repr=False)  # check id -> position
-    received: float = 0.0            # consumer clock reading when accepted
-
-    def status(self, check_id: str) -> int:
-        """The check's state (UNKNOWN for an id this registry does not have)."""
-        i = self.index.get(check_id)
-        return UNKNOWN if i is None else self.states[i]
 
 
 class _Source:
@@ -101,7 +80,7 @@ class _Warming(Exception):
     """The aggregator is warming up after its start: look for a warm one meanwhile."""
 
 
-class HealthConsumer:
+class HealthConsumer(SnapshotFeed):
     """Watches aggregators and keeps the freshest health snapshot.
 
     Use as ``async with HealthConsumer([...]) as consumer:`` or call
@@ -137,29 +116,13 @@ class HealthConsumer:
         self._backoff_cap = backoff_cap
         self.clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self._snapshot: Snapshot | None = None
-        self._ids: dict[str, Mapping[str, int]] = {}   # registry version -> index
-        self._want_ids = True
-        self._periods: list[float] = []
+        super().__init__()
+        self._decoder = SnapshotDecoder()
         self._current: str | None = None
-        self._listeners: list[Callable[[Snapshot], object]] = []
-        self._readers: set[LatestSlot[Snapshot]] = set()
         self._task: asyncio.Task[None] | None = None
         self.switches = 0           # times the consumer moved to another aggregator
-        self.malformed = 0          # snapshots dropped as malformed
-        self.accepted = 0           # snapshots adopted
 
-    # -- reading ---------------------------------------------------------
-
-    @property
-    def snapshot(self) -> Snapshot | None:
-        """The freshest snapshot, or None before the first one."""
-        return self._snapshot
-
-    def status(self, check_id: str) -> int:
-        """A check's state in the freshest snapshot; UNKNOWN before any."""
-        snap = self._snapshot
-        return UNKNOWN if snap is None else snap.status(check_id)
+    # -- reading (and :class:`~.feed.SnapshotFeed`'s) ----------------------
 
     def age(self) -> float | None:
         """Seconds since the freshest snapshot arrived, or None before any."""
@@ -176,33 +139,12 @@ class HealthConsumer:
         """The aggregator tick period in seconds: fixed, learned or default."""
         if self._fixed_tick is not None:
             return self._fixed_tick
-        return median(self._periods) if self._periods else self._default_tick
+        return self._decoder.period(self._default_tick)
 
-    def add_listener(self, callback: Callable[[Snapshot], object]) -> Callable[[], None]:
-        """Call ``callback(snapshot)`` for every adopted snapshot; returns an unsubscriber."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback)
-
-    async def updates(self) -> AsyncGenerator[Snapshot, None]:
-        """Yield the freshest snapshot each time it changes; a slow reader skips, never queues."""
-        slot: LatestSlot[Snapshot] = LatestSlot()
-        if self._snapshot is not None:
-            slot.put(self._snapshot)
-        self._readers.add(slot)
-        try:
-            while (snap := await slot.take()) is not None:
-                yield snap
-        finally:
-            self._readers.discard(slot)
-
-    async def wait_for_snapshot(self, timeout: float | None = None) -> Snapshot:
-        """Wait until a snapshot is available (TimeoutError after timeout seconds)."""
-        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-        # cancellation that arrives as the snapshot does.
-        async with asyncio.timeout(timeout), aclosing(self.updates()) as updates:
-            async for snap in updates:
-                return snap
-        raise RuntimeError("unreachable: updates() never ends")
+    @property
+    def malformed(self) -> int:
+        """Snapshots dropped as malformed."""
+        return self._decoder.malformed
 
     # -- lifecycle -------------------------------------------------------
 
@@ -283,7 +225,8 @@ class HealthConsumer:
         if src.channel is None:
             src.channel = secure_channel(src.address, self._tls, _CHANNEL_OPTIONS)
         stub = pb_grpc.HealthStub(src.channel)
-        with_ids = self._want_ids
+        decoder = self._decoder
+        with_ids = decoder.want_ids
         call = stub.Watch(pb.WatchRequest(include_check_ids=with_ids))
         try:
             # The first message may take a connect plus a tick; later ones a tick each.
@@ -307,7 +250,7 @@ class HealthConsumer:
                     continue
                 snap = self._adopt(src, msg, last_seq)
                 if snap is None:
-                    if self._want_ids and not with_ids:
+                    if decoder.want_ids and not with_ids:
                         raise _Reopen()
                     continue      # malformed: counted, and the deadline stands
                 last_seq = msg.sequence
@@ -317,7 +260,7 @@ class HealthConsumer:
                 src.fails = 0
                 self._current = src.address
                 deadline = self.clock.now() + self._stall_periods * self.tick_period
-                if with_ids and not self._want_ids:
+                if with_ids and not decoder.want_ids:
                     raise _Reopen()   # ids known: stop paying for them every tick
         finally:
             call.cancel()
@@ -332,59 +275,10 @@ class HealthConsumer:
 
     def _adopt(self, src: _Source, msg: pb.HealthSnapshot, last_seq: int) -> Snapshot | None:
         """Validate and decode one message; publish it. None when unusable."""
-        version = msg.registry_version
-        if msg.check_ids:
-            if len(msg.check_ids) != msg.check_count:
-                self.malformed += 1
-                log.warning("snapshot dropped: check ids do not match check_count",
-                            extra={"aggregator": src.address, "check_ids": len(msg.check_ids),
-                                   "check_count": msg.check_count})
-                return None
-            if version not in self._ids:
-                # Keep the current and the new version only: a registry change
-                # must not grow memory without bound.
-                keep: dict[str, Mapping[str, int]] = {
-                    version: {cid: i for i, cid in enumerate(msg.check_ids)}}
-                held = self._snapshot.registry_version if self._snapshot else None
-                if held in self._ids:
-                    keep[held] = self._ids[held]
-                self._ids = keep
-        index = self._ids.get(version)
-        if index is None:
-            self._want_ids = True
-            return None
-        if len(index) != msg.check_count:
-            self.malformed += 1
-            return None
-        try:
-            states = codec.decode(msg.states, msg.check_count).tobytes()
-        except codec.SnapshotError as exc:
-            self.malformed += 1
-            log.warning("malformed snapshot dropped", extra={
-                "aggregator": src.address, "tick": msg.sequence, "error": str(exc)})
-            return None
-        self._want_ids = False
-        now = self.clock.now()
-        prev = self._snapshot
-        if self._fixed_tick is None and prev is not None and prev.source == src.address \
-                and last_seq >= 0 and msg.sequence > prev.sequence:
-            period = (msg.generated_unix_ms - prev.generated_unix_ms) / 1000.0 \
-                / (msg.sequence - prev.sequence)
-            if 0.001 <= period <= 3600:
-                self._periods = (self._periods + [period])[-9:]
-        snap = Snapshot(
-            source=src.address, registry_version=version, sequence=msg.sequence,
-            generated_unix_ms=msg.generated_unix_ms, check_count=msg.check_count,
-            states=states, index=index, received=now)
-        self._snapshot = snap
-        self.accepted += 1
-        for reader in self._readers:
-            reader.put(snap)
-        for cb in list(self._listeners):
-            try:
-                cb(snap)
-            except Exception:  # a listener's bug must not stop health updates
-                log.exception("snapshot listener failed")
+        snap = self._decoder.decode(src.address, msg, self._snapshot, self.clock.now(),
+                                    learn=self._fixed_tick is None and last_seq >= 0)
+        if snap is not None:
+            self._publish(snap)
         return snap
 
     async def _close_channel(self, src: _Source) -> None:

@@ -11,15 +11,10 @@ Options:
     --tick SECONDS           the aggregators' tick period (default: learned)
     --stale-after SECONDS    fail open once the snapshot is older (default 30; 0 never)
     --nameserver NAME        NS names when zone.yaml has no ``nameservers``
-<<<<<<< HEAD
-    --reload-period SECS     re-read zone.yaml this often (default 60; 0: only on SIGHUP)
-    --metrics HOST:PORT      (alias --http) the HTTP side port: /metrics, /healthz,
-                             /readyz
-=======
     --reload-period SECS     re-read zone.yaml this often (default 60; 0: only on SIGHUP;
                              --reload-interval is an alias)
-    --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
->>>>>>> review
+    --metrics HOST:PORT      (alias --http) the HTTP side port: /metrics, /healthz,
+                             /readyz
     --log-level LEVEL        debug | info | warning | error (default info)
     --log-format FORMAT      logfmt | json (default logfmt)
     --tls-cert/--tls-key/--tls-ca FILE
@@ -36,7 +31,6 @@ Exit 0 after a clean stop, 1 for a bad config or socket, 2 for usage errors.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -47,16 +41,12 @@ from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Zone
 
 from healthplane.runtime.flags import reload_period
-from healthplane.runtime.listen import format_hostport, parse_hostport, parse_listen
+from healthplane.runtime.listen import parse_hostport, parse_listen
 from healthplane.runtime.logs import add_log_flags, setup_from_args
 from healthplane.runtime.loop import run_event_loop
-from healthplane.runtime.tls import (
-    TlsError,
-    add_tls_arguments,
-    tls_from_args,
-    tls_reloader,
-    tls_usage_error,
-)
+from healthplane.runtime.tls import add_tls_arguments, tls_usage_error
+
+from .startup import Lifecycle, StartupError, consumer_for, read_tls
 
 PROG = "healthplane pdns-backend"
 log = logging.getLogger("healthplane.pdns")
@@ -105,83 +95,56 @@ def _usage_error(args: argparse.Namespace) -> str | None:
 
 
 async def _serve(args: argparse.Namespace, zone: Zone) -> int:
-    from .consumer import HealthConsumer
-    from .keeper import AnswerKeeper
-    from .pdns_backend import RemoteBackend, serve_unix
-    from .reload import ZoneFiles, zone_reloader
-
     try:
-        tls = tls_from_args(args)
-    except TlsError as exc:
+        return await _serve_backend(args, zone)
+    except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
-    consumer = HealthConsumer(args.aggregator, tick=args.tick, tls=tls)
+
+
+async def _serve_backend(args: argparse.Namespace, zone: Zone) -> int:
+    from .keeper import AnswerKeeper
+    from .pdns_backend import RemoteBackend, serve_unix
+
+    tls = read_tls(args)
+    consumer = consumer_for(args, tls)
     keeper = AnswerKeeper(zone, consumer, lambda _table: None, stale_after=args.stale_after,
                           nameservers=args.nameserver)
     backend = RemoteBackend(lambda: keeper.table)
-    files = ZoneFiles(args.zone, args.checks)
-    reloader = zone_reloader(files, keeper.adopt_zone, lambda: keeper.zone, keeper.reloads,
-                             clock=keeper.clock, period=args.reload_period)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    certs = (tls_reloader(tls, clock=keeper.clock, period=args.reload_period, logger=log)
-             if tls is not None else None)
-
-    def hangup() -> None:
-        reloader.trigger()
-        if certs is not None:
-            certs.trigger()
-
-    loop.add_signal_handler(signal.SIGHUP, hangup)
+    life = Lifecycle(args, keeper, keeper.adopt_zone, tls, log)
     try:
         server = await serve_unix(backend, args.socket)
     except OSError as exc:
-        print(f"{PROG}: cannot listen on {args.socket}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    httpd = None
+        raise StartupError(f"cannot listen on {args.socket}: {exc.strerror or exc}") from None
+
+    async def close() -> None:
+        server.close()
+
+    closers = [close]
     if args.metrics:
         from .pdns_metrics import side_port
-        mhost, mport = parse_listen(args.metrics)
         httpd = side_port(backend, consumer, keeper, args.stale_after)
         try:
-            if tls is not None:
-                from healthplane.runtime.tls_metrics import TlsCollector
-                httpd.registry.register(TlsCollector(tls, "healthplane_pdns_"))
-            mbound = await httpd.start(mhost, mport)
-        except OSError as exc:
-            print(f"{PROG}: cannot serve metrics on {args.metrics}: {exc.strerror or exc}",
-                  file=sys.stderr)
+            await life.side_port(httpd, args.metrics, "healthplane_pdns_")
+        except StartupError:
             server.close()
-            return 1
-        maddress = format_hostport(mhost, mbound)
-        log.info("metrics on http://%s/metrics", maddress, extra={"address": maddress})
+            raise
+        closers.append(httpd.stop)
+
+    async def unlink() -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(args.socket)
+
+    closers.append(unlink)
     log.info("listening on unix:%s", args.socket,
              extra={"socket": args.socket, "zone": zone.zone, "records": len(zone.records),
                     "aggregators": ",".join(args.aggregator)})
-    await consumer.start()
-    tasks = [asyncio.create_task(keeper.run(), name="answer-keeper"),
-             asyncio.create_task(reloader.run(), name="zone-reload")]
-    if certs is not None:
-        tasks.append(asyncio.create_task(certs.run(), name="tls-reload"))
-    try:
-        await stop.wait()
-    finally:
+
+    def stopping() -> None:
         log.info("stopping", extra={f"requests_{k}": v for k, v in backend.stats.items()
                                     if k.isidentifier()})
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await consumer.stop()
-        server.close()
-        if httpd is not None:
-            await httpd.stop()
-        with contextlib.suppress(OSError):
-            os.unlink(args.socket)
-    return 0
+
+    return await life.run(consumer, {}, closers, on_stop=stopping)
 
 
 def main(argv: list[str]) -> int:

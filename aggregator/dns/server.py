@@ -1,9 +1,9 @@
 """The authoritative DNS front: UDP and TCP on one port, answers from an AnswerTable.
 
 :meth:`DnsFront.handle` turns one query's wire bytes into the response's wire
-bytes (or None to drop) using dnspython for parsing and rendering, and
-:meth:`DnsFront.start` serves it over UDP and over TCP (:mod:`.tcp`). Zone
-transfers and TSIG-signed queries take the slower path of :mod:`.transfer`.
+bytes (or None to drop): common queries from prebuilt bytes (:mod:`.fastpath`),
+the rest parsed by dnspython; :meth:`DnsFront.start` serves it over UDP and
+TCP (:mod:`.tcp`). Transfers and TSIG-signed queries take :mod:`.transfer`.
 The table is swapped whole by whoever rebuilds it (:mod:`healthplane.aggregator.dns.keeper`); a
 query never waits on anything but the CPU.
 
@@ -29,6 +29,8 @@ import dns.rdataclass
 import dns.rdatatype
 
 from .answers import REFUSED, AnswerTable, Lookup, name_wire
+from .fastpath import FastAnswers, fast_path_enabled
+from .render import HEADER, body, header, opt_record, rcode_name, truncates, udp_limit
 from .tcp import TcpLimits, TcpPool
 from .transfer import (
     XFR_TYPES,
@@ -38,17 +40,13 @@ from .transfer import (
     tsig_refusal,
     verify,
 )
+from .udp import Closable, open_udp
 
 log = logging.getLogger(__name__)
 
-HEADER = 12
 DEFAULT_MAX_UDP = 1232     # DNS flag day 2020: fits any path MTU without fragments
-MAX_AMPLIFICATION = 4      # a negative UDP answer's bytes per query byte, at most
 MAX_QUERY = 4096           # far above any real query; bigger ones are not worth parsing
-OPT = 41
 NOT_READY = Lookup(dns.rcode.SERVFAIL, authoritative=False)
-_RCODE_NAMES: dict[int, str] = {r: dns.rcode.to_text(r) for r in
-                (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)}
 
 
 def formerr(wire: bytes) -> bytes:
@@ -64,13 +62,8 @@ class DnsFront:
     def __init__(self, table: AnswerTable, *, max_udp: int = DEFAULT_MAX_UDP,
                  tcp_idle_timeout: float = 10.0, max_tcp_connections: int = 128,
                  tcp_limits: TcpLimits | None = None,
-                 transfer: TransferPolicy | None = None, ready: bool = True) -> None:
-        self.table = table
-        # False until the first health snapshot: names of the zone then get
-        # SERVFAIL, which a resolver answers by asking another of the zone's
-        # servers (and caches for seconds at most), where an answer from no
-        # data would count every check as healthy and be cached for the TTL.
-        self.ready = ready
+                 transfer: TransferPolicy | None = None, ready: bool = True,
+                 fast_path: bool | None = None) -> None:
         self.max_udp = max(512, min(max_udp, 65535))
         self.transfer = transfer      # None: transfers REFUSED, signed queries NOTAUTH
         # False until the answers come from a real health snapshot: a secondary must
@@ -79,11 +72,44 @@ class DnsFront:
         # rcode names and "dropped", "truncated", "tcp_refused", "tcp_evicted",
         # "error", "xfr", "xfr_refused", "tsig_refused".
         self.stats: Counter[str] = Counter()
+        # The prebuilt-bytes path for common queries (None: every query parsed).
+        self.fast_path = fast_path_enabled() if fast_path is None else fast_path
+        self.fast_answers: FastAnswers | None = None
+        self._table = table
+        # False until the first health snapshot: names of the zone then get
+        # SERVFAIL, which a resolver answers by asking another of the zone's
+        # servers (and caches for seconds at most), where an answer from no
+        # data would count every check as healthy and be cached for the TTL.
+        self.ready = ready
         limits = tcp_limits or TcpLimits(idle_timeout=tcp_idle_timeout,
                                          max_connections=max_tcp_connections)
         self.tcp_pool = TcpPool(self._handle_tcp, limits, self.stats)
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: Closable | None = None
         self._tcp: asyncio.Server | None = None
+
+    @property
+    def table(self) -> AnswerTable:
+        return self._table
+
+    @table.setter
+    def table(self, table: AnswerTable) -> None:
+        # Swapped whole, with its prebuilt responses: a query sees one table or the other.
+        self._table = table
+        self._refresh_fast()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @ready.setter
+    def ready(self, ready: bool) -> None:
+        self._ready = ready
+        self._refresh_fast()
+
+    def _refresh_fast(self) -> None:
+        # Before the first snapshot every in-zone answer is SERVFAIL: the slow path has it.
+        self.fast_answers = (FastAnswers(self._table, self.max_udp, self.stats)
+                      if self.fast_path and getattr(self, "_ready", False) else None)
 
     @property
     def tcp_active(self) -> int:
@@ -93,12 +119,24 @@ class DnsFront:
 
     def handle(self, wire: bytes, *, tcp: bool = False, peer: str | None = None) -> bytes | None:
         """The response to one query message, or None to drop it."""
+        fast = self.fast_answers
+        if fast is not None and (quick := fast.answer(wire, tcp)) is not None:
+            return quick
         out = self._guarded(wire, tcp, peer)
         return out[0] if isinstance(out, list) else out
 
     def _handle_tcp(self, wire: bytes, peer: str | None) -> list[bytes] | None:
-        out = self._guarded(wire, True, peer)
-        return [out] if isinstance(out, bytes) else out
+        fast = self.fast_answers
+        if fast is not None and (out := fast.answer(wire, True)) is not None:
+            return [out]
+        slow = self._guarded(wire, True, peer)
+        return [slow] if isinstance(slow, bytes) else slow
+
+    def handle_slow(self, wire: bytes, *, tcp: bool = False,
+                    peer: str | None = None) -> bytes | None:
+        """:meth:`handle` on the dnspython path only (what the fast path must match)."""
+        out = self._guarded(wire, tcp, peer)
+        return out[0] if isinstance(out, list) else out
 
     def _guarded(self, wire: bytes, tcp: bool, peer: str | None) -> bytes | list[bytes] | None:
         try:
@@ -121,13 +159,8 @@ class DnsFront:
         except Exception:  # dnspython raises many types for the many ways bytes go wrong
             self.stats["FORMERR"] += 1
             return formerr(wire)
-        if tcp:
-            limit = 65535
-        elif query.edns >= 0:
-            # RFC 6891: a payload size below 512 means 512.
-            limit = max(512, min(query.payload, self.max_udp))
-        else:
-            limit = 512
+        limit = 65535 if tcp else udp_limit(
+            query.payload if query.edns >= 0 else None, self.max_udp)
         if (query.opcode() != dns.opcode.QUERY or query.edns > 0
                 or len(query.question) != 1):
             return self._uncommon(query, limit)
@@ -185,39 +218,20 @@ class DnsFront:
         """Assemble the response from prebuilt pieces; no per-record rendering."""
         q = query.question[0]
         question = qwire + struct.pack("!HH", q.rdtype, q.rdclass)
-        answer = b"".join(a.wire for a in found.answer) if len(found.answer) != 1 \
-            else found.answer[0].wire
-        ancount = sum(a.count for a in found.answer)
-        if found.negative:
-            # The apex is a suffix of the question name: point at it there.
-            table = self.table
-            authority = table.negative_soa.render(HEADER + len(qwire) - len(table.origin_wire))
-            nscount = 1
-        else:
-            authority, nscount = b"", 0
-        opt = b""
-        if query.edns >= 0:
-            opt = b"\x00" + struct.pack("!HHIH", OPT, self.max_udp, 0, 0)
-        flags = 0x8000 | (wire[2] << 8 & 0x0100) | found.rcode
-        if found.authoritative:
-            flags |= 0x0400
-        size = HEADER + len(question) + len(answer) + len(authority) + len(opt)
-        # A negative answer is no data anyone asked for: over UDP (source
-        # unproven) one that an operator's long SOA names would make more
-        # than MAX_AMPLIFICATION times the query goes TC, and the client's
-        # TCP retry gets it whole.
-        if size > limit or (found.negative and not tcp
-                            and size > MAX_AMPLIFICATION * len(wire)):
+        b = body(self.table, found, len(qwire))
+        opt = opt_record(self.max_udp) if query.edns >= 0 else b""
+        flags = b.flags | (wire[2] << 8 & 0x0100)
+        records, ancount, nscount = b.records, b.ancount, b.nscount
+        size = HEADER + len(question) + len(records) + len(opt)
+        if truncates(size, limit, b.negative, tcp, len(wire)):
             # Classic truncation: keep only the question and OPT, so the client
             # retries over TCP instead of using a partial rrset.
             self.stats["truncated"] += 1
             flags |= 0x0200
-            answer, authority, ancount, nscount = b"", b"", 0, 0
-        name = _RCODE_NAMES.get(found.rcode) or dns.rcode.to_text(dns.rcode.Rcode(found.rcode))
-        self.stats[name] += 1
-        return b"".join((
-            wire[:2], struct.pack("!HHHHH", flags, 1, ancount, nscount, 1 if opt else 0),
-            question, answer, authority, opt))
+            records, ancount, nscount = b"", 0, 0
+        self.stats[rcode_name(found.rcode)] += 1
+        return b"".join((wire[:2], header(flags, ancount, nscount, 1 if opt else 0),
+                         question, records, opt))
 
     def _uncommon(self, query: dns.message.Message, limit: int) -> bytes:
         """NOTIMP, BADVERS and multi-question FORMERR, rendered by dnspython."""
@@ -239,9 +253,7 @@ class DnsFront:
         """Serve UDP and TCP on host:port (port 0: any free port); returns the port."""
         loop = asyncio.get_running_loop()
         for _ in range(20):
-            udp, _proto = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(host, port))
-            bound = udp.get_extra_info("sockname")[1]
+            udp, bound = await open_udp(self, host, port)
             try:
                 self._tcp = await loop.create_server(
                     self.tcp_pool.protocol, host, bound, reuse_address=True, backlog=256)
@@ -263,21 +275,3 @@ class DnsFront:
             self.tcp_pool.close_all()
             await self._tcp.wait_closed()
             self._tcp = None
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, front: DnsFront) -> None:
-        self.front = front
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        out = self.front.handle(data, peer=addr[0])
-        if out is not None and self.transport is not None:
-            self.transport.sendto(out, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a client that left: nothing to do.
-        self.front.stats["udp_error"] += 1

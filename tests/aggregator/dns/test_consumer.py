@@ -62,7 +62,7 @@ async def test_follows_snapshots_and_answers_status(pair: tuple[FakeHealth, Fake
         assert consumer.status("not-in-registry") == X
         a.set(a=U)
         await until(lambda: consumer.status("a") == U)
-        await until(lambda: len(consumer._periods) >= 2)
+        await until(lambda: len(consumer._decoder.periods) >= 2)
         # learned from the snapshots' tick stamps, not from when they arrived
         assert consumer.tick_period == pytest.approx(0.1, abs=1e-3)
     # ids were asked for once, then the stream was reopened without them
@@ -113,7 +113,7 @@ async def test_switches_when_current_stalls() -> None:
             consumer.add_listener(lambda s: adopted.append((s, consumer.tick_period)))
             try:
                 await until(lambda: consumer.current == a.address
-                            and len(consumer._periods) >= 1)
+                            and len(consumer._decoder.periods) >= 1)
                 await b.start(b_port)
                 a.stalled = True      # stream stays open, ticks stop
                 t0 = time.monotonic()

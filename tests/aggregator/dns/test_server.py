@@ -16,6 +16,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 import pytest
+from healthplane.aggregator.dns import udp as udp_loop
 from healthplane.aggregator.dns.build import build_answers
 from healthplane.aggregator.dns.server import DnsFront
 from healthplane.proto import codec
@@ -41,10 +42,18 @@ ZONE = Zone(zone="example.test.", ttl=30, records=(
 STATES = {"p": codec.UNHEALTHY}
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[DnsFront, int]]:
+@pytest.fixture(params=["compiled", "python", "dnspython"])
+async def server(request: pytest.FixtureRequest,
+                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[DnsFront, int]]:
+    """The front on each query path: the fast path with the C UDP loop, the fast
+    path on asyncio's datagram protocol, and dnspython for every query."""
+    if request.param == "compiled" and udp_loop.NATIVE is None:
+        pytest.skip("_fastdns not built or forced off")
+    if request.param == "python":
+        monkeypatch.setattr(udp_loop, "NATIVE", None)
     front = DnsFront(build_answers(ZONE, lambda c: STATES.get(c, codec.UNKNOWN), serial=7),
-                     tcp_idle_timeout=0.5, max_tcp_connections=4)
+                     tcp_idle_timeout=0.5, max_tcp_connections=4,
+                     fast_path=request.param != "dnspython")
     port = await front.start("127.0.0.1", 0)
     yield front, port
     await front.stop()
