@@ -9,6 +9,8 @@ from setuptools import Extension, setup
 CFLAGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-fno-strict-aliasing"]
 
 EXTENSIONS: list[Extension] = [
+    Extension("healthplane.aggregator._tick_kernel", ["aggregator/_tick_kernel.c"],
+              optional=True, extra_compile_args=CFLAGS),
 ]
 
 setup(ext_modules=EXTENSIONS)
