@@ -39,9 +39,12 @@
 #define M2 0x3333333333333333ULL
 #define M4 0x0F0F0F0F0F0F0F0FULL
 
-/* Words of one row counted together: 4 * TILE words of 4-bit counters plus
-   8 * TILE of 8-bit ones stay in L1 while the rows stream past. */
-#define TILE 128
+/* Words of one row counted together (4 KB): the 4-bit and 8-bit counters
+   (12 * TILE words) stay in L1/L2 while the rows stream past. 128, 256,
+   512 and 1024 measured alike within noise; 512 keeps the scratch at 48 KB. */
+#ifndef TILE
+#define TILE 512
+#endif
 /* Rows a batch of 8-bit counters holds: 17 groups of 5 triples, max 255. */
 #define BATCH 255
 
@@ -54,17 +57,24 @@
  * a byte (1: low), the lane order of votes.lane_of. */
 HP_INLINE void count_block(const uint64_t *restrict base, size_t stride,
                            const uint64_t *restrict mask, size_t nrows, size_t len,
-                           int planes, uint64_t acc8[2][4][TILE])
+                           int planes, uint64_t acc8[2][4][TILE], uint64_t a4[2][2][TILE])
 {
-    uint64_t a4[2][2][TILE];
     memset(acc8, 0, sizeof(uint64_t) * 2 * 4 * TILE);
-    memset(a4, 0, sizeof a4);
+    memset(a4, 0, sizeof(uint64_t) * 2 * 2 * TILE);
     int groups = 0;
     for (size_t r = 0; r < nrows; r += 3) {
         const uint64_t *restrict x0 = base + r * stride;
         const uint64_t *restrict x1 = x0 + stride;
         const uint64_t *restrict x2 = x1 + stride;
         const uint64_t m0 = mask[r], m1 = mask[r + 1], m2 = mask[r + 2];
+#ifdef HP_PREFETCH
+        if (r + 3 < nrows)
+            for (size_t t = 0; t < len; t += 8) {
+                __builtin_prefetch(x2 + stride + t);
+                __builtin_prefetch(x2 + 2 * stride + t);
+                __builtin_prefetch(x2 + 3 * stride + t);
+            }
+#endif
         if (planes == 2) {
             for (size_t t = 0; t < len; t++) {
                 const uint64_t v0 = x0[t], v1 = x1[t], v2 = x2[t];
@@ -130,19 +140,23 @@ typedef struct {
     const uint64_t *region_mask; /* [regions_padded]: M1 for real regions */
     void *region_out;
     int region_wide;
+    uint64_t (*acc8)[4][TILE];  /* scratch [2][4][TILE] */
+    uint64_t (*a4)[2][TILE];    /* scratch [2][2][TILE] */
 } count_args;
 
 HP_INLINE void count_body(const count_args *a)
 {
     const size_t c = a->chunk_words, nw = a->n_chunks * c, rows = a->rows_padded;
-    uint64_t acc8[2][4][TILE];
+    /* Heap scratch, not stack: a thread's stack may be small. */
+    uint64_t (*acc8)[4][TILE] = a->acc8;
+    uint64_t (*a4)[2][TILE] = a->a4;
     for (size_t k = 0; k < a->n_chunks; k++) {
         const uint64_t *chunk = a->words + k * rows * c;
         for (size_t t0 = 0; t0 < c; t0 += TILE) {
             const size_t len = c - t0 < TILE ? c - t0 : TILE;
             for (size_t lo = 0; lo < rows; lo += BATCH) {
                 const size_t n = rows - lo < BATCH ? rows - lo : BATCH;
-                count_block(chunk + lo * c + t0, c, a->mask + lo, n, len, 2, acc8);
+                count_block(chunk + lo * c + t0, c, a->mask + lo, n, len, 2, acc8, a4);
                 store_block(acc8, 2, len, k * c + t0, nw, a->out, a->wide, lo == 0);
             }
             if (a->region == NULL)
@@ -163,7 +177,7 @@ HP_INLINE void count_body(const count_args *a)
             void *rout[2] = {a->region_out, NULL};
             for (size_t lo = 0; lo < a->regions_padded; lo += BATCH) {
                 const size_t n = a->regions_padded - lo < BATCH ? a->regions_padded - lo : BATCH;
-                count_block(or_ + lo * TILE, TILE, a->region_mask + lo, n, len, 1, acc8);
+                count_block(or_ + lo * TILE, TILE, a->region_mask + lo, n, len, 1, acc8, a4);
                 store_block(acc8, 1, len, k * c + t0, nw, rout, a->region_wide, lo == 0);
             }
         }
@@ -190,40 +204,70 @@ typedef struct {
     void *reporting;
 } finish_args;
 
-#define FINISH_LOOP(HT, RT, MT)                                                    \
-    do {                                                                           \
-        const HT *h = (const HT *)f->healthy, *u = (const HT *)f->unhealthy;       \
-        const RT *reg = (const RT *)f->regions;                                    \
-        HT *rep = (HT *)f->reporting;                                              \
-        const MT ca = (MT)f->a, cb = (MT)f->b;                                     \
-        for (size_t i = 0; i < f->lanes; i++) {                                    \
+/* One loop per combination of lane types and options, each with its inputs
+ * in restrict locals: stores of uint8 may alias anything, and the compiler
+ * vectorises only a loop that needs no reloads and has no branch inside. */
+#define FINISH_LOOP(NAME, HT, RT, MT)                                              \
+    HP_INLINE void NAME##_lanes(size_t lanes, const HT *restrict h, const HT *restrict u, \
+                                const RT *restrict reg, HT *restrict rep,          \
+                                uint8_t *restrict status, const uint8_t *restrict keep, \
+                                const uint8_t *restrict flip,                      \
+                                const uint8_t *restrict novote,                    \
+                                const uint8_t *restrict fillp,                     \
+                                const uint16_t *restrict minv,                     \
+                                const uint16_t *restrict minr, const MT ca, const MT cb, \
+                                const uint8_t fillc, const int has_reg, const int has_fill) \
+    {                                                                              \
+        for (size_t i = 0; i < lanes; i++) {                                       \
             const HT hi = h[i], ui = u[i];                                         \
             const HT ri = (HT)(hi + ui);                                           \
             rep[i] = ri;                                                           \
             const uint8_t ok = (MT)hi * ca > (MT)ui * cb;                          \
-            uint8_t st = (uint8_t)(((uint8_t)(2 - ok) & f->keep[i]) ^ f->flip[i]); \
-            uint8_t below = ri < f->min_votes[i];                                  \
-            if (reg != NULL) below |= reg[i] < f->min_regions[i];                  \
-            below &= f->novote[i] == 0;                                            \
-            const uint8_t fill = f->fill != NULL ? f->fill[i] : f->fill_value;     \
+            const uint8_t st = (uint8_t)(((uint8_t)(2 - ok) & keep[i]) ^ flip[i]); \
+            uint8_t below = (uint16_t)ri < minv[i];                                \
+            if (has_reg) below |= (uint16_t)reg[i] < minr[i];                      \
+            below &= novote[i] == 0;                                               \
+            const uint8_t fill = has_fill ? fillp[i] : fillc;                      \
             const uint8_t pick = (uint8_t)-below;                                  \
-            f->status[i] = (uint8_t)(st ^ ((st ^ fill) & pick));                   \
+            status[i] = (uint8_t)(st ^ ((st ^ fill) & pick));                      \
         }                                                                          \
-    } while (0)
+    }                                                                              \
+    HP_INLINE void NAME(const finish_args *f, const int has_reg, const int has_fill) \
+    {                                                                              \
+        NAME##_lanes(f->lanes, (const HT *)f->healthy, (const HT *)f->unhealthy,   \
+                     (const RT *)f->regions, (HT *)f->reporting, f->status, f->keep, \
+                     f->flip, f->novote, f->fill, f->min_votes, f->min_regions,    \
+                     (MT)f->a, (MT)f->b, f->fill_value, has_reg, has_fill);        \
+    }
 
-/* One loop per lane type, so each vectorises with fixed widths. */
-#define FINISH_REG(HT, MT)                                                         \
+FINISH_LOOP(finish_8_8_32, uint8_t, uint8_t, uint32_t)
+FINISH_LOOP(finish_8_8_64, uint8_t, uint8_t, uint64_t)
+FINISH_LOOP(finish_8_16_32, uint8_t, uint16_t, uint32_t)
+FINISH_LOOP(finish_8_16_64, uint8_t, uint16_t, uint64_t)
+FINISH_LOOP(finish_16_8_32, uint16_t, uint8_t, uint32_t)
+FINISH_LOOP(finish_16_8_64, uint16_t, uint8_t, uint64_t)
+FINISH_LOOP(finish_16_16_32, uint16_t, uint16_t, uint32_t)
+FINISH_LOOP(finish_16_16_64, uint16_t, uint16_t, uint64_t)
+
+/* The options as constants, so each inlined copy drops its dead branches. */
+#define FINISH_OPTS(FN)                                                            \
     do {                                                                           \
-        if (f->regions == NULL || !f->region_wide) FINISH_LOOP(HT, uint8_t, MT);   \
-        else FINISH_LOOP(HT, uint16_t, MT);                                        \
+        const int r_ = f->regions != NULL, l_ = f->fill != NULL;                   \
+        if (r_ && l_) FN(f, 1, 1);                                                 \
+        else if (r_) FN(f, 1, 0);                                                  \
+        else if (l_) FN(f, 0, 1);                                                  \
+        else FN(f, 0, 0);                                                          \
     } while (0)
 
 HP_INLINE void finish_body(const finish_args *f, int mul64)
 {
+    const int rw = f->regions != NULL && f->region_wide;
     if (!f->wide) {
-        if (mul64) FINISH_REG(uint8_t, uint64_t); else FINISH_REG(uint8_t, uint32_t);
+        if (!rw) { if (mul64) FINISH_OPTS(finish_8_8_64); else FINISH_OPTS(finish_8_8_32); }
+        else { if (mul64) FINISH_OPTS(finish_8_16_64); else FINISH_OPTS(finish_8_16_32); }
     } else {
-        if (mul64) FINISH_REG(uint16_t, uint64_t); else FINISH_REG(uint16_t, uint32_t);
+        if (!rw) { if (mul64) FINISH_OPTS(finish_16_8_64); else FINISH_OPTS(finish_16_8_32); }
+        else { if (mul64) FINISH_OPTS(finish_16_16_64); else FINISH_OPTS(finish_16_16_32); }
     }
 }
 
@@ -247,30 +291,49 @@ typedef struct {
     size_t changed;
 } change_args;
 
-HP_INLINE void changes_body(change_args *c)
+/* Lanes [0, n) of a block: moved flags, last-change times, the count. */
+HP_INLINE size_t changes_block(size_t n, const uint8_t *restrict status,
+                               const uint8_t *restrict prev, const uint8_t *restrict est,
+                               const int64_t *restrict prev_lc, int64_t *restrict out_lc,
+                               uint8_t *restrict moved, const int64_t now, const int has_est)
+{
+    size_t block = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t m = status[i] != prev[i];
+        if (has_est) m &= est[i] != 0;
+        moved[i] = m;
+        block += m;
+        /* prev + (now - prev) * moved: a select without a branch. */
+        const int64_t p = prev_lc[i];
+        out_lc[i] = p + (int64_t)((uint64_t)(now - p) * (uint64_t)m);
+    }
+    return block;
+}
+
+HP_INLINE void changes_loop(change_args *c, const int has_est)
 {
     uint8_t moved[CHANGE_BLOCK];
-    size_t changed = 0;
-    for (size_t lo = 0; lo < c->lanes; lo += CHANGE_BLOCK) {
-        const size_t n = c->lanes - lo < CHANGE_BLOCK ? c->lanes - lo : CHANGE_BLOCK;
-        const uint8_t *s = c->status + lo, *p = c->prev + lo;
-        const int64_t *pl = c->prev_lc + lo;
-        int64_t *ol = c->out_lc + lo;
-        size_t block = 0;
-        for (size_t i = 0; i < n; i++) {
-            uint8_t m = s[i] != p[i];
-            if (c->established != NULL) m &= c->established[lo + i] != 0;
-            moved[i] = m;
-            block += m;
-            /* prev + (now - prev) * moved: a select without a branch. */
-            ol[i] = pl[i] + (c->now - pl[i]) * (int64_t)m;
-        }
+    const size_t lanes = c->lanes, max_kept = c->max_kept;
+    size_t changed = 0, n_kept = 0;
+    for (size_t lo = 0; lo < lanes; lo += CHANGE_BLOCK) {
+        const size_t n = lanes - lo < CHANGE_BLOCK ? lanes - lo : CHANGE_BLOCK;
+        const size_t block = changes_block(n, c->status + lo, c->prev + lo,
+                                           has_est ? c->established + lo : NULL,
+                                           c->prev_lc + lo, c->out_lc + lo, moved, c->now,
+                                           has_est);
         changed += block;
-        if (block != 0 && c->n_kept < c->max_kept)
-            for (size_t i = 0; i < n && c->n_kept < c->max_kept; i++)
-                if (moved[i]) c->kept[c->n_kept++] = (int64_t)(lo + i);
+        if (block != 0 && n_kept < max_kept)
+            for (size_t i = 0; i < n && n_kept < max_kept; i++)
+                if (moved[i]) c->kept[n_kept++] = (int64_t)(lo + i);
     }
     c->changed = changed;
+    c->n_kept = n_kept;
+}
+
+HP_INLINE void changes_body(change_args *c)
+{
+    if (c->established != NULL) changes_loop(c, 1);
+    else changes_loop(c, 0);
 }
 
 static void changes_generic(change_args *c) { changes_body(c); }
@@ -327,7 +390,7 @@ static PyObject *py_count(PyObject *self, PyObject *args)
         return NULL;
     Py_buffer v[6];
     memset(v, 0, sizeof v);
-    uint64_t *mask = NULL, *scratch = NULL, *region_mask = NULL;
+    uint64_t *mask = NULL, *scratch = NULL, *region_mask = NULL, *counters = NULL;
     int32_t *region = NULL;
     PyObject *result = NULL;
     if (rows_padded < 3 || rows_padded % 3 != 0 || chunk_words < 1) {
@@ -389,7 +452,8 @@ static PyObject *py_count(PyObject *self, PyObject *args)
             region_mask[g] = g < n_regions ? M1 : 0;
     }
     mask = malloc(sizeof(uint64_t) * (size_t)rows_padded);
-    if (mask == NULL) {
+    counters = malloc(sizeof(uint64_t) * 12 * TILE);
+    if (mask == NULL || counters == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -403,6 +467,8 @@ static PyObject *py_count(PyObject *self, PyObject *args)
         .regions_padded = (size_t)regions_padded, .region_or = scratch,
         .region_mask = region_mask, .region_out = with_regions ? v[5].buf : NULL,
         .region_wide = region_wide,
+        .acc8 = (uint64_t (*)[4][TILE])counters,
+        .a4 = (uint64_t (*)[2][TILE])(counters + 8 * TILE),
     };
     Py_BEGIN_ALLOW_THREADS
     count_impl(&a);
@@ -410,6 +476,7 @@ static PyObject *py_count(PyObject *self, PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
+    free(counters);
     free(mask);
     free(scratch);
     free(region_mask);
