@@ -122,5 +122,7 @@ def passes_for(compiled: bool | None) -> TickPasses:
 def log_path(log: logging.Logger) -> None:
     """The start-up line that says which tick path this process runs."""
     path = native.path_name(KERNEL)
-    isa = f" ({KERNEL.isa()})" if KERNEL is not None else ""
-    log.info(f"tick kernel: {path}{isa}", extra={"tick_kernel": path})
+    extra = {"tick_kernel": path}
+    if KERNEL is not None:
+        extra["isa"] = KERNEL.isa()
+    log.info("tick kernel: %s", path, extra=extra)
