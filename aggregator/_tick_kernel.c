@@ -47,8 +47,25 @@
 #endif
 /* Rows a batch of 8-bit counters holds: 17 groups of 5 triples, max 255. */
 #define BATCH 255
+#ifndef PF_TRIPLES
+#define PF_TRIPLES 2
+#endif
 
 /* ---- the vote count ------------------------------------------------------ */
+
+/* One word of three rows into the 4-bit counters of both planes. */
+HP_INLINE void count_word(const uint64_t *restrict x0, const uint64_t *restrict x1,
+                          const uint64_t *restrict x2, const uint64_t m0, const uint64_t m1,
+                          const uint64_t m2, uint64_t a4[2][2][TILE], const size_t t)
+{
+    const uint64_t v0 = x0[t], v1 = x1[t], v2 = x2[t];
+    const uint64_t h = (v0 & m0) + (v1 & m1) + (v2 & m2);
+    const uint64_t u = ((v0 >> 1) & m0) + ((v1 >> 1) & m1) + ((v2 >> 1) & m2);
+    a4[0][1][t] += h & M2;
+    a4[0][0][t] += (h >> 2) & M2;
+    a4[1][1][t] += u & M2;
+    a4[1][0][t] += (u >> 2) & M2;
+}
 
 /* Count rows [0, nrows) of a tile, nrows a multiple of 3 and at most BATCH,
  * into acc8[plane][q][t]: plane 0 the low bit of each pair (healthy),
@@ -59,32 +76,34 @@ HP_INLINE void count_block(const uint64_t *restrict base, size_t stride,
                            const uint64_t *restrict mask, size_t nrows, size_t len,
                            int planes, uint64_t acc8[2][4][TILE], uint64_t a4[2][2][TILE])
 {
-    memset(acc8, 0, sizeof(uint64_t) * 2 * 4 * TILE);
-    memset(a4, 0, sizeof(uint64_t) * 2 * 2 * TILE);
+    for (int p = 0; p < planes; p++) {
+        for (int q = 0; q < 4; q++) memset(acc8[p][q], 0, sizeof(uint64_t) * len);
+        for (int q = 0; q < 2; q++) memset(a4[p][q], 0, sizeof(uint64_t) * len);
+    }
     int groups = 0;
     for (size_t r = 0; r < nrows; r += 3) {
         const uint64_t *restrict x0 = base + r * stride;
         const uint64_t *restrict x1 = x0 + stride;
         const uint64_t *restrict x2 = x1 + stride;
         const uint64_t m0 = mask[r], m1 = mask[r + 1], m2 = mask[r + 2];
-#ifdef HP_PREFETCH
-        if (r + 3 < nrows)
-            for (size_t t = 0; t < len; t += 8) {
-                __builtin_prefetch(x2 + stride + t);
-                __builtin_prefetch(x2 + 2 * stride + t);
-                __builtin_prefetch(x2 + 3 * stride + t);
-            }
-#endif
         if (planes == 2) {
-            for (size_t t = 0; t < len; t++) {
-                const uint64_t v0 = x0[t], v1 = x1[t], v2 = x2[t];
-                const uint64_t h = (v0 & m0) + (v1 & m1) + (v2 & m2);
-                const uint64_t u = ((v0 >> 1) & m0) + ((v1 >> 1) & m1) + ((v2 >> 1) & m2);
-                a4[0][1][t] += h & M2;
-                a4[0][0][t] += (h >> 2) & M2;
-                a4[1][1][t] += u & M2;
-                a4[1][0][t] += (u >> 2) & M2;
+            /* A cache line of each row at a time, prefetching the same line
+               PF_TRIPLES triples ahead: the rows sit a chunk apart, too many
+               streams for the hardware prefetcher to follow alone. */
+            const int ahead = r + 3 * PF_TRIPLES + 2 < nrows;
+            const size_t pf = 3 * PF_TRIPLES * stride;
+            size_t t = 0;
+            for (; t + 8 <= len; t += 8) {
+                if (ahead) {
+                    __builtin_prefetch(x0 + pf + t);
+                    __builtin_prefetch(x1 + pf + t);
+                    __builtin_prefetch(x2 + pf + t);
+                }
+                for (size_t i = t; i < t + 8; i++)
+                    count_word(x0, x1, x2, m0, m1, m2, a4, i);
             }
+            for (; t < len; t++)
+                count_word(x0, x1, x2, m0, m1, m2, a4, t);
         } else {
             for (size_t t = 0; t < len; t++) {
                 const uint64_t h = (x0[t] & m0) + (x1[t] & m1) + (x2[t] & m2);
