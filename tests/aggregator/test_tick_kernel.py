@@ -210,3 +210,41 @@ def test_kernel_under_address_sanitizer(tmp_path: Path) -> None:
     assert "asan ok" in proc.stdout
     assert "ERROR: AddressSanitizer" not in proc.stderr
     assert "runtime error" not in proc.stderr
+
+
+PORTABLE_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from healthplane.aggregator import _tick_kernel as k
+    from healthplane.aggregator.tick import TickEngine
+    from healthplane.proto import codec
+    from healthplane.proto.config.model import Check, Fleet, Registry
+    assert k.isa() == "generic", k.isa()
+    rng = np.random.default_rng(9)
+    checks = tuple(Check(id=f"c{i}", type="tcp", host="192.0.2.1", port=80) for i in range(5000))
+    fleet = Fleet(regions={"a": tuple(f"k{i}" for i in range(20)),
+                           "b": tuple(f"j{i}" for i in range(9))},
+                  aggregators=("127.0.0.1:7000",), min_regions=2)
+    reg = Registry(checks, "v")
+    engines = [TickEngine(reg, fleet, compiled=c) for c in (False, True)]
+    slots = engines[0].new_slots()
+    for t in range(3):
+        for r in range(29):
+            slots.write(r, codec.encode(rng.integers(0, 3, 5000).astype(np.uint8)))
+        fresh = rng.random(29) < 0.8
+        a, b = (e.compute(slots, fresh, 1000 * (t + 1)) for e in engines)
+        assert a.states == b.states and a.changed == b.changed
+        assert (a.healthy_votes == b.healthy_votes).all()
+        assert (a.reporting_votes == b.reporting_votes).all()
+    print("portable ok")
+""")
+
+
+@needs_kernel
+def test_portable_loops_agree_with_numpy() -> None:
+    """The copy other architectures run, forced on here by its environment switch."""
+    env = dict(os.environ, HEALTHPLANE_TICK_GENERIC="1", PYTHONPATH=str(ROOT))
+    env.pop(native.ENV, None)
+    proc = subprocess.run([sys.executable, "-c", PORTABLE_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "portable ok" in proc.stdout
