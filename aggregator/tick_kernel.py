@@ -100,12 +100,15 @@ class CompiledPasses:
 
 
 PYTHON = NumpyPasses()
-COMPILED: TickPasses | None = CompiledPasses(KERNEL) if KERNEL is not None else None
 
 
 def default_passes() -> TickPasses:
-    """The path chosen at import: compiled when built and not forced off."""
-    return COMPILED if COMPILED is not None else PYTHON
+    """The path chosen at import: compiled when built and not forced off.
+
+    One CompiledPasses per engine: its scratch must not be shared by two
+    engines ticking at once (the kernel runs without the GIL).
+    """
+    return CompiledPasses(KERNEL) if KERNEL is not None else PYTHON
 
 
 def passes_for(compiled: bool | None) -> TickPasses:

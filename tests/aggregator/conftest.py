@@ -75,6 +75,6 @@ def _tick_paths() -> list:
 @pytest.fixture(params=_tick_paths())
 def tick_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every tick engine the test builds runs the numpy passes, then the compiled ones."""
-    chosen = tick_kernel.passes_for(request.param == "compiled")
-    monkeypatch.setattr(tick_kernel, "default_passes", lambda: chosen)
-    return chosen.name
+    compiled = request.param == "compiled"
+    monkeypatch.setattr(tick_kernel, "default_passes", lambda: tick_kernel.passes_for(compiled))
+    return request.param
