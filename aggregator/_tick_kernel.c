@@ -322,9 +322,10 @@ HP_INLINE size_t changes_block(size_t n, const uint8_t *restrict status,
         if (has_est) m &= est[i] != 0;
         moved[i] = m;
         block += m;
-        /* prev + (now - prev) * moved: a select without a branch. */
-        const int64_t p = prev_lc[i];
-        out_lc[i] = p + (int64_t)((uint64_t)(now - p) * (uint64_t)m);
+        /* now where moved, else prev: a select by mask, without a branch
+           (and without a 64-bit multiply, which SSE2 and AVX2 lack). */
+        const uint64_t p = (uint64_t)prev_lc[i], sel = (uint64_t)0 - (uint64_t)m;
+        out_lc[i] = (int64_t)(p ^ ((p ^ (uint64_t)now) & sel));
     }
     return block;
 }
