@@ -31,8 +31,10 @@
 
 #if defined(__GNUC__)
 #define HP_INLINE static inline __attribute__((always_inline))
+#define HP_PREFETCH(p) __builtin_prefetch(p)
 #else
 #define HP_INLINE static inline
+#define HP_PREFETCH(p) ((void)(p))
 #endif
 
 #define M1 0x5555555555555555ULL
@@ -95,9 +97,9 @@ HP_INLINE void count_block(const uint64_t *restrict base, size_t stride,
             size_t t = 0;
             for (; t + 8 <= len; t += 8) {
                 if (ahead) {
-                    __builtin_prefetch(x0 + pf + t);
-                    __builtin_prefetch(x1 + pf + t);
-                    __builtin_prefetch(x2 + pf + t);
+                    HP_PREFETCH(x0 + pf + t);
+                    HP_PREFETCH(x1 + pf + t);
+                    HP_PREFETCH(x2 + pf + t);
                 }
                 for (size_t i = t; i < t + 8; i++)
                     count_word(x0, x1, x2, m0, m1, m2, a4, i);
