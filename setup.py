@@ -11,6 +11,8 @@ CFLAGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-fno-strict-aliasing"]
 EXTENSIONS: list[Extension] = [
     Extension("healthplane.aggregator.dns._fastdns", ["aggregator/dns/_fastdns.c"],
               optional=True, extra_compile_args=CFLAGS),
+    Extension("healthplane.aggregator._tick_kernel", ["aggregator/_tick_kernel.c"],
+              optional=True, extra_compile_args=CFLAGS),
 ]
 
 setup(ext_modules=EXTENSIONS)

@@ -35,6 +35,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from healthplane.aggregator import tick_kernel
 from healthplane.proto.config.errors import ConfigError
 from healthplane.proto.config.model import Fleet, Registry
 
@@ -146,6 +147,7 @@ async def _serve(args: argparse.Namespace, registry: Registry, fleet: Fleet,
              extra={"address": address, "checks": registry.check_count,
                     "checkers": len(fleet.checker_ids), "registry": registry.version,
                     "transport": "mutual TLS" if tls else "plaintext"})
+    tick_kernel.log_path(log)
     if tls is None and args.insecure:
         log.warning("serving plaintext gRPC with --insecure: anyone who can reach it can "
                     "report votes as any checker and read every check and checker",

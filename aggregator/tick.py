@@ -74,21 +74,23 @@ from __future__ import annotations
 
 import numpy as np
 from healthplane.aggregator.calculated import calculated_levels
+from healthplane.aggregator.tick_kernel import passes_for
 from healthplane.aggregator.tick_layout import Layout, VoteRule, build_layout, inverted_checks
 from healthplane.aggregator.tick_memory import TickMemory, carry
+from healthplane.aggregator.tick_passes import TickPasses
 from healthplane.aggregator.tick_result import LastChangeRing, TickResult
 from healthplane.aggregator.votes import SlotMatrix, lane_words_for
 from healthplane.proto import codec
 from healthplane.proto.config.model import Fleet, Registry
 
-# Changed checks a result names (changed_indices); the count is always exact.
-CHANGES_KEPT = 64
-
 
 class TickEngine:
     """Folds the fresh slots into one health snapshot per call to compute()."""
 
-    def __init__(self, registry: Registry, fleet: Fleet) -> None:
+    def __init__(self, registry: Registry, fleet: Fleet, *,
+                 compiled: bool | None = None) -> None:
+        """compiled: run the compiled kernel (True) or the numpy passes (False);
+        None takes the path chosen at start (see aggregator.tick_kernel)."""
         self.registry = registry
         self.fleet = fleet
         self.check_count = registry.check_count
@@ -100,6 +102,7 @@ class TickEngine:
         self._unknown_as = fleet.unknown_as
         self._calc_levels = calculated_levels(registry)
         self._rule = VoteRule(fleet.healthy_fraction)
+        self._passes: TickPasses = passes_for(compiled)
         self._layout: Layout | None = None
         self._layout_key: tuple[int, ...] | None = None
         # What the next tick starts from: set by every tick, or by inherit().
@@ -122,7 +125,8 @@ class TickEngine:
             # Lane positions moved (they depend on the words per row only, not
             # on the number of checkers): the memory moves with the checks.
             self._memory = carry(mem, mem.ids, slots.lane_words)
-        self._layout = build_layout(self.registry, self._calc_levels, slots, self.fleet)
+        self._layout = build_layout(self.registry, self._calc_levels, slots, self.fleet,
+                                    numpy_counter=self._passes.numpy_counter)
         self._layout_key = key
         return self._layout
 
@@ -167,39 +171,14 @@ class TickEngine:
         """
         lay = self._layout_for(slots)
         mem = self._memory
-        healthy, unhealthy = lay.counter.count(slots, fresh)
-        reporting = np.add(healthy, unhealthy)
-        vote_ok = self._rule.healthy(healthy, unhealthy, slots.n_rows)
-
-        # 1 healthy / 2 unhealthy, then inversion and disabling.
-        status = np.subtract(np.uint8(2), vote_ok.view(np.uint8))
-        status &= lay.keep
-        status ^= lay.flip
-
-        # Unknown lanes take unknown_as. A branch-free select (0xFF where
-        # unknown): a masked copy costs ten times more on a random mask than
-        # on a uniform one, and a failure storm must not make the tick slower.
-        # Below the quorum (min_votes reporting votes from min_regions
-        # regions; by default one vote from anywhere) is no data either.
-        below = np.less(reporting, lay.min_votes)
-        if lay.region_rows is not None:
-            regions = np.zeros(reporting.size, dtype=np.uint16)
-            for rows in lay.region_rows:
-                rh, ru = lay.counter.count(slots, fresh & rows)
-                regions += np.bitwise_or(rh, ru) != 0
-            below |= regions < lay.min_regions
-        below &= lay.novote == 0
-        unknown = np.negative(below.view(np.uint8))
+        fill: np.ndarray | np.uint8
         if self._unknown_as == "last_known":
-            fill: np.ndarray | np.uint8 = (
-                mem.last_known if mem is not None and mem.last_known is not None
-                else np.full(status.size, codec.HEALTHY, dtype=np.uint8))
+            fill = (mem.last_known if mem is not None and mem.last_known is not None
+                    else np.full(32 * slots.lane_words, codec.HEALTHY, dtype=np.uint8))
         else:
             fill = np.uint8(codec.HEALTHY if self._unknown_as == "healthy"
                             else codec.UNHEALTHY)
-        pick = np.bitwise_xor(status, fill)
-        pick &= unknown
-        status ^= pick
+        status, healthy, reporting = self._passes.votes(lay, slots, fresh, self._rule, fill)
         # Every voted lane now holds its fresh status, every unknown one its
         # previous last known: under last_known the new last known is status
         # itself (calculated lanes, changed below, never read it).
@@ -223,16 +202,9 @@ class TickEngine:
             ring = LastChangeRing(status.size)
             generation = ring.advance(None, now_unix_ms)
         else:
-            moved = status != mem.status
-            if mem.established is not None:
-                # First tick after inherit(): a check new to the registry
-                # gets its first status; that is no change.
-                moved &= mem.established
-            changed = int(np.count_nonzero(moved))
-            # The first few, for the transition log (bounded, see transitions).
-            changed_lanes = np.flatnonzero(moved)[:CHANGES_KEPT] if changed else None
             ring = mem.last_change
-            generation = ring.advance(moved, now_unix_ms)
+            changed, changed_lanes, generation = self._passes.changes(
+                status, mem.status, mem.established, ring, now_unix_ms)
         self._memory = TickMemory(
             ids=self.ids, lane_words=slots.lane_words, status=status,
             last_known=last_known, last_change=ring, established=None,
@@ -242,7 +214,7 @@ class TickEngine:
         return TickResult(
             registry=self.registry,
             sequence=sequence,
-            states=self._encode(status, slots.lane_words),
+            states=self._passes.encode(status, slots.lane_words, self.nbytes),
             changed=changed,
             fresh_checkers=int(np.count_nonzero(fresh)),
             generated_unix_ms=int(now_unix_ms),
@@ -253,16 +225,3 @@ class TickEngine:
             last_change_generation=generation,
             lane_words=slots.lane_words,
             changed_lanes=changed_lanes)
-
-    def _encode(self, status: np.ndarray, lane_words: int) -> bytes:
-        """Lane-order statuses (one byte each) -> the 2-bit wire layout.
-
-        The inverse of the count's folds: bytes merge into nibbles, nibbles
-        into 2-bit lanes, four word-wide passes in all.
-        """
-        words = status.view(np.uint64).reshape(2, 2, lane_words)
-        nibbles = np.left_shift(words[:, 0], np.uint64(4))
-        nibbles |= words[:, 1]
-        pairs = np.left_shift(nibbles[0], np.uint64(2))
-        pairs |= nibbles[1]
-        return pairs.view(np.uint8)[: self.nbytes].tobytes()

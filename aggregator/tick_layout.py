@@ -45,7 +45,7 @@ class Layout:
     took_no_votes are the same facts as booleans, for the engine's memory.
     """
 
-    counter: VoteCounter
+    counter: VoteCounter | None                  # the numpy count's scratch; None: not needed
     keep: np.ndarray
     flip: np.ndarray
     novote: np.ndarray
@@ -55,6 +55,7 @@ class Layout:
     min_votes: np.ndarray                        # per lane, the quorum of reporting votes
     min_regions: np.ndarray                      # per lane, of regions they come from
     region_rows: tuple[np.ndarray, ...] | None   # rows of each region; None: not needed
+    region_of_row: np.ndarray | None             # int32 region index per row, same condition
 
 
 def inverted_checks(registry: Registry) -> np.ndarray:
@@ -63,11 +64,14 @@ def inverted_checks(registry: Registry) -> np.ndarray:
 
 
 def build_layout(registry: Registry, calc_levels: list[list[int]],
-                 slots: SlotMatrix, fleet: Fleet | None = None) -> Layout:
+                 slots: SlotMatrix, fleet: Fleet | None = None, *,
+                 numpy_counter: bool = True) -> Layout:
     """The constants for registry on slots' geometry.
 
     calc_levels: the calculated checks' indices, level by level in dependency
     order (see :func:`healthplane.aggregator.calculated.calculated_levels`).
+    numpy_counter: build the numpy count's scratch buffers (a few MB at a
+    million checks), which the compiled kernel does not use.
     """
     nw = slots.lane_words
     checks = registry.checks
@@ -93,15 +97,18 @@ def build_layout(registry: Registry, calc_levels: list[list[int]],
     fleet_regions = fleet.min_regions if fleet is not None else 1
     min_votes = np.array([c.min_votes or fleet_votes for c in checks], dtype=np.uint16)
     min_regions = np.array([c.min_regions or fleet_regions for c in checks], dtype=np.uint16)
-    region_rows = None
+    region_rows = region_of_row = None
     if fleet is not None and min_regions.size and int(min_regions.max()) > 1:
         region_of = [fleet.region_of(cid) for cid in fleet.checker_ids]
         region_rows = tuple(np.array([r == name for r in region_of], dtype=bool)
                             for name in fleet.regions)
+        number = {name: k for k, name in enumerate(fleet.regions)}
+        region_of_row = np.array([number.get(r, -1) if r is not None else -1
+                                  for r in region_of], dtype=np.int32)
     lane_flip = to_lane_order(flip, nw, fill=0)
     lane_novote = to_lane_order(novote, nw, fill=1)
     return Layout(
-        counter=VoteCounter(slots),
+        counter=VoteCounter(slots) if numpy_counter else None,
         keep=to_lane_order(keep, nw, fill=0),
         flip=lane_flip,
         novote=lane_novote,
@@ -110,7 +117,8 @@ def build_layout(registry: Registry, calc_levels: list[list[int]],
         took_no_votes=lane_novote != 0,
         min_votes=to_lane_order(min_votes, nw, fill=1),
         min_regions=to_lane_order(min_regions, nw, fill=1),
-        region_rows=region_rows)
+        region_rows=region_rows,
+        region_of_row=region_of_row)
 
 
 class VoteRule:
@@ -123,6 +131,21 @@ class VoteRule:
         self.fraction = frac
         self._bufs: tuple[tuple[int, str], np.ndarray, np.ndarray] | None = None
 
+    def coefficients(self, max_votes: int) -> tuple[int, int]:
+        """(a, b) with healthy > fraction x reporting  <=>  healthy * a > unhealthy * b,
+        both products below 2**64 for counts up to max_votes."""
+        num, den = self.fraction.numerator, self.fraction.denominator
+        if num >= den:
+            return 0, 1          # never: 0 > unhealthy * 1 is false
+        # healthy * den > fraction... rearranged to stay in unsigned integers:
+        # healthy * (den - num) > unhealthy * num (num 0: healthy > 0).
+        a, b = den - num, num
+        if max(a, b) * max(max_votes, 1) >= 1 << 64:
+            # A fraction with more digits than a double carries anyway.
+            f = self.fraction.limit_denominator((1 << 63) // max(max_votes, 1))
+            a, b = f.denominator - f.numerator, f.numerator
+        return a, b
+
     def healthy(self, healthy: np.ndarray, unhealthy: np.ndarray, max_votes: int) -> np.ndarray:
         """Per lane, whether the votes say healthy (bool)."""
         num, den = self.fraction.numerator, self.fraction.denominator
@@ -130,20 +153,14 @@ class VoteRule:
             return healthy > 0
         if num >= den:
             return np.zeros(healthy.shape, dtype=bool)
-        # healthy * den > fraction... rearranged to stay in unsigned integers:
-        # healthy * (den - num) > unhealthy * num.
-        a, b = den - num, num
+        a, b = self.coefficients(max_votes)
         top = max(a, b) * max(max_votes, 1)
         if top < 1 << 16:
             dt: type[np.unsignedinteger] = np.uint16
         elif top < 1 << 32:
             dt = np.uint32
-        elif top < 1 << 64:
-            dt = np.uint64
         else:
-            # A fraction with more digits than a double carries anyway.
-            f = self.fraction.limit_denominator((1 << 63) // max(max_votes, 1))
-            a, b, dt = f.denominator - f.numerator, f.numerator, np.uint64
+            dt = np.uint64
         # Into preallocated wide buffers: numpy's uint8 -> uint16 cast on the
         # way is an order of magnitude faster this way than with dtype=.
         key = (healthy.size, np.dtype(dt).str)

@@ -16,6 +16,7 @@ tick's times. An array already read stays valid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 
 import numpy as np
@@ -39,13 +40,20 @@ class LastChangeRing:
         self.owner = [0, 0]
         self.generation = 0
 
-    def advance(self, moved: np.ndarray | None, now_unix_ms: int) -> int:
+    def advance(self, moved: np.ndarray | None, now_unix_ms: int,
+                writer: Callable[[np.ndarray, np.ndarray], None] | None = None) -> int:
         """Record one tick (moved: lanes whose status changed; None: the first
-        tick); returns the generation to read its times back with."""
+        tick); returns the generation to read its times back with.
+
+        writer(prev, out), when given, fills the new buffer from the previous
+        one instead (the compiled kernel does it in its changes pass).
+        """
         self.generation += 1
         k = self.generation
         out = self.bufs[k % 2]
-        if moved is None:
+        if writer is not None:
+            writer(self.bufs[(k - 1) % 2], out)
+        elif moved is None:
             out.fill(0)
         else:
             prev = self.bufs[(k - 1) % 2]

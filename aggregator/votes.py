@@ -32,7 +32,9 @@ Lane order: the count produces per-check numbers in *lane order*, the order
 the SWAR folds leave them in, not check order. Check ``i`` sits at lane
 ``lane_of(i)``; :func:`to_check_order` undoes the permutation. Keeping lane
 order through the tick spares a strided byte shuffle of every check on every
-tick; only readers that need check order pay for it.
+tick; only readers that need check order pay for it. The compiled count
+(:mod:`healthplane.aggregator.tick_kernel`) reads the same chunk-major words
+and writes the same lane order, so the two are interchangeable.
 """
 
 from __future__ import annotations

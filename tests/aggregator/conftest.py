@@ -6,6 +6,8 @@ import itertools
 from collections.abc import Sequence
 
 import grpc
+import pytest
+from healthplane.aggregator import tick_kernel
 from healthplane.proto import codec
 from healthplane.proto.config.model import Check, Fleet, Registry
 from healthplane.proto.healthplane.v1 import healthplane_pb2 as pb
@@ -61,3 +63,18 @@ async def report(port: int, messages: Sequence[pb.CheckerSnapshot | bytes]) -> p
 
 def health_stub(channel: grpc.aio.Channel) -> pb_grpc.HealthStub:
     return pb_grpc.HealthStub(channel)
+
+
+def _tick_paths() -> list:
+    compiled = pytest.param(
+        "compiled", marks=pytest.mark.skipif(
+            tick_kernel.KERNEL is None, reason="the tick kernel is not built (or forced off)"))
+    return ["python", compiled]
+
+
+@pytest.fixture(params=_tick_paths())
+def tick_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every tick engine the test builds runs the numpy passes, then the compiled ones."""
+    compiled = request.param == "compiled"
+    monkeypatch.setattr(tick_kernel, "default_passes", lambda: tick_kernel.passes_for(compiled))
+    return request.param

@@ -12,6 +12,9 @@ from healthplane.proto import codec
 
 from tests.aggregator.tick_helpers import Rig, calculated, fleet, probe, registry
 
+# Every engine here runs on both tick paths (numpy and compiled).
+pytestmark = pytest.mark.usefixtures("tick_path")
+
 H, U, N = codec.HEALTHY, codec.UNHEALTHY, codec.UNKNOWN
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from healthplane.aggregator.calculated import calculated_levels
 from healthplane.aggregator.tick import TickEngine
 from healthplane.proto import codec
@@ -14,6 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.aggregator.tick_helpers import fleet, probe
+
+# Every engine here runs on both tick paths (numpy and compiled).
+pytestmark = pytest.mark.usefixtures("tick_path")
 
 H, U = codec.HEALTHY, codec.UNHEALTHY
 

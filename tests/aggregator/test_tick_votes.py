@@ -16,6 +16,9 @@ from healthplane.proto import codec
 
 from tests.aggregator.tick_helpers import fleet, registry
 
+# Every engine here runs on both tick paths (numpy and compiled).
+pytestmark = pytest.mark.usefixtures("tick_path")
+
 
 def reference(states: np.ndarray, fresh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     live = states[fresh]
