@@ -10,9 +10,8 @@ CFLAGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-fno-strict-aliasing"]
 
 EXTENSIONS: list[Extension] = [
     Extension("healthplane.checker._engine",
-              sources=["checker/engine/module.c", "checker/engine/engine.c", "checker/engine/conn.c",
-                       "checker/engine/llhttp/llhttp.c", "checker/engine/llhttp/api.c",
-                       "checker/engine/llhttp/http.c"],
+              sources=[f"checker/engine/{c}.c" for c in (
+                  "module", "engine", "conn", "llhttp/llhttp", "llhttp/api", "llhttp/http")],
               include_dirs=["checker/engine"], optional=True, extra_compile_args=CFLAGS),
 ]
 

@@ -2,9 +2,11 @@
 
 The hot path of a checker. One loop walks the schedule window by window
 (see :mod:`healthplane.checker.schedule`), sleeps until the next slot, and starts every
-probe that is due. Per probe it creates one task around the prober's
-coroutine and appends two ints to a result buffer; everything else (verdicts,
-lateness, counters) is done in numpy batches.
+probe that is due. Rows the compiled probe engine runs are started in one
+call per wake-up and report as arrays (:mod:`healthplane.checker.batch`);
+for every other probe it creates one task around the prober's coroutine and
+appends to a result buffer. Everything else (verdicts, lateness, counters)
+is done in numpy batches.
 
 Rules:
 
@@ -37,6 +39,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from healthplane.checker.batch import EngineBatch
 from healthplane.checker.detail import DetailCursor
 from healthplane.checker.probes.base import NO_CERT, Outcome, Prober, ProbeResult
 from healthplane.checker.schedule import Schedule
@@ -116,11 +119,18 @@ class Dispatcher:
         self._observe_lateness = observe_lateness
         self._last_flush = -np.inf
         self._stopped = False
-        self.in_flight = 0
+        self._batch = EngineBatch.build(self._probers)
+        self._py_in_flight = 0
         self.launched = 0      # probes started
         self.missed = 0        # slots skipped
         self.finished = 0      # results folded into verdicts
         self.expired_results = 0   # results too old when folded (a stall came between)
+
+    @property
+    def in_flight(self) -> int:
+        """Probes running now, on either path."""
+        batch = self._batch
+        return self._py_in_flight + (batch.in_flight if batch is not None else 0)
 
     # -- results ----------------------------------------------------------
 
@@ -148,17 +158,17 @@ class Dispatcher:
         self._res_rows.append(row)
         self._res.append(result)
         self._res_at.append(self.clock.now())
-        self.in_flight -= 1
+        self._py_in_flight -= 1
 
     def flush(self) -> None:
         """Fold buffered results into verdicts, per-row detail and counters."""
-        if not self._res_rows:
+        batch = self._batch
+        if not self._res_rows and (batch is None or not batch.pending):
             self._last_flush = self.clock.now()
             return
         results = self._res
-        row_list = self._res_rows
-        rows = np.asarray(row_list, dtype=np.int64)
         came = np.asarray(self._res_at)
+        rows = np.asarray(self._res_rows, dtype=np.int64)
         self._res_rows = []
         self._res = []
         self._res_at = []
@@ -171,10 +181,21 @@ class Dispatcher:
             keep = np.flatnonzero(~expired)
             rows = rows[keep]
             results = [results[i] for i in keep.tolist()]
-            row_list = rows.tolist()
-            if not row_list:
-                return
         codes = np.asarray([r.outcome for r in results], dtype=np.int64)
+        latencies = np.asarray([r.latency for r in results], dtype=np.float64)
+        certs = np.asarray([r.cert_not_after for r in results], dtype=np.float64)
+        reason_list = [r.reason for r in results]
+        if batch is not None and batch.pending:
+            e_rows, e_codes, e_latencies, e_reasons = batch.drain()
+            self._started[e_rows] = np.inf
+            rows = np.concatenate([rows, e_rows])
+            codes = np.concatenate([codes, e_codes])
+            latencies = np.concatenate([latencies, e_latencies])
+            certs = np.concatenate([certs, np.full(e_rows.size, NO_CERT)])
+            reason_list = reason_list + e_reasons
+        if not rows.size:
+            return
+        row_list = rows.tolist()
         # A check whose previous result is older than the stale rule (the
         # process was stopped, the VM paused, a GC ran long) rebuilds its
         # verdict from new results only: carried over, the old verdict would
@@ -188,11 +209,11 @@ class Dispatcher:
         # batches a quarter second) keeps the later: 1-D assignment with a
         # repeated index takes the last value, as the reasons loop does.
         self.outcomes[rows] = codes
-        self.latencies[rows] = [r.latency for r in results]
-        self.cert_not_after[rows] = [r.cert_not_after for r in results]
+        self.latencies[rows] = latencies
+        self.cert_not_after[rows] = certs
         reasons = self.reasons
-        for row, result in zip(row_list, results, strict=True):
-            reasons[row] = result.reason
+        for row, reason in zip(row_list, reason_list, strict=True):
+            reasons[row] = reason
         self.finished += rows.size
         if self._count_probes is not None:
             self._count_probes(self.kinds[rows], codes)
@@ -215,6 +236,8 @@ class Dispatcher:
     def stop(self) -> None:
         """Stop starting probes and cancel those in flight (results dropped)."""
         self._stopped = True
+        if self._batch is not None:
+            self._batch.detach()
         for task in self._tasks:
             if task is not None:
                 task.cancel()
@@ -222,6 +245,8 @@ class Dispatcher:
     async def run(self, start: float | None = None) -> None:
         """Probe on schedule until stop(). Windows start at `start` (default now)."""
         t0 = self.clock.now() if start is None else start
+        if self._batch is not None and not self._stopped:
+            self._batch.attach(asyncio.get_running_loop())
         max_bound = float(self.late_bound.max()) if self.late_bound.size else 0.0
         while not self._stopped:
             if not self.ids:
@@ -257,7 +282,8 @@ class Dispatcher:
                 if i < j:
                     await self._wait_capacity()
                     continue
-            if len(self._res_rows) >= 512 or now - self._last_flush >= 0.25:
+            done = len(self._res_rows) + (self._batch.pending if self._batch else 0)
+            if done >= 512 or now - self._last_flush >= 0.25:
                 # Keep verdicts and counters no more than a quarter second
                 # behind, without paying numpy overhead on every wake-up.
                 self.flush()
@@ -280,16 +306,22 @@ class Dispatcher:
         self.missed += int(stop - np.count_nonzero(keep[:stop]))
         if ok_pos.size:
             start = due_rows[ok_pos]
-            self._start_probes(start.tolist(), now)
+            self._start_probes(start)
             self._started[start] = now
             if self._observe_lateness is not None:
                 self._observe_lateness(late[ok_pos])
         return i + stop
 
-    def _start_probes(self, rows: list[int], now: float) -> None:
+    def _start_probes(self, rows: np.ndarray) -> None:
+        self.launched += rows.size
+        batch = self._batch
+        if batch is not None:
+            mask = batch.mask[rows]
+            batch.start(rows[mask])
+            rows = rows[~mask]
         create = asyncio.get_running_loop().create_task
         tasks, gens, one = self._tasks, self._gen, self._one
-        for row in rows:
+        for row in rows.tolist():
             previous = tasks[row]
             if previous is not None:
                 # Its next slot came and it is still running: past its timeout.
@@ -297,8 +329,7 @@ class Dispatcher:
             gen = gens[row] + 1
             gens[row] = gen
             tasks[row] = create(one(row, gen))
-        self.in_flight += len(rows)
-        self.launched += len(rows)
+        self._py_in_flight += rows.size
 
     async def _wait_capacity(self) -> None:
         """At the bound: look again one resolution step later.

@@ -2,9 +2,10 @@
 
 ``make_prober(check, allow_private=...)`` builds the prober for a check once
 (request bytes, parsed address, TLS context precomputed); the scheduler then
-awaits it once per slot (plain tcp and http probes of IP literals run on the
-compiled engine when it is built: :mod:`healthplane.checker.probes.engine`). A prober tries exactly once, finishes within
+awaits it once per slot. A prober tries exactly once, finishes within
 ``check.timeout`` and never raises: see :mod:`healthplane.checker.probes.base`.
+Plain tcp and http probes of IP literals run on the compiled engine when it
+is built (:mod:`healthplane.checker.probes.engine`).
 """
 
 from __future__ import annotations
