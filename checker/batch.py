@@ -7,15 +7,28 @@ epoll fd is watched with ``loop.add_reader``, so sockets and deadlines are
 handled as they become ready (one ``poll`` per wake-up, however many probes),
 and verdicts wait in the engine until the dispatcher's flush drains them as
 arrays. No task, future or result object exists per probe.
+
+When every row is the engine's and the clock is the real monotonic one,
+the dispatcher hands over whole windows instead (:meth:`EngineBatch.plan`):
+the engine starts each probe at its slot from its own timer, applies the
+late bound and the concurrency limit itself, and the dispatcher wakes only
+to plan the next window and to flush, a few times a second however many
+probes there are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from healthplane.checker.probes.base import NO_CERT, ProbeResult
 from healthplane.checker.probes.engine import reason_text
+
+if TYPE_CHECKING:
+    from healthplane.checker.dispatch import Dispatcher
 
 _CHUNK = 4096   # results drained per call
 
@@ -31,6 +44,7 @@ class EngineBatch:
         self._out = (np.empty(_CHUNK, np.int64), np.empty(_CHUNK, np.int8),
                      np.empty(_CHUNK, np.int32), np.empty(_CHUNK, np.float64))
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._late = np.empty(_CHUNK, np.float64)
 
     @classmethod
     def build(cls, probers: Sequence[object]) -> EngineBatch | None:
@@ -77,6 +91,28 @@ class EngineBatch:
         """Start one probe for each of these dispatcher rows (all engine rows)."""
         self.engine.start(self._ids[rows])  # type: ignore[attr-defined]
 
+    def configure(self, limit: int, coalesce: float) -> None:
+        """The concurrency bound, and how long a planned start may wait for company."""
+        self.engine.configure(limit, coalesce)  # type: ignore[attr-defined]
+
+    def plan(self, times: np.ndarray, rows: np.ndarray, late_bound: np.ndarray) -> None:
+        """Start these rows at these times (monotonic seconds, sorted), each at most
+        late_bound late (else missed)."""
+        self.engine.plan(np.round(times * 1e9).astype(np.int64),  # type: ignore[attr-defined]
+                         self._ids[rows], np.round(late_bound * 1e9).astype(np.int64))
+
+    def take_schedule(self) -> tuple[np.ndarray, int, int]:
+        """Planned starts since the last call: their lateness, how many, how many missed."""
+        parts, launched, missed = [], 0, 0
+        while True:
+            n, started, skipped = self.engine.take_schedule(self._late)  # type: ignore[attr-defined]
+            launched += started
+            missed += skipped
+            parts.append(self._late[:n].copy())
+            if n < _CHUNK:
+                break
+        return np.concatenate(parts), launched, missed
+
     def drain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """Every waiting verdict: dispatcher rows, outcomes, latencies, reasons."""
         parts = []
@@ -96,3 +132,43 @@ class EngineBatch:
             return parts[0]
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                 np.concatenate([p[2] for p in parts]), [r for p in parts for r in p[3]])
+
+
+def gather(batch: EngineBatch | None, row_list: list[int], results: list[ProbeResult]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Buffered Python results, then the engine's: rows, outcomes, latencies, certs, reasons."""
+    rows = np.asarray(row_list, dtype=np.int64)
+    codes = np.asarray([r.outcome for r in results], dtype=np.int64)
+    latencies = np.asarray([r.latency for r in results], dtype=np.float64)
+    certs = np.asarray([r.cert_not_after for r in results], dtype=np.float64)
+    reasons = [r.reason for r in results]
+    if batch is None or not batch.pending:
+        return rows, codes, latencies, certs, reasons
+    e_rows, e_codes, e_latencies, e_reasons = batch.drain()
+    return (np.concatenate([rows, e_rows]), np.concatenate([codes, e_codes]),
+            np.concatenate([latencies, e_latencies]),
+            np.concatenate([certs, np.full(e_rows.size, NO_CERT)]), reasons + e_reasons)
+
+
+async def run_planned(d: Dispatcher, t0: float) -> None:
+    """The dispatcher's loop when the engine times every start: hand each window
+    over ahead of time (the dispatcher's rules on stalls hold), flush meanwhile."""
+    batch = d._batch
+    assert batch is not None
+    lead = min(0.1, d.window / 2)   # plan this long before the window opens
+    max_bound = float(d.late_bound.max())
+    while not d._stopped:
+        behind = math.floor((d.clock.now() - max_bound - t0) / d.window)
+        if behind > 0:
+            jump = t0 + behind * d.window
+            d.missed += d.schedule.count_slots(t0, jump)
+            t0 = jump
+        t1 = t0 + d.window
+        times, rows = d.schedule.slots_in(t0, t1)
+        if times.size:
+            batch.plan(times, rows, d.late_bound[rows])
+        while not d._stopped and (now := d.clock.now()) < t1 - lead:
+            await d.clock.sleep_until(min(t1 - lead, now + 0.25))
+            d.flush()
+        d._housekeeping()
+        t0 = t1

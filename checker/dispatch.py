@@ -39,13 +39,14 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from healthplane.checker.batch import EngineBatch
+from healthplane.checker.batch import EngineBatch, gather, run_planned
 from healthplane.checker.detail import DetailCursor
+from healthplane.checker.fold import carry, fold
 from healthplane.checker.probes.base import NO_CERT, Outcome, Prober, ProbeResult
-from healthplane.checker.schedule import Schedule
+from healthplane.checker.schedule import Schedule, concurrency_limit
 from healthplane.checker.thresholds import Verdicts
 
-from healthplane.runtime.clock import Clock
+from healthplane.runtime.clock import Clock, SystemClock
 
 log = logging.getLogger("healthplane.checker")
 
@@ -53,17 +54,6 @@ _BROKEN = ProbeResult(Outcome.ERROR, 0.0, "probe error")
 
 ProbeCounter = Callable[[np.ndarray, np.ndarray], None]
 LatenessObserver = Callable[[np.ndarray], None]
-
-
-def concurrency_limit(intervals: np.ndarray, timeouts: np.ndarray) -> int:
-    """rate x timeout, plus headroom for slots that happen to bunch up."""
-    if intervals.size == 0:
-        return 1
-    mean_in_flight = float((timeouts / intervals).sum())
-    # Phases are hashes, so starts are only statistically even; the margin
-    # (a quarter, plus a few standard deviations of a Poisson count) keeps
-    # the bound from skipping slots of a healthy, on-time checker.
-    return max(1, math.ceil(1.25 * mean_in_flight + 4 * math.sqrt(mean_in_flight) + 4))
 
 
 class Dispatcher:
@@ -120,6 +110,10 @@ class Dispatcher:
         self._last_flush = -np.inf
         self._stopped = False
         self._batch = EngineBatch.build(self._probers)
+        # The engine times the starts itself when it runs every row on the
+        # real clock (its timer is CLOCK_MONOTONIC, which SystemClock reads).
+        self._planned = (self._batch is not None and bool(self._batch.mask.all())
+                         and type(clock) is SystemClock)
         self._py_in_flight = 0
         self.launched = 0      # probes started
         self.missed = 0        # slots skipped
@@ -163,60 +157,35 @@ class Dispatcher:
     def flush(self) -> None:
         """Fold buffered results into verdicts, per-row detail and counters."""
         batch = self._batch
+        if self._planned and batch is not None:
+            lateness, launched, missed = batch.take_schedule()
+            self.launched += launched
+            self.missed += missed
+            if self._observe_lateness is not None and lateness.size:
+                self._observe_lateness(lateness)
         if not self._res_rows and (batch is None or not batch.pending):
             self._last_flush = self.clock.now()
             return
-        results = self._res
+        n_py = len(self._res_rows)
         came = np.asarray(self._res_at)
-        rows = np.asarray(self._res_rows, dtype=np.int64)
+        rows, codes, latencies, certs, reasons = gather(batch, self._res_rows, self._res)
+        self._started[rows[n_py:]] = np.inf   # the engine's rows
         self._res_rows = []
         self._res = []
         self._res_at = []
         now = self._last_flush = self.clock.now()
-        expired = (now - came) > self._stale_bound[rows]
+        expired = np.zeros(rows.size, dtype=bool)
+        expired[:n_py] = (now - came) > self._stale_bound[rows[:n_py]]
         if expired.any():
             # Read before a stall and folded only after it: evidence from
             # before the pause, which must not rebuild a verdict after it.
             self.expired_results += int(np.count_nonzero(expired))
             keep = np.flatnonzero(~expired)
-            rows = rows[keep]
-            results = [results[i] for i in keep.tolist()]
-        codes = np.asarray([r.outcome for r in results], dtype=np.int64)
-        latencies = np.asarray([r.latency for r in results], dtype=np.float64)
-        certs = np.asarray([r.cert_not_after for r in results], dtype=np.float64)
-        reason_list = [r.reason for r in results]
-        if batch is not None and batch.pending:
-            e_rows, e_codes, e_latencies, e_reasons = batch.drain()
-            self._started[e_rows] = np.inf
-            rows = np.concatenate([rows, e_rows])
-            codes = np.concatenate([codes, e_codes])
-            latencies = np.concatenate([latencies, e_latencies])
-            certs = np.concatenate([certs, np.full(e_rows.size, NO_CERT)])
-            reason_list = reason_list + e_reasons
-        if not rows.size:
-            return
-        row_list = rows.tolist()
-        # A check whose previous result is older than the stale rule (the
-        # process was stopped, the VM paused, a GC ran long) rebuilds its
-        # verdict from new results only: carried over, the old verdict would
-        # vote again with the first new result, however long ago it was made.
-        gap = rows[(now - self.last_result[rows]) > self._stale_bound[rows]]
-        if gap.size:
-            self.verdicts.reset(gap)
-        self.verdicts.apply(rows, codes == Outcome.OK)
-        self.last_result[rows] = now
-        # A row with two results in one batch (rare: intervals are >= 1 s and
-        # batches a quarter second) keeps the later: 1-D assignment with a
-        # repeated index takes the last value, as the reasons loop does.
-        self.outcomes[rows] = codes
-        self.latencies[rows] = latencies
-        self.cert_not_after[rows] = certs
-        reasons = self.reasons
-        for row, reason in zip(row_list, reason_list, strict=True):
-            reasons[row] = reason
-        self.finished += rows.size
-        if self._count_probes is not None:
-            self._count_probes(self.kinds[rows], codes)
+            rows, codes, latencies, certs = rows[keep], codes[keep], latencies[keep], certs[keep]
+            reasons = [reasons[i] for i in keep.tolist()]
+            if not rows.size:
+                return
+        fold(self, rows, codes, latencies, certs, reasons)
 
     def cert_days_left(self, wall_now: float) -> np.ndarray:
         """Days until each row's latest TLS certificate expires (NaN: none seen)."""
@@ -247,6 +216,10 @@ class Dispatcher:
         t0 = self.clock.now() if start is None else start
         if self._batch is not None and not self._stopped:
             self._batch.attach(asyncio.get_running_loop())
+            if self._planned:
+                self._batch.configure(self.limit, max(self.resolution, 0.005))
+                await run_planned(self, t0)
+                return
         max_bound = float(self.late_bound.max()) if self.late_bound.size else 0.0
         while not self._stopped:
             if not self.ids:
@@ -357,16 +330,4 @@ class Dispatcher:
 
     def carry_from(self, old: Dispatcher) -> None:
         """Adopt verdicts and freshness of checks that kept their id."""
-        old.flush()
-        pairs = [(r_old, self.row_of[c]) for r_old, c in enumerate(old.ids) if c in self.row_of]
-        if not pairs:
-            return
-        old_rows = np.asarray([p[0] for p in pairs], dtype=np.int64)
-        new_rows = np.asarray([p[1] for p in pairs], dtype=np.int64)
-        self.verdicts.carry_from(old.verdicts, old_rows, new_rows)
-        self.last_result[new_rows] = old.last_result[old_rows]
-        self.outcomes[new_rows] = old.outcomes[old_rows]
-        self.latencies[new_rows] = old.latencies[old_rows]
-        self.cert_not_after[new_rows] = old.cert_not_after[old_rows]
-        for r_old, r_new in pairs:
-            self.reasons[r_new] = old.reasons[r_old]
+        carry(self, old)

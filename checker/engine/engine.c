@@ -29,6 +29,7 @@
 
 typedef struct { int64_t deadline; int32_t slot; uint32_t gen; } tick_t;
 typedef struct { int64_t id; double latency; int32_t code; int8_t outcome; } result_t;
+typedef struct { int64_t at; int64_t late; int64_t id; } planned_t;
 
 typedef struct {
     PyObject_HEAD
@@ -44,6 +45,14 @@ typedef struct {
     result_t *res;
     Py_ssize_t rhead, nres, capres;
     char *buf;
+    /* Planned starts (plan()): in time order, launched by poll() when due. */
+    planned_t *plan;
+    Py_ssize_t phead, nplan, capplan;
+    int64_t coalesce_ns;    /* a timer for a start waits this long to take the next ones too */
+    int32_t limit;          /* most probes in flight; due starts wait beyond it */
+    double *late;           /* lateness of each planned start, until taken */
+    Py_ssize_t nlate, caplate;
+    int64_t launched, missed;
 } Engine;
 
 static int64_t now_ns(void)
@@ -112,13 +121,21 @@ static int live(Engine *e, tick_t t)
     return e->slots[t.slot].fd >= 0 && e->slots[t.slot].gen == t.gen;
 }
 
-static void arm(Engine *e)
+static void arm(Engine *e, int64_t now)
 {
     while (e->nheap && !live(e, e->heap[0]))
         heap_pop(e);        /* finished early: drop it, or the timer fires for nothing */
-    if (!e->nheap)
+    int64_t d = e->nheap ? e->heap[0].deadline : INT64_MAX;
+    if (e->phead < e->nplan) {
+        int64_t next = e->plan[e->phead].at;
+        if (e->nslots - e->nfree >= e->limit)
+            next = now;     /* at the bound: look again one coalescing step later */
+        next += e->coalesce_ns;
+        if (next < d)
+            d = next;
+    }
+    if (d == INT64_MAX)
         return;
-    int64_t d = e->heap[0].deadline;
     if (e->armed != 0 && e->armed <= d)
         return;             /* it fires sooner; we look again then */
     struct itimerspec it = {.it_value = {.tv_sec = d / 1000000000, .tv_nsec = d % 1000000000}};
@@ -214,6 +231,32 @@ static int start_one(Engine *e, int64_t id, int64_t now)
     return heap_push(e, (tick_t){p->deadline_ns, slot, p->gen});
 }
 
+/* Start every planned probe that is due: too late (past its bound) is
+ * counted missed and skipped, never run late; at the limit the rest wait. */
+static int launch_due(Engine *e, int64_t now)
+{
+    while (e->phead < e->nplan && e->plan[e->phead].at <= now) {
+        planned_t *pl = &e->plan[e->phead];
+        int64_t late = now - pl->at;
+        if (late > pl->late) {
+            e->missed++;
+        } else {
+            if (e->nslots - e->nfree >= e->limit)
+                break;
+            if (grow((void **)&e->late, &e->caplate, e->nlate + 1, sizeof(double)) < 0)
+                return -1;
+            e->late[e->nlate++] = (double)late / 1e9;
+            e->launched++;
+            if (start_one(e, pl->id, now) < 0)
+                return -1;
+        }
+        e->phead++;
+    }
+    if (e->phead == e->nplan)
+        e->phead = e->nplan = 0;
+    return 0;
+}
+
 /* -- the Python type ------------------------------------------------------- */
 
 static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -225,6 +268,7 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     if (e == NULL)
         return NULL;
     e->epfd = e->tfd = -1;
+    e->limit = INT32_MAX;
     e->buf = PyMem_Malloc(READ_BUFFER);
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     e->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -248,6 +292,8 @@ static void close_all(Engine *e)
             (void)release(e, i, 0, 0, 0, 0);
     e->nheap = 0;
     e->rhead = e->nres = 0;
+    e->phead = e->nplan = 0;
+    e->nlate = 0;
 }
 
 static void Engine_dealloc(Engine *e)
@@ -265,6 +311,8 @@ static void Engine_dealloc(Engine *e)
     PyMem_Free(e->heap);
     PyMem_Free(e->res);
     PyMem_Free(e->buf);
+    PyMem_Free(e->plan);
+    PyMem_Free(e->late);
     if (e->epfd >= 0)
         close(e->epfd);
     if (e->tfd >= 0)
@@ -383,7 +431,7 @@ static PyObject *Engine_start(Engine *e, PyObject *arg)
         }
         PyBuffer_Release(&view);
     }
-    arm(e);
+    arm(e, now);
     return PyLong_FromSsize_t(e->nres - e->rhead);
 }
 
@@ -435,7 +483,9 @@ static PyObject *Engine_poll(Engine *e, PyObject *Py_UNUSED(ignored))
         if (live(e, t) && release(e, t.slot, 1, O_TIMEOUT, RC_TIMEOUT, now) < 0)
             return NULL;
     }
-    arm(e);
+    if (launch_due(e, now) < 0)
+        return NULL;
+    arm(e, now);
     return PyLong_FromSsize_t(e->nres - e->rhead - before);
 }
 
@@ -488,6 +538,93 @@ static PyObject *Engine_drain(Engine *e, PyObject *args)
     return PyLong_FromSsize_t(n);
 }
 
+static int int64_view(PyObject *obj, Py_buffer *v)
+{
+    if (PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    if (v->itemsize != 8 || v->format == NULL
+        || (strcmp(v->format, "q") != 0 && strcmp(v->format, "l") != 0)) {
+        PyBuffer_Release(v);
+        PyErr_SetString(PyExc_TypeError, "plan wants contiguous int64 arrays");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Engine_plan(Engine *e, PyObject *args)
+{
+    PyObject *o[3];
+    if (!PyArg_ParseTuple(args, "OOO:plan", &o[0], &o[1], &o[2]))
+        return NULL;
+    Py_buffer v[3];
+    for (int i = 0; i < 3; i++) {
+        if (int64_view(o[i], &v[i]) < 0) {
+            while (--i >= 0)
+                PyBuffer_Release(&v[i]);
+            return NULL;
+        }
+    }
+    Py_ssize_t n = v[0].len / 8;
+    PyObject *ret = NULL;
+    if (v[1].len / 8 != n || v[2].len / 8 != n) {
+        PyErr_SetString(PyExc_ValueError, "plan arrays differ in length");
+        goto done;
+    }
+    const int64_t *at = v[0].buf, *ids = v[1].buf, *late = v[2].buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= e->nspecs) {
+            PyErr_SetString(PyExc_IndexError, "no such probe id");
+            goto done;
+        }
+        if (e->nplan > e->phead && at[i] < e->plan[e->nplan - 1].at) {
+            PyErr_SetString(PyExc_ValueError, "planned starts must come in time order");
+            goto done;
+        }
+        if (grow((void **)&e->plan, &e->capplan, e->nplan + 1, sizeof(planned_t)) < 0)
+            goto done;
+        e->plan[e->nplan++] = (planned_t){at[i], late[i], ids[i]};
+    }
+    int64_t now = now_ns();
+    if (launch_due(e, now) < 0)
+        goto done;
+    arm(e, now);
+    ret = PyLong_FromSsize_t(e->nres - e->rhead);
+done:
+    for (int i = 0; i < 3; i++)
+        PyBuffer_Release(&v[i]);
+    return ret;
+}
+
+static PyObject *Engine_take_schedule(Engine *e, PyObject *arg)
+{
+    Py_buffer v;
+    if (writable(arg, &v, 8, "d") < 0)
+        return NULL;
+    Py_ssize_t n = v.len / 8 < e->nlate ? v.len / 8 : e->nlate;
+    memcpy(v.buf, e->late, (size_t)n * sizeof(double));
+    memmove(e->late, e->late + n, (size_t)(e->nlate - n) * sizeof(double));
+    e->nlate -= n;
+    PyBuffer_Release(&v);
+    PyObject *r = Py_BuildValue("(nLL)", n, (long long)e->launched, (long long)e->missed);
+    e->launched = e->missed = 0;
+    return r;
+}
+
+static PyObject *Engine_configure(Engine *e, PyObject *args)
+{
+    int limit;
+    double coalesce;
+    if (!PyArg_ParseTuple(args, "id:configure", &limit, &coalesce))
+        return NULL;
+    if (limit < 1 || !(coalesce >= 0 && coalesce < 10)) {
+        PyErr_SetString(PyExc_ValueError, "limit >= 1, 0 <= coalesce < 10 s");
+        return NULL;
+    }
+    e->limit = limit;
+    e->coalesce_ns = (int64_t)(coalesce * 1e9);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Engine_fileno(Engine *e, PyObject *Py_UNUSED(ignored))
 {
     return PyLong_FromLong(e->epfd);
@@ -521,6 +658,15 @@ static PyMethodDef Engine_methods[] = {
     {"drain", (PyCFunction)Engine_drain, METH_VARARGS,
      "drain(ids, outcomes, codes, latencies) -> n: move up to len results into the arrays."},
     {"fileno", (PyCFunction)Engine_fileno, METH_NOARGS, "The epoll fd to watch for reading."},
+    {"plan", (PyCFunction)Engine_plan, METH_VARARGS,
+     "plan(at_ns, ids, late_ns): start each id at CLOCK_MONOTONIC at_ns (in time order), "
+     "or count it missed when more than late_ns late."},
+    {"take_schedule", (PyCFunction)Engine_take_schedule, METH_O,
+     "take_schedule(lateness) -> (n, launched, missed): planned starts' lateness (seconds) "
+     "into the float64 array, and the counts since the last call."},
+    {"configure", (PyCFunction)Engine_configure, METH_VARARGS,
+     "configure(limit, coalesce): most probes in flight; seconds a planned start may wait "
+     "so that one wake-up starts several."},
     {"stop", (PyCFunction)Engine_stop, METH_NOARGS, "Drop every running probe and result."},
     {NULL, NULL, 0, NULL},
 };
