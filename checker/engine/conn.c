@@ -201,9 +201,11 @@ static void write_more(probe_t *p, const spec_t *s)
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else {
-            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && s->kind == K_HTTP)
+            /* A failed write ends the probe, as the transport's would;
+             * tcp send without expect is judged on the connect alone. */
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+                && (s->kind == K_HTTP || s->expect))
                 finish_errno(&p->rd, errno);
-            /* tcp send without expect is judged on the connect alone */
             return;
         }
     }
@@ -282,7 +284,7 @@ void probe_event(probe_t *p, const spec_t *s, uint32_t events, int epfd, uint64_
         if (!(events & EPOLLOUT))
             return;
         on_connected(p, s);
-    } else if ((events & EPOLLOUT) && s->out != NULL && s->kind == K_HTTP) {
+    } else if ((events & EPOLLOUT) && s->out != NULL) {
         write_more(p, s);
     }
     if (rd->done || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))

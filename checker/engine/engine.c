@@ -48,7 +48,7 @@ typedef struct {
     /* Planned starts (plan()): in time order, launched by poll() when due. */
     planned_t *plan;
     Py_ssize_t phead, nplan, capplan;
-    int64_t coalesce_ns;    /* a timer for a start waits this long to take the next ones too */
+    int64_t coalesce_ns;    /* a timer waits this long to take the next starts/deadlines too */
     int32_t limit;          /* most probes in flight; due starts wait beyond it */
     double *late;           /* lateness of each planned start, until taken */
     Py_ssize_t nlate, caplate;
@@ -125,7 +125,8 @@ static void arm(Engine *e, int64_t now)
 {
     while (e->nheap && !live(e, e->heap[0]))
         heap_pop(e);        /* finished early: drop it, or the timer fires for nothing */
-    int64_t d = e->nheap ? e->heap[0].deadline : INT64_MAX;
+    /* Deadlines coalesce too: one wake-up ends every probe due within the step. */
+    int64_t d = e->nheap ? e->heap[0].deadline + e->coalesce_ns : INT64_MAX;
     if (e->phead < e->nplan) {
         int64_t next = e->plan[e->phead].at;
         if (e->nslots - e->nfree >= e->limit)
