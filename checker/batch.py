@@ -91,9 +91,10 @@ class EngineBatch:
         """Start one probe for each of these dispatcher rows (all engine rows)."""
         self.engine.start(self._ids[rows])  # type: ignore[attr-defined]
 
-    def configure(self, limit: int, coalesce: float) -> None:
-        """The concurrency bound, and how long a planned start may wait for company."""
-        self.engine.configure(limit, coalesce)  # type: ignore[attr-defined]
+    def configure(self, limit: int, coalesce: float, grace: float) -> None:
+        """The concurrency bound, how long a timer may wait for company, and the
+        grace past a timeout after which a verdict read counts as a timeout."""
+        self.engine.configure(limit, coalesce, grace)  # type: ignore[attr-defined]
 
     def plan(self, times: np.ndarray, rows: np.ndarray, late_bound: np.ndarray) -> None:
         """Start these rows at these times (monotonic seconds, sorted), each at most

@@ -216,8 +216,11 @@ class Dispatcher:
         t0 = self.clock.now() if start is None else start
         if self._batch is not None and not self._stopped:
             self._batch.attach(asyncio.get_running_loop())
+            # Timers in planned mode wait up to 5 ms for company (lateness
+            # stays far inside its bound); the grace rule is the one _one applies.
+            self._batch.configure(self.limit, max(self.resolution, 0.005) if self._planned
+                                  else 0.0, self.grace)
             if self._planned:
-                self._batch.configure(self.limit, max(self.resolution, 0.005))
                 await run_planned(self, t0)
                 return
         max_bound = float(self.late_bound.max()) if self.late_bound.size else 0.0

@@ -50,6 +50,7 @@ typedef struct {
     Py_ssize_t phead, nplan, capplan;
     int64_t coalesce_ns;    /* a timer waits this long to take the next starts/deadlines too */
     int32_t limit;          /* most probes in flight; due starts wait beyond it */
+    int64_t grace_ns;       /* a verdict read later than timeout + grace is a timeout */
     double *late;           /* lateness of each planned start, until taken */
     Py_ssize_t nlate, caplate;
     int64_t launched, missed;
@@ -168,11 +169,20 @@ static int release(Engine *e, int32_t slot, int report, int8_t outcome, int32_t 
     e->free[e->nfree++] = slot;
     if (!report)
         return 0;
+    double latency = (double)(now - p->t0_ns) / 1e9;
     if (p->rd.done) {
         outcome = p->rd.outcome;
         code = p->rd.code;
+        if (now - p->t0_ns > e->specs[p->spec].timeout_ns + e->grace_ns) {
+            /* Read long past its deadline (the process was stopped or
+             * starved): the answer predates the pause, as the dispatcher rules
+             * for the Python probers. */
+            outcome = O_TIMEOUT;
+            code = RC_TIMEOUT;
+            latency = (double)e->specs[p->spec].timeout_ns / 1e9;
+        }
     }
-    return emit(e, p->spec, outcome, code, (double)(now - p->t0_ns) / 1e9);
+    return emit(e, p->spec, outcome, code, latency);
 }
 
 static int32_t take_slot(Engine *e)
@@ -270,6 +280,7 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     e->epfd = e->tfd = -1;
     e->limit = INT32_MAX;
+    e->grace_ns = 250000000;
     e->buf = PyMem_Malloc(READ_BUFFER);
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     e->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -614,15 +625,16 @@ static PyObject *Engine_take_schedule(Engine *e, PyObject *arg)
 static PyObject *Engine_configure(Engine *e, PyObject *args)
 {
     int limit;
-    double coalesce;
-    if (!PyArg_ParseTuple(args, "id:configure", &limit, &coalesce))
+    double coalesce, grace;
+    if (!PyArg_ParseTuple(args, "idd:configure", &limit, &coalesce, &grace))
         return NULL;
-    if (limit < 1 || !(coalesce >= 0 && coalesce < 10)) {
-        PyErr_SetString(PyExc_ValueError, "limit >= 1, 0 <= coalesce < 10 s");
+    if (limit < 1 || !(coalesce >= 0 && coalesce < 10) || !(grace >= 0 && grace < 1e6)) {
+        PyErr_SetString(PyExc_ValueError, "limit >= 1, 0 <= coalesce < 10 s, grace >= 0");
         return NULL;
     }
     e->limit = limit;
     e->coalesce_ns = (int64_t)(coalesce * 1e9);
+    e->grace_ns = (int64_t)(grace * 1e9);
     Py_RETURN_NONE;
 }
 
@@ -666,8 +678,9 @@ static PyMethodDef Engine_methods[] = {
      "take_schedule(lateness) -> (n, launched, missed): planned starts' lateness (seconds) "
      "into the float64 array, and the counts since the last call."},
     {"configure", (PyCFunction)Engine_configure, METH_VARARGS,
-     "configure(limit, coalesce): most probes in flight; seconds a planned start may wait "
-     "so that one wake-up starts several."},
+     "configure(limit, coalesce, grace): most probes in flight; seconds a timer may wait so "
+     "that one wake-up serves several starts or deadlines; seconds past its timeout a "
+     "verdict may be read before it counts as a timeout."},
     {"stop", (PyCFunction)Engine_stop, METH_NOARGS, "Drop every running probe and result."},
     {NULL, NULL, 0, NULL},
 };

@@ -120,3 +120,40 @@ async def test_mixed_rows_batch_the_engine_and_task_the_rest() -> None:
         d.stop()
         await run
         assert set(d.outcomes.tolist()) == {int(Outcome.OK)}
+
+
+def test_an_answer_read_long_after_the_deadline_is_a_timeout() -> None:
+    """As the dispatcher rules for the Python probers: read after a stall, it is old."""
+    import select
+    import socket
+    import threading
+
+    mod = engine.COMPILED
+    assert mod is not None
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+    threading.Thread(target=answer, daemon=True).start()
+    table = bytes(200) + b"\x01" * 200 + bytes(600)
+    e = mod.Engine()
+    e.configure(10, 0.0, 0.1)
+    eid = e.add("127.0.0.1", port, 0.2, mod.HTTP, b"GET / HTTP/1.1\r\n\r\n", None, table)
+    out = (np.empty(4, np.int64), np.empty(4, np.int8), np.empty(4, np.int32),
+           np.empty(4, np.float64))
+    verdicts = []
+    for stall in (0.0, 0.5):
+        e.start(eid)
+        time.sleep(stall)           # the process "stopped" with the answer in its buffer
+        deadline = time.monotonic() + 5
+        while e.in_flight and time.monotonic() < deadline:
+            select.select([e.fileno()], [], [], 0.05)
+            e.poll()
+        assert e.drain(*out) == 1
+        verdicts.append((int(out[1][0]), engine.reason_text(int(out[2][0]))))
+    listener.close()
+    assert verdicts == [(int(Outcome.OK), "ok"), (int(Outcome.TIMEOUT), "timeout")]
