@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,6 +45,10 @@ class EngineBatch:
         self._out = (np.empty(_CHUNK, np.int64), np.empty(_CHUNK, np.int8),
                      np.empty(_CHUNK, np.int32), np.empty(_CHUNK, np.float64))
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._now: Callable[[], float] = lambda: 0.0
+        # (count, clock time) per group of verdicts the engine produced, in
+        # its order: when each was read, for the dispatcher's stall rule.
+        self._stamps: deque[list[float]] = deque()
         self._late = np.empty(_CHUNK, np.float64)
 
     @classmethod
@@ -73,11 +78,20 @@ class EngineBatch:
         """Verdicts waiting to be drained."""
         return int(self.engine.pending)  # type: ignore[attr-defined]
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Handle the engine's sockets and deadlines on loop, as they become ready."""
+    def attach(self, loop: asyncio.AbstractEventLoop, now: Callable[[], float]) -> None:
+        """Handle the engine's sockets and deadlines on loop, as they become ready;
+        now() stamps when verdicts were read."""
         if self._loop is None:
             self._loop = loop
-            loop.add_reader(self.engine.fileno(), self.engine.poll)  # type: ignore[attr-defined]
+            self._now = now
+            loop.add_reader(self.engine.fileno(), self._ready)  # type: ignore[attr-defined]
+
+    def _ready(self) -> None:
+        self._stamp(self.engine.poll())  # type: ignore[attr-defined]
+
+    def _stamp(self, n: int) -> None:
+        if n > 0:
+            self._stamps.append([n, self._now()])
 
     def detach(self) -> None:
         """Stop watching, drop every running probe and waiting verdict."""
@@ -86,10 +100,13 @@ class EngineBatch:
                 self._loop.remove_reader(self.engine.fileno())  # type: ignore[attr-defined]
             self._loop = None
         self.engine.stop()  # type: ignore[attr-defined]
+        self._stamps.clear()
 
     def start(self, rows: np.ndarray) -> None:
         """Start one probe for each of these dispatcher rows (all engine rows)."""
+        before = self.pending
         self.engine.start(self._ids[rows])  # type: ignore[attr-defined]
+        self._stamp(self.pending - before)
 
     def configure(self, limit: int, coalesce: float, grace: float) -> None:
         """The concurrency bound, how long a timer may wait for company, and the
@@ -99,8 +116,27 @@ class EngineBatch:
     def plan(self, times: np.ndarray, rows: np.ndarray, late_bound: np.ndarray) -> None:
         """Start these rows at these times (monotonic seconds, sorted), each at most
         late_bound late (else missed)."""
+        before = self.pending
         self.engine.plan(np.round(times * 1e9).astype(np.int64),  # type: ignore[attr-defined]
                          self._ids[rows], np.round(late_bound * 1e9).astype(np.int64))
+        self._stamp(self.pending - before)
+
+    def _read_at(self, n: int) -> np.ndarray:
+        """When the next n verdicts drained were read (their stamps, consumed)."""
+        at = np.empty(n)
+        i = 0
+        while i < n:
+            if not self._stamps:        # not stamped (no loop yet): read now
+                at[i:] = self._now()
+                break
+            group = self._stamps[0]
+            take = min(int(group[0]), n - i)
+            at[i:i + take] = group[1]
+            i += take
+            group[0] -= take
+            if group[0] <= 0:
+                self._stamps.popleft()
+        return at
 
     def take_schedule(self) -> tuple[np.ndarray, int, int]:
         """Planned starts since the last call: their lateness, how many, how many missed."""
@@ -114,8 +150,8 @@ class EngineBatch:
                 break
         return np.concatenate(parts), launched, missed
 
-    def drain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-        """Every waiting verdict: dispatcher rows, outcomes, latencies, reasons."""
+    def drain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+        """Every waiting verdict: dispatcher rows, outcomes, latencies, reasons, read at."""
         parts = []
         while True:
             n = self.engine.drain(*self._out)  # type: ignore[attr-defined]
@@ -123,32 +159,37 @@ class EngineBatch:
                 break
             ids, outcomes, codes, latencies = self._out
             parts.append((self._rows[ids[:n]], outcomes[:n].astype(np.int64), latencies[:n].copy(),
-                          [reason_text(c) for c in codes[:n].tolist()]))
+                          [reason_text(c) for c in codes[:n].tolist()], self._read_at(n)))
             if n < _CHUNK:
                 break
         if not parts:
             empty = np.empty(0, dtype=np.int64)
-            return empty, empty, np.empty(0), []
+            return empty, empty, np.empty(0), [], np.empty(0)
         if len(parts) == 1:
             return parts[0]
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                np.concatenate([p[2] for p in parts]), [r for p in parts for r in p[3]])
+                np.concatenate([p[2] for p in parts]), [r for p in parts for r in p[3]],
+                np.concatenate([p[4] for p in parts]))
 
 
-def gather(batch: EngineBatch | None, row_list: list[int], results: list[ProbeResult]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Buffered Python results, then the engine's: rows, outcomes, latencies, certs, reasons."""
+def gather(batch: EngineBatch | None, row_list: list[int], results: list[ProbeResult],
+           came: list[float]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Buffered Python results, then the engine's: rows, outcomes, latencies, certs,
+    reasons, and when each was read."""
     rows = np.asarray(row_list, dtype=np.int64)
+    at = np.asarray(came, dtype=np.float64)
     codes = np.asarray([r.outcome for r in results], dtype=np.int64)
     latencies = np.asarray([r.latency for r in results], dtype=np.float64)
     certs = np.asarray([r.cert_not_after for r in results], dtype=np.float64)
     reasons = [r.reason for r in results]
     if batch is None or not batch.pending:
-        return rows, codes, latencies, certs, reasons
-    e_rows, e_codes, e_latencies, e_reasons = batch.drain()
+        return rows, codes, latencies, certs, reasons, at
+    e_rows, e_codes, e_latencies, e_reasons, e_at = batch.drain()
     return (np.concatenate([rows, e_rows]), np.concatenate([codes, e_codes]),
             np.concatenate([latencies, e_latencies]),
-            np.concatenate([certs, np.full(e_rows.size, NO_CERT)]), reasons + e_reasons)
+            np.concatenate([certs, np.full(e_rows.size, NO_CERT)]), reasons + e_reasons,
+            np.concatenate([at, e_at]))
 
 
 async def run_planned(d: Dispatcher, t0: float) -> None:

@@ -167,15 +167,14 @@ class Dispatcher:
             self._last_flush = self.clock.now()
             return
         n_py = len(self._res_rows)
-        came = np.asarray(self._res_at)
-        rows, codes, latencies, certs, reasons = gather(batch, self._res_rows, self._res)
+        rows, codes, latencies, certs, reasons, came = gather(batch, self._res_rows, self._res,
+                                                              self._res_at)
         self._started[rows[n_py:]] = np.inf   # the engine's rows
         self._res_rows = []
         self._res = []
         self._res_at = []
         now = self._last_flush = self.clock.now()
-        expired = np.zeros(rows.size, dtype=bool)
-        expired[:n_py] = (now - came) > self._stale_bound[rows[:n_py]]
+        expired = (now - came) > self._stale_bound[rows]
         if expired.any():
             # Read before a stall and folded only after it: evidence from
             # before the pause, which must not rebuild a verdict after it.
@@ -215,7 +214,7 @@ class Dispatcher:
         """Probe on schedule until stop(). Windows start at `start` (default now)."""
         t0 = self.clock.now() if start is None else start
         if self._batch is not None and not self._stopped:
-            self._batch.attach(asyncio.get_running_loop())
+            self._batch.attach(asyncio.get_running_loop(), self.clock.now)
             # Timers in planned mode wait up to 5 ms for company (lateness
             # stays far inside its bound); the grace rule is the one _one applies.
             self._batch.configure(self.limit, max(self.resolution, 0.005) if self._planned
