@@ -13,6 +13,10 @@ EXTENSIONS: list[Extension] = [
               optional=True, extra_compile_args=CFLAGS),
     Extension("healthplane.aggregator._tick_kernel", ["aggregator/_tick_kernel.c"],
               optional=True, extra_compile_args=CFLAGS),
+    Extension("healthplane.checker._engine",
+              sources=[f"checker/engine/{c}.c" for c in (
+                  "module", "engine", "conn", "llhttp/llhttp", "llhttp/api", "llhttp/http")],
+              include_dirs=["checker/engine"], optional=True, extra_compile_args=CFLAGS),
 ]
 
 setup(ext_modules=EXTENSIONS)

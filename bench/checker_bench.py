@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/checker_bench.py            # 5,000 and 50,000 checks
     .venv/bin/python bench/checker_bench.py --checks 5000 --duration 10 --profile
+    .venv/bin/python bench/checker_bench.py --paths python   # the pure-Python probers only
 
 For each N it writes a registry of N http checks against loopback targets
 (interval N / rate, so the probe rate is --rate per second; timeout 1 s),
@@ -12,12 +13,16 @@ as its own process and measures, over a window after warm-up:
 * schedule lateness p50/p99 (from the checker's lateness histogram),
 * RSS, and bytes per snapshot (received by a gRPC Ingest sink run here),
 
-in three scenarios: quiet (nginx answers 200), refusing (closed ports:
+on each probe path (--paths: the compiled probe engine, and the pure-Python
+probers that HEALTHPLANE_PURE_PYTHON=1 forces; each line says which, and
+the checker's own "probe engine:" log line is checked against it), in
+three scenarios: quiet (nginx answers 200), refusing (closed ports:
 the kernel answers RST) and timing out (a listener that accepts and never
 answers, bench/blackhole.py, in its own process). Then HAProxy probes the
 same quiet targets (`option httpchk`, `check inter`, one backend server per
 check, a new connection per check, one thread) and its checks per
-CPU-second and our ratio to it are printed. Check counts for HAProxy come
+CPU-second and our ratio to it are printed per path. With two check
+counts, RSS per check beyond the base is the growth between them. Check counts for HAProxy come
 from nginx's stub_status request counter.
 
 nginx and haproxy are Debian packages; the benchmark installs them with
@@ -102,6 +107,12 @@ def cpu_seconds(pid: int) -> float:
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def sys_cpu_seconds(pid: int) -> float:
+    """The sys part of cpu_seconds: time in the kernel (syscalls, loopback TCP)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return int(text[text.rindex(")") + 2:].split()[12]) / TICK
 
 
 def rss_mb(pid: int) -> float:
@@ -349,6 +360,7 @@ class Figures:
     p99: float = float("nan")
     rss: float = float("nan")
     missed: float = 0.0
+    sys_cpu: float = 0.0               # the kernel's part of cpu
     wait: float = float("nan")         # run-queue wait of the checker's event loop
     others_cpu: float = float("nan")   # CPU-seconds used by every other process
     in_flight_max: float = 0.0
@@ -359,16 +371,19 @@ class Figures:
 
 
 def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duration: float,
-                profile: Path | None = None) -> Figures:
+                profile: Path | None = None, path: str = "compiled") -> Figures:
     metrics_port = free_ports(1)[0]
     cmd = [str(ROOT / ".venv" / "bin" / "healthplane"), "checker", "--checks", str(checks),
            "--fleet", str(fleet), "--id", "bench-1", "--metrics", f"127.0.0.1:{metrics_port}",
-           "--reload-period", "0"]
+           "--reload-period", "0", "--log-level", "info"]
     if not Path(cmd[0]).exists():
         cmd[0:1] = [sys.executable, "-m", "healthplane"]
-    log = open(work / "checker.log", "ab")
+    log_path = work / f"checker-{path}.log"
+    log = open(log_path, "ab")
+    start_at = log.tell()
     sockets_at_start = tcp_sockets()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT)
+    env = dict(os.environ, HEALTHPLANE_PURE_PYTHON="1" if path == "python" else "0")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT, env=env)
     spy: subprocess.Popen | None = None
     try:
         wait_for_port(metrics_port, proc, timeout=180)
@@ -377,8 +392,14 @@ def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duratio
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the checker started no probes (see healthplane.checker.log)")
             time.sleep(0.2)
+        with open(log_path, "rb") as started:
+            started.seek(start_at)
+            if f"probe engine: {path}".encode() not in started.read():
+                raise RuntimeError(f"the checker did not log 'probe engine: {path}' "
+                                   f"(see {log_path})")
         time.sleep(warmup)
         m0, c0, t0 = scrape(metrics_port), cpu_seconds(proc.pid), time.monotonic()
+        k0 = sys_cpu_seconds(proc.pid)
         w0, b0, n0 = run_queue_wait(proc.pid), machine_busy_seconds(), tcp_counters()
         if profile is not None:
             spy = subprocess.Popen([shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy"),
@@ -394,6 +415,7 @@ def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duratio
             in_flight_max = max(in_flight_max,
                                 scrape(metrics_port).get(METRIC + "probes_in_flight", 0.0))
         m1, c1, t1 = scrape(metrics_port), cpu_seconds(proc.pid), time.monotonic()
+        k1 = sys_cpu_seconds(proc.pid)
         w1, b1, n1 = run_queue_wait(proc.pid), machine_busy_seconds(), tcp_counters()
         f = Figures()
         f.wait = w1 - w0
@@ -406,7 +428,7 @@ def run_checker(work: Path, checks: Path, fleet: Path, *, warmup: float, duratio
         r0, r1 = probes_by_result(m0), probes_by_result(m1)
         f.results = {k: r1[k] - r0.get(k, 0.0) for k in r1 if r1[k] - r0.get(k, 0.0)}
         f.probes = sum(f.results.values())
-        f.cpu, f.wall = c1 - c0, t1 - t0
+        f.cpu, f.wall, f.sys_cpu = c1 - c0, t1 - t0, k1 - k0
         f.p50, f.p99 = lateness_quantiles(m0, m1, (0.5, 0.99))
         f.rss = rss_mb(proc.pid)
         f.missed = m1.get(METRIC + "missed_slots_total", 0) - m0.get(
@@ -441,8 +463,9 @@ def haproxy_config(work: Path, name: str, servers: range, interval: float, timeo
 
 
 def run_haproxy(work: Path, n: int, interval: float, timeout: float, ports: list[int],
-                nginx: Nginx, *, warmup: float, duration: float) -> tuple[float, float, float, int]:
-    """HAProxy checking n servers; returns (checks, cpu seconds, wall seconds, processes).
+                nginx: Nginx, *, warmup: float,
+                duration: float) -> tuple[float, float, float, int, float]:
+    """HAProxy checking n servers: (checks, cpu seconds, wall seconds, processes, sys seconds).
 
     HAProxy reserves one fd per server plus two per maxconn and exits when
     the fd limit is lower. Under a hard limit it cannot raise (20,000 here)
@@ -468,10 +491,12 @@ def run_haproxy(work: Path, n: int, interval: float, timeout: float, ports: list
                 raise RuntimeError(f"haproxy exited with {proc.returncode} (see haproxy.log)")
         q0, t0 = nginx.requests(), time.monotonic()
         c0 = sum(cpu_seconds(p.pid) for p in procs)
+        k0 = sum(sys_cpu_seconds(p.pid) for p in procs)
         time.sleep(duration)
         q1, t1 = nginx.requests(), time.monotonic()
         c1 = sum(cpu_seconds(p.pid) for p in procs)
-        return q1 - q0 - 1, c1 - c0, t1 - t0, len(procs)
+        k1 = sum(sys_cpu_seconds(p.pid) for p in procs)
+        return q1 - q0 - 1, c1 - c0, t1 - t0, len(procs), k1 - k0
     finally:
         for proc in procs:
             stop(proc)
@@ -480,13 +505,14 @@ def run_haproxy(work: Path, n: int, interval: float, timeout: float, ports: list
 
 # -- main -----------------------------------------------------------------------------
 
-def report(n: int, scenario: str, f: Figures, sink: Sink) -> None:
-    tag = f"n={n} scenario={scenario}"
+def report(n: int, scenario: str, f: Figures, sink: Sink, path: str) -> None:
+    tag = f"n={n} path={path} scenario={scenario}"
     per_cpu = f.probes / f.cpu if f.cpu else float("nan")
     results = ",".join(f"{k}:{int(v)}" for k, v in sorted(f.results.items()))
     out(f"{tag} probes_per_cpu_second={per_cpu:,.0f}")
     out(f"{tag} probe_rate_per_second={f.probes / f.wall:,.0f} (results {results}; "
-        f"missed slots {int(f.missed)}; cpu {f.cpu:.2f}s over {f.wall:.1f}s)")
+        f"missed slots {int(f.missed)}; cpu {f.cpu:.2f}s, {f.sys_cpu:.2f}s of it sys, "
+        f"over {f.wall:.1f}s)")
     out(f"{tag} lateness_p50_ms={f.p50 * 1000:.2f}")
     out(f"{tag} lateness_p99_ms={f.p99 * 1000:.2f}")
     out(f"{tag} rss_mb={f.rss:.1f}")
@@ -541,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=4.0,
                     help="seconds after the first probe before measuring (default 4)")
     ap.add_argument("--scenarios", default="quiet,refusing,timeout,haproxy")
+    ap.add_argument("--paths", default="python,compiled",
+                    help="probe paths to run, in order (default python,compiled)")
     ap.add_argument("--profile", nargs="?", const="quiet", choices=("quiet", "refusing", "timeout"),
                     help="also profile the checker with py-spy in a separate run of this "
                     "scenario (default quiet)")
@@ -548,6 +576,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     counts = [int(c) for c in args.checks.split(",")]
     scenarios = [s for s in args.scenarios.split(",") if s]
+    # HAProxy last, so every path's ratio can be printed beside it.
+    scenarios = [s for s in scenarios if s != "haproxy"] + (
+        ["haproxy"] if "haproxy" in scenarios else [])
+    paths = [p for p in args.paths.split(",") if p]
+    if not set(paths) <= {"compiled", "python"}:
+        raise SystemExit("checker_bench: --paths takes compiled and/or python")
+    quiet_rss: dict[tuple[str, int], float] = {}
     ensure_packages()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="checker-bench-"))
@@ -570,37 +605,51 @@ def main(argv: list[str] | None = None) -> int:
             hole.stdout.readline()
         targets = {"quiet": nginx_ports, "refusing": closed, "timeout": hole_ports}
         for n in counts:
-            ours = None
-            for scenario in scenarios:
+            ours: dict[str, float] = {}
+            runs = [(p, s) for s in scenarios if s != "haproxy" for p in paths]
+            runs.sort(key=lambda r: paths.index(r[0]))
+            if "haproxy" in scenarios:
+                runs.append(("", "haproxy"))
+            for path, scenario in runs:
                 if scenario == "haproxy":
                     interval = n / args.rate
-                    checks, cpu, wall, nproc = run_haproxy(
+                    checks, cpu, wall, nproc, sys_cpu = run_haproxy(
                         work, n, interval, args.timeout, nginx_ports, nginx,
                         warmup=args.warmup, duration=args.duration)
                     per_cpu = checks / cpu if cpu else float("nan")
                     out(f"n={n} scenario=haproxy checks_per_cpu_second={per_cpu:,.0f}")
                     out(f"n={n} scenario=haproxy check_rate_per_second={checks / wall:,.0f} "
-                        f"(cpu {cpu:.2f}s over {wall:.1f}s, {nproc} process(es))")
-                    if ours is not None:
-                        out(f"n={n} ratio_ours_to_haproxy={ours / per_cpu:.2f}")
+                        f"(cpu {cpu:.2f}s, {sys_cpu:.2f}s of it sys, over {wall:.1f}s, "
+                        f"{nproc} process(es))")
+                    for p, v in ours.items():
+                        out(f"n={n} path={p} ratio_ours_to_haproxy={v / per_cpu:.2f}")
                     continue
                 checks_path, fleet, _ = write_configs(work, n, args.rate, targets[scenario],
                                                       sink_port, args.timeout)
                 served0 = nginx.requests()
                 f = run_checker(work, checks_path, fleet, warmup=args.warmup,
-                                duration=args.duration)
-                report(n, scenario, f, sink)
+                                duration=args.duration, path=path)
+                report(n, scenario, f, sink, path)
                 if scenario == "quiet":
-                    ours = f.probes / f.cpu if f.cpu else None
-                    out(f"n={n} scenario=quiet nginx_requests_seen={nginx.requests() - served0 - 1}"
-                        " (whole run, warm-up included)")
+                    if f.cpu:
+                        ours[path] = f.probes / f.cpu
+                    quiet_rss[path, n] = f.rss
+                    out(f"n={n} path={path} scenario=quiet nginx_requests_seen="
+                        f"{nginx.requests() - served0 - 1} (whole run, warm-up included)")
+        for path in paths:
+            sizes = sorted(n for p, n in quiet_rss if p == path)
+            if len(sizes) >= 2:
+                lo, hi = sizes[0], sizes[-1]
+                grow = (quiet_rss[path, hi] - quiet_rss[path, lo]) * 2**20 / (hi - lo)
+                out(f"path={path} rss_bytes_per_check={grow:,.0f} (RSS growth from {lo:,} to "
+                    f"{hi:,} checks, quiet)")
         if args.profile:
             n = counts[0]
             checks_path, fleet, _ = write_configs(work, n, args.rate, targets[args.profile],
                                                   sink_port, args.timeout)
             prof = work / f"checker-profile-{args.profile}.txt"
             run_checker(work, checks_path, fleet, warmup=args.warmup,
-                        duration=min(args.duration, 15.0), profile=prof)
+                        duration=min(args.duration, 15.0), profile=prof, path=paths[-1])
             summarize_profile(prof)
     finally:
         stop(hole)

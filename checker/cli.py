@@ -195,6 +195,9 @@ async def _serve(args, registry, fleet, config, metrics_addr, digest, tls=None) 
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
     watch_parent(loop)
+    from healthplane.checker.probes import engine
+
+    log.info("probe engine: %s", engine.path(), extra={"probe_engine": engine.path()})
     log.info("started", extra={"checker": args.checker_id, "region": checker.region,
                                "checks": registry.check_count, "owned": checker.indices.size,
                                "aggregators": len(fleet.aggregators)})

@@ -2,9 +2,11 @@
 
 The hot path of a checker. One loop walks the schedule window by window
 (see :mod:`healthplane.checker.schedule`), sleeps until the next slot, and starts every
-probe that is due. Per probe it creates one task around the prober's
-coroutine and appends two ints to a result buffer; everything else (verdicts,
-lateness, counters) is done in numpy batches.
+probe that is due. Rows the compiled probe engine runs are started in one
+call per wake-up and report as arrays (:mod:`healthplane.checker.batch`);
+for every other probe it creates one task around the prober's coroutine and
+appends to a result buffer. Everything else (verdicts, lateness, counters)
+is done in numpy batches.
 
 Rules:
 
@@ -37,12 +39,14 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from healthplane.checker.batch import EngineBatch, gather, run_planned
 from healthplane.checker.detail import DetailCursor
+from healthplane.checker.fold import carry, fold
 from healthplane.checker.probes.base import NO_CERT, Outcome, Prober, ProbeResult
-from healthplane.checker.schedule import Schedule
+from healthplane.checker.schedule import Schedule, concurrency_limit
 from healthplane.checker.thresholds import Verdicts
 
-from healthplane.runtime.clock import Clock
+from healthplane.runtime.clock import Clock, SystemClock
 
 log = logging.getLogger("healthplane.checker")
 
@@ -50,17 +54,6 @@ _BROKEN = ProbeResult(Outcome.ERROR, 0.0, "probe error")
 
 ProbeCounter = Callable[[np.ndarray, np.ndarray], None]
 LatenessObserver = Callable[[np.ndarray], None]
-
-
-def concurrency_limit(intervals: np.ndarray, timeouts: np.ndarray) -> int:
-    """rate x timeout, plus headroom for slots that happen to bunch up."""
-    if intervals.size == 0:
-        return 1
-    mean_in_flight = float((timeouts / intervals).sum())
-    # Phases are hashes, so starts are only statistically even; the margin
-    # (a quarter, plus a few standard deviations of a Poisson count) keeps
-    # the bound from skipping slots of a healthy, on-time checker.
-    return max(1, math.ceil(1.25 * mean_in_flight + 4 * math.sqrt(mean_in_flight) + 4))
 
 
 class Dispatcher:
@@ -116,11 +109,22 @@ class Dispatcher:
         self._observe_lateness = observe_lateness
         self._last_flush = -np.inf
         self._stopped = False
-        self.in_flight = 0
+        self._batch = EngineBatch.build(self._probers)
+        # The engine times the starts itself when it runs every row on the
+        # real clock (its timer is CLOCK_MONOTONIC, which SystemClock reads).
+        self._planned = (self._batch is not None and bool(self._batch.mask.all())
+                         and type(clock) is SystemClock)
+        self._py_in_flight = 0
         self.launched = 0      # probes started
         self.missed = 0        # slots skipped
         self.finished = 0      # results folded into verdicts
         self.expired_results = 0   # results too old when folded (a stall came between)
+
+    @property
+    def in_flight(self) -> int:
+        """Probes running now, on either path."""
+        batch = self._batch
+        return self._py_in_flight + (batch.in_flight if batch is not None else 0)
 
     # -- results ----------------------------------------------------------
 
@@ -148,17 +152,24 @@ class Dispatcher:
         self._res_rows.append(row)
         self._res.append(result)
         self._res_at.append(self.clock.now())
-        self.in_flight -= 1
+        self._py_in_flight -= 1
 
     def flush(self) -> None:
         """Fold buffered results into verdicts, per-row detail and counters."""
-        if not self._res_rows:
+        batch = self._batch
+        if self._planned and batch is not None:
+            lateness, launched, missed = batch.take_schedule()
+            self.launched += launched
+            self.missed += missed
+            if self._observe_lateness is not None and lateness.size:
+                self._observe_lateness(lateness)
+        if not self._res_rows and (batch is None or not batch.pending):
             self._last_flush = self.clock.now()
             return
-        results = self._res
-        row_list = self._res_rows
-        rows = np.asarray(row_list, dtype=np.int64)
-        came = np.asarray(self._res_at)
+        n_py = len(self._res_rows)
+        rows, codes, latencies, certs, reasons, came = gather(batch, self._res_rows, self._res,
+                                                              self._res_at)
+        self._started[rows[n_py:]] = np.inf   # the engine's rows
         self._res_rows = []
         self._res = []
         self._res_at = []
@@ -169,33 +180,11 @@ class Dispatcher:
             # before the pause, which must not rebuild a verdict after it.
             self.expired_results += int(np.count_nonzero(expired))
             keep = np.flatnonzero(~expired)
-            rows = rows[keep]
-            results = [results[i] for i in keep.tolist()]
-            row_list = rows.tolist()
-            if not row_list:
+            rows, codes, latencies, certs = rows[keep], codes[keep], latencies[keep], certs[keep]
+            reasons = [reasons[i] for i in keep.tolist()]
+            if not rows.size:
                 return
-        codes = np.asarray([r.outcome for r in results], dtype=np.int64)
-        # A check whose previous result is older than the stale rule (the
-        # process was stopped, the VM paused, a GC ran long) rebuilds its
-        # verdict from new results only: carried over, the old verdict would
-        # vote again with the first new result, however long ago it was made.
-        gap = rows[(now - self.last_result[rows]) > self._stale_bound[rows]]
-        if gap.size:
-            self.verdicts.reset(gap)
-        self.verdicts.apply(rows, codes == Outcome.OK)
-        self.last_result[rows] = now
-        # A row with two results in one batch (rare: intervals are >= 1 s and
-        # batches a quarter second) keeps the later: 1-D assignment with a
-        # repeated index takes the last value, as the reasons loop does.
-        self.outcomes[rows] = codes
-        self.latencies[rows] = [r.latency for r in results]
-        self.cert_not_after[rows] = [r.cert_not_after for r in results]
-        reasons = self.reasons
-        for row, result in zip(row_list, results, strict=True):
-            reasons[row] = result.reason
-        self.finished += rows.size
-        if self._count_probes is not None:
-            self._count_probes(self.kinds[rows], codes)
+        fold(self, rows, codes, latencies, certs, reasons)
 
     def cert_days_left(self, wall_now: float) -> np.ndarray:
         """Days until each row's latest TLS certificate expires (NaN: none seen)."""
@@ -215,6 +204,8 @@ class Dispatcher:
     def stop(self) -> None:
         """Stop starting probes and cancel those in flight (results dropped)."""
         self._stopped = True
+        if self._batch is not None:
+            self._batch.detach()
         for task in self._tasks:
             if task is not None:
                 task.cancel()
@@ -222,6 +213,15 @@ class Dispatcher:
     async def run(self, start: float | None = None) -> None:
         """Probe on schedule until stop(). Windows start at `start` (default now)."""
         t0 = self.clock.now() if start is None else start
+        if self._batch is not None and not self._stopped:
+            self._batch.attach(asyncio.get_running_loop(), self.clock.now)
+            # Timers in planned mode wait up to 5 ms for company (lateness
+            # stays far inside its bound); the grace rule is the one _one applies.
+            self._batch.configure(self.limit, max(self.resolution, 0.005) if self._planned
+                                  else 0.0, self.grace)
+            if self._planned:
+                await run_planned(self, t0)
+                return
         max_bound = float(self.late_bound.max()) if self.late_bound.size else 0.0
         while not self._stopped:
             if not self.ids:
@@ -257,7 +257,8 @@ class Dispatcher:
                 if i < j:
                     await self._wait_capacity()
                     continue
-            if len(self._res_rows) >= 512 or now - self._last_flush >= 0.25:
+            done = len(self._res_rows) + (self._batch.pending if self._batch else 0)
+            if done >= 512 or now - self._last_flush >= 0.25:
                 # Keep verdicts and counters no more than a quarter second
                 # behind, without paying numpy overhead on every wake-up.
                 self.flush()
@@ -280,16 +281,22 @@ class Dispatcher:
         self.missed += int(stop - np.count_nonzero(keep[:stop]))
         if ok_pos.size:
             start = due_rows[ok_pos]
-            self._start_probes(start.tolist(), now)
+            self._start_probes(start)
             self._started[start] = now
             if self._observe_lateness is not None:
                 self._observe_lateness(late[ok_pos])
         return i + stop
 
-    def _start_probes(self, rows: list[int], now: float) -> None:
+    def _start_probes(self, rows: np.ndarray) -> None:
+        self.launched += rows.size
+        batch = self._batch
+        if batch is not None:
+            mask = batch.mask[rows]
+            batch.start(rows[mask])
+            rows = rows[~mask]
         create = asyncio.get_running_loop().create_task
         tasks, gens, one = self._tasks, self._gen, self._one
-        for row in rows:
+        for row in rows.tolist():
             previous = tasks[row]
             if previous is not None:
                 # Its next slot came and it is still running: past its timeout.
@@ -297,8 +304,7 @@ class Dispatcher:
             gen = gens[row] + 1
             gens[row] = gen
             tasks[row] = create(one(row, gen))
-        self.in_flight += len(rows)
-        self.launched += len(rows)
+        self._py_in_flight += rows.size
 
     async def _wait_capacity(self) -> None:
         """At the bound: look again one resolution step later.
@@ -326,16 +332,4 @@ class Dispatcher:
 
     def carry_from(self, old: Dispatcher) -> None:
         """Adopt verdicts and freshness of checks that kept their id."""
-        old.flush()
-        pairs = [(r_old, self.row_of[c]) for r_old, c in enumerate(old.ids) if c in self.row_of]
-        if not pairs:
-            return
-        old_rows = np.asarray([p[0] for p in pairs], dtype=np.int64)
-        new_rows = np.asarray([p[1] for p in pairs], dtype=np.int64)
-        self.verdicts.carry_from(old.verdicts, old_rows, new_rows)
-        self.last_result[new_rows] = old.last_result[old_rows]
-        self.outcomes[new_rows] = old.outcomes[old_rows]
-        self.latencies[new_rows] = old.latencies[old_rows]
-        self.cert_not_after[new_rows] = old.cert_not_after[old_rows]
-        for r_old, r_new in pairs:
-            self.reasons[r_new] = old.reasons[r_old]
+        carry(self, old)

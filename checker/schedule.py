@@ -17,6 +17,7 @@ in exactly one window: each check is due exactly once per interval.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,6 +29,17 @@ _TWO64 = float(2**64)
 def phase_fraction(check_id: str, checker_id: str) -> float:
     """Where in its interval a check's slots fall for this checker, in [0, 1)."""
     return stable_hash64("phase", check_id, checker_id) / _TWO64
+
+
+def concurrency_limit(intervals: np.ndarray, timeouts: np.ndarray) -> int:
+    """rate x timeout, plus headroom for slots that happen to bunch up."""
+    if intervals.size == 0:
+        return 1
+    mean_in_flight = float((timeouts / intervals).sum())
+    # Phases are hashes, so starts are only statistically even; the margin
+    # (a quarter, plus a few standard deviations of a Poisson count) keeps
+    # the bound from skipping slots of a healthy, on-time checker.
+    return max(1, math.ceil(1.25 * mean_in_flight + 4 * math.sqrt(mean_in_flight) + 4))
 
 
 class Schedule:

@@ -4,6 +4,8 @@
 (request bytes, parsed address, TLS context precomputed); the scheduler then
 awaits it once per slot. A prober tries exactly once, finishes within
 ``check.timeout`` and never raises: see :mod:`healthplane.checker.probes.base`.
+Plain tcp and http probes of IP literals run on the compiled engine when it
+is built (:mod:`healthplane.checker.probes.engine`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from types import ModuleType
 
 from healthplane.proto.config.model import Check
 
-from . import dns, grpc, http, tcp
+from . import dns, engine, grpc, http, tcp
 from .base import Outcome, Prober, ProbeResult
 
 PROBES: dict[str, ModuleType] = {
@@ -35,7 +37,7 @@ def make_prober(check: Check, *, allow_private: bool) -> Prober:
     module = PROBES.get(check.type)
     if module is None:
         raise ValueError(f"check {check.id!r}: type {check.type!r} is not probed")
-    return module.make_prober(check, allow_private=allow_private)
+    return engine.wrap(module.make_prober(check, allow_private=allow_private))
 
 
 __all__ = ["KINDS", "KIND_CODE", "Outcome", "PROBES", "ProbeResult", "Prober", "make_prober"]

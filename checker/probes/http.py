@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from functools import lru_cache
 from typing import cast
 from urllib.parse import quote
 
@@ -42,8 +43,13 @@ _HEADERS_TOO_LONG = f"headers over {HEADER_LIMIT} bytes"
 _PATH_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 
 
+@lru_cache(maxsize=256)
 def status_table(ranges: tuple[tuple[int, int], ...]) -> bytes:
-    """One byte per status code 0..999: 1 where the code is healthy."""
+    """One byte per status code 0..999: 1 where the code is healthy.
+
+    Shared by every check with the same ranges (most have the default), so
+    the table costs 1,000 bytes per distinct ``expected_status``, not per check.
+    """
     table = bytearray(1000)
     for lo, hi in ranges:
         table[lo:hi + 1] = b"\x01" * (hi + 1 - lo)

@@ -24,6 +24,8 @@ INTERVAL = 5.0      # virtual seconds between slots
 SLOTS = 3
 STEP = 0.05         # virtual seconds per clock step
 
+pytestmark = pytest.mark.usefixtures("probe_path")
+
 
 class CountingEndpoint:
     """A loopback server that fails every probe its own way and logs connections."""

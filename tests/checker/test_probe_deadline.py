@@ -28,7 +28,7 @@ import uvloop
 from healthplane.checker.probes import make_prober
 from healthplane.proto.config.model import Check
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("probe_path")]
 
 TIMEOUT = 0.4
 # Deadlines are timers on the loop: allow for a busy shared machine, but far

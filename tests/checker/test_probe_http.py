@@ -20,7 +20,7 @@ from healthplane.proto.config.model import PROBE_TYPES, Check
 
 from tests.checker.helpers import closed_port, until
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("probe_path")]
 
 
 def http_check(port: int, **kw) -> Check:

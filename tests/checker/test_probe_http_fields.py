@@ -17,7 +17,7 @@ from healthplane.proto.config.model import Check
 from tests.checker.loops import LOOPS, run_on
 from tests.checker.tlsutil import self_signed
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("probe_path")]
 
 
 def http_check(port: int, **kw) -> Check:

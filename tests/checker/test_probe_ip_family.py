@@ -20,7 +20,7 @@ from healthplane.proto.config.model import Check
 
 from tests.checker.loops import LOOPS, run_on
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("probe_path")]
 
 NAMES = {"dual.test": ["127.0.0.1", "::1"], "v4only.test": ["127.0.0.1"]}
 

@@ -12,7 +12,7 @@ from healthplane.proto.config.model import Check
 
 from tests.checker.helpers import closed_port
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("probe_path")]
 
 
 def tcp_check(port: int, **kw) -> Check:

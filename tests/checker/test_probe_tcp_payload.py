@@ -11,7 +11,7 @@ from healthplane.proto.config.model import Check
 
 from tests.checker.loops import LOOPS, run_on
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("probe_path")]
 
 
 def tcp_check(port: int, **kw) -> Check:
