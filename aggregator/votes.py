@@ -66,9 +66,11 @@ def _ceil_div(a: int, b: int) -> int:
 def _chunking(check_count: int, chunk_words: int) -> tuple[int, int]:
     """(chunk_words, n_chunks) of a row of check_count checks."""
     words = max(1, _ceil_div(codec.packed_size(check_count), 8))
-    # A small registry is one chunk: no point padding it to 8 KiB per row.
-    chunk_words = min(chunk_words, words)
-    return chunk_words, _ceil_div(words, chunk_words)
+    # As few chunks as chunk_words allows, then as even as they can be: the
+    # padding stays under one word per chunk (a fixed 1024 padded 100,000
+    # checks to 131,072 lanes, and every per-lane pass paid for them).
+    n_chunks = _ceil_div(words, chunk_words)
+    return _ceil_div(words, n_chunks), n_chunks
 
 
 def lane_words_for(check_count: int, chunk_words: int = DEFAULT_CHUNK_WORDS) -> int:
