@@ -22,14 +22,15 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from healthplane.checker.probes.base import NO_CERT, ProbeResult
 from healthplane.checker.probes.engine import reason_text
 
-if TYPE_CHECKING:
-    from healthplane.checker.dispatch import Dispatcher
+# The dispatcher imports this module, so it is typed loosely here (the
+# package keeps its import graph free of circles, type-only imports included).
+Dispatcher = Any
 
 _CHUNK = 4096   # results drained per call
 
