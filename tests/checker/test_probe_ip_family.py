@@ -40,12 +40,20 @@ def listener() -> Iterator[socket.socket]:
     """A port with an IPv6-only listener on ::1 and the same port on 127.0.0.1
     bound but not listening (connects there are refused, and nobody else
     can take it during the test)."""
-    v6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    v6.bind(("::1", 0))
-    number = v6.getsockname()[1]
-    v4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    v4.bind(("127.0.0.1", number))
+    for _ in range(50):     # the IPv4 side of a free IPv6 port may be someone else's
+        v6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6.bind(("::1", 0))
+        number = v6.getsockname()[1]
+        v4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            v4.bind(("127.0.0.1", number))
+            break
+        except OSError:
+            v4.close()
+            v6.close()
+    else:
+        pytest.fail("no port free on both ::1 and 127.0.0.1")
     v6.listen(16)
     v6.setblocking(False)
     yield v6
