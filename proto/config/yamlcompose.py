@@ -122,28 +122,26 @@ class _BoundedComposer(Composer):
                 break
             if inline and type(event) is ScalarEvent and event.anchor is None:
                 get()
-                tag = event.tag
-                if tag is None or tag == "!":
-                    tag = tags.get((event.value, event.implicit)) or \
-                        self.resolve(ScalarNode, event.value, event.implicit)
-                key = ScalarNode(tag, event.value, event.start_mark, event.end_mark,
-                                 style=event.style)
+                key = self._plain(event, tags)
             else:
                 key = self.compose_node(node, None)
             event = peek()
             if inline and type(event) is ScalarEvent and event.anchor is None:
                 get()
-                tag = event.tag
-                if tag is None or tag == "!":
-                    tag = tags.get((event.value, event.implicit)) or \
-                        self.resolve(ScalarNode, event.value, event.implicit)
-                value = ScalarNode(tag, event.value, event.start_mark, event.end_mark,
-                                   style=event.style)
+                value = self._plain(event, tags)
             else:
                 value = self.compose_node(node, key)
             pairs.append((key, value))
         node.end_mark = get().end_mark
         return node
+
+    def _plain(self, event: ScalarEvent, tags: dict[tuple[object, object], str]) -> ScalarNode:
+        """The node of a scalar without anchor, composed in line (no events after it)."""
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = tags.get((event.value, event.implicit)) or \
+                self.resolve(ScalarNode, event.value, event.implicit)
+        return ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
 
     def compose_sequence_node(self, anchor: str | None) -> SequenceNode:
         if not self._stream_this:
