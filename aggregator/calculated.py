@@ -18,7 +18,8 @@ def calculated_levels(registry: Registry) -> list[list[int]]:
     """
     index = registry.index_of()
     checks = registry.checks
-    calc = [i for i, c in enumerate(checks) if c.type == "calculated"]
+    types = registry.column("type")
+    calc = [i for i, t in enumerate(types) if t == "calculated"]
     pending: dict[int, set[int]] = {}
     for i in calc:
         deps = set()
@@ -26,7 +27,7 @@ def calculated_levels(registry: Registry) -> list[list[int]]:
             if child not in index:
                 raise ValueError(f"calculated check {checks[i].id!r}: unknown child {child!r}")
             j = index[child]
-            if checks[j].type == "calculated":
+            if types[j] == "calculated":
                 deps.add(j)
         pending[i] = deps
     levels: list[list[int]] = []

@@ -60,7 +60,7 @@ class Layout:
 
 def inverted_checks(registry: Registry) -> np.ndarray:
     """Per check index, whether the check is inverted (bool)."""
-    return np.array([c.inverted for c in registry.checks], dtype=bool)
+    return np.array(registry.column("inverted"), dtype=bool)
 
 
 def build_layout(registry: Registry, calc_levels: list[list[int]],
@@ -75,8 +75,8 @@ def build_layout(registry: Registry, calc_levels: list[list[int]],
     """
     nw = slots.lane_words
     checks = registry.checks
-    disabled = np.array([c.disabled for c in checks], dtype=bool)
-    calculated = np.array([c.type == "calculated" for c in checks], dtype=bool)
+    disabled = np.array(registry.column("disabled"), dtype=bool)
+    calculated = np.array([t == "calculated" for t in registry.column("type")], dtype=bool)
     keep = np.where(disabled, 0, 3).astype(np.uint8)
     flip = np.where(disabled, 1, np.where(inverted_checks(registry), 3, 0)).astype(np.uint8)
     novote = (disabled | calculated).astype(np.uint8)
@@ -95,8 +95,10 @@ def build_layout(registry: Registry, calc_levels: list[list[int]],
             keep=keep[ids], flip=flip[ids]))
     fleet_votes = fleet.min_votes if fleet is not None else 1
     fleet_regions = fleet.min_regions if fleet is not None else 1
-    min_votes = np.array([c.min_votes or fleet_votes for c in checks], dtype=np.uint16)
-    min_regions = np.array([c.min_regions or fleet_regions for c in checks], dtype=np.uint16)
+    min_votes = np.array([v or fleet_votes for v in registry.column("min_votes")],
+                         dtype=np.uint16)
+    min_regions = np.array([v or fleet_regions for v in registry.column("min_regions")],
+                           dtype=np.uint16)
     region_rows = region_of_row = None
     if fleet is not None and min_regions.size and int(min_regions.max()) > 1:
         region_of = [fleet.region_of(cid) for cid in fleet.checker_ids]

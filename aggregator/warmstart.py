@@ -110,14 +110,17 @@ def read_persisted(path: str, registry: Registry, fleet: Fleet,
 
 def _memory(ids: tuple[str, ...], states: np.ndarray, registry: Registry,
             fleet: Fleet) -> TickMemory | None:
-    by_id = {c.id: c for c in registry.checks}
-    known = [by_id.get(i) for i in ids]
+    index = registry.index_of()
+    known = [index.get(i, -1) for i in ids]
+    found = [i for i in known if i >= 0]
+    columns = {name: dict(zip(found, registry.column(name, found), strict=True))
+               for name in ("inverted", "disabled", "type")}
     # Final statuses of the file are what each check last was; a check the
     # current registry inverts was stored inverted, and one without votes of
     # its own (calculated, disabled) keeps nothing.
-    inverted = np.array([c is not None and c.inverted for c in known], dtype=bool)
-    novote = np.array([c is None or c.disabled or c.type == "calculated" for c in known],
-                      dtype=bool)
+    inverted = np.array([i >= 0 and columns["inverted"][i] for i in known], dtype=bool)
+    novote = np.array([i < 0 or columns["disabled"][i] or columns["type"][i] == "calculated"
+                       for i in known], dtype=bool)
     valid = (states == codec.HEALTHY) | (states == codec.UNHEALTHY)
     status = np.where(valid, states, codec.HEALTHY).astype(np.uint8)
     mem = from_check_order(

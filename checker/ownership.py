@@ -93,9 +93,11 @@ def owned_mask(registry: Registry, fleet: Fleet, checker_id: str) -> np.ndarray:
     if region is None:
         return mask
     members = list(fleet.regions[region])
-    eligible = [i for i, c in enumerate(registry.checks)
-                if c.type != "calculated" and not c.disabled
-                and region in check_regions(c.regions, fleet)]
+    eligible = [i for i, (kind, disabled, regions) in enumerate(zip(
+                    registry.column("type"), registry.column("disabled"),
+                    registry.column("regions"), strict=True))
+                if kind != "calculated" and not disabled
+                and region in check_regions(regions, fleet)]
     if not eligible:
         return mask
     k = fleet.checkers_per_region
@@ -103,7 +105,7 @@ def owned_mask(registry: Registry, fleet: Fleet, checker_id: str) -> np.ndarray:
     if k >= len(members):
         mask[idx] = True
         return mask
-    s = scores([registry.checks[i].id for i in eligible], members)
+    s = scores(registry.column("id", idx), members)
     me = members.index(checker_id)
     mine = s[:, me:me + 1]
     # Rank of this checker per check: how many members beat it (ties go to

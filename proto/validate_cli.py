@@ -27,7 +27,7 @@ def _plural(n: int, word: str) -> str:
 
 def summary(registry: Registry, fleet: Fleet | None, zone: Zone | None) -> str:
     """One line: checks per type, fleet size, records, registry version."""
-    counts: Counter[str] = Counter(c.type for c in registry.checks)
+    counts: Counter[str] = Counter(registry.column("type"))
     by_type = ", ".join(f"{t} {counts[t]}" for t in CHECK_TYPES if counts[t])
     parts = [_plural(registry.check_count, "check") + (f" ({by_type})" if by_type else "")]
     if fleet is not None:

@@ -37,12 +37,12 @@ from healthplane.proto.config import check_rules, probe_fields
 from healthplane.proto.config.check_columns import (
     ABSENT,
     EntryColumns,
-    build,
     defaults_of,
     fill_absent,
     read_column,
 )
 from healthplane.proto.config.check_fields import READERS, Entry
+from healthplane.proto.config.check_table import RowTable
 from healthplane.proto.config.checks import (
     FIELDS_BY_TYPE,
     gc_paused,
@@ -143,10 +143,11 @@ def _fast(data: bytes | bytearray, source: str, fleet: Fleet | None,
         raise _ExactPass
     del entries
     _normalize_thresholds(columns)
-    checks = build(Check, count, columns)
+    # Stored by field straight from the columns: no Check is made at all.
+    checks = RowTable.from_columns(Check, count, columns)
     version = VersionHash()
     version.add_columns(columns, checks)
-    return Registry(checks=tuple(checks), version=version.hexdigest(), source=source)
+    return Registry(checks=checks, version=version.hexdigest(), source=source)
 
 
 def _read_entries(items: list, left: int | None) -> tuple[dict[str, Any], int]:

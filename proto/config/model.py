@@ -7,8 +7,12 @@ match the contract in design.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
+from healthplane.proto.config.check_table import RowTable
 
 CheckType = Literal["http", "https", "tcp", "grpc", "dns", "calculated"]
 IpFamily = Literal["any", "ipv4", "ipv6"]
@@ -61,11 +65,21 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class Registry:
-    """The ordered check registry. A check's index is its position."""
+    """The ordered check registry. A check's index is its position.
 
-    checks: tuple[Check, ...]
+    Checks given in any sequence are stored by field (a
+    :class:`~healthplane.proto.config.check_table.RowTable`): ``checks[i]``
+    makes that Check, and :meth:`column` reads one field of every check
+    without making any.
+    """
+
+    checks: Sequence[Check]
     version: str                     # hash of the canonical content
     source: str = ""                 # file it was read from, for messages
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.checks, RowTable):
+            object.__setattr__(self, "checks", RowTable(Check, self.checks))
 
     @property
     def check_count(self) -> int:
@@ -73,11 +87,25 @@ class Registry:
 
     @property
     def ids(self) -> tuple[str, ...]:
-        return tuple(c.id for c in self.checks)
+        return tuple(self.column("id"))
+
+    def column(self, name: str, rows: Sequence[int] | np.ndarray | None = None) -> list[Any]:
+        """Field name of every check (or of the checks at these indices), in order."""
+        return self._table.column(name, None if rows is None else np.asarray(rows))
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> list[Check]:
+        """The checks at these indices, made in one pass per field."""
+        return self._table.take(np.asarray(rows))
+
+    @property
+    def _table(self) -> RowTable[Check]:
+        checks = self.checks
+        assert isinstance(checks, RowTable)
+        return checks
 
     def index_of(self) -> dict[str, int]:
         """Map of check id to index (build once and keep; not cached here)."""
-        return {c.id: i for i, c in enumerate(self.checks)}
+        return dict(zip(self.column("id"), range(len(self.checks)), strict=True))
 
 
 @dataclass(frozen=True, slots=True)

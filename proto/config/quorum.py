@@ -16,13 +16,15 @@ def quorum_warnings(registry: Registry, fleet: Fleet) -> list[str]:
     """One line per check that can never reach its quorum, with file:line."""
     out: list[str] = []
     source = registry.source or "checks.yaml"
-    for i, c in enumerate(registry.checks):
-        if c.type == "calculated" or c.disabled:
+    columns = zip(*(registry.column(name) for name in (
+        "type", "disabled", "regions", "min_votes", "min_regions", "line")), strict=True)
+    for i, (kind, disabled, own_regions, own_votes, own_regions_min, line) in enumerate(columns):
+        if kind == "calculated" or disabled:
             continue
-        regions = [r for r in (c.regions or tuple(fleet.regions)) if fleet.regions.get(r)]
+        regions = [r for r in (own_regions or tuple(fleet.regions)) if fleet.regions.get(r)]
         voters = sum(min(fleet.checkers_per_region, len(fleet.regions[r])) for r in regions)
-        min_votes = c.min_votes or fleet.min_votes
-        min_regions = c.min_regions or fleet.min_regions
+        min_votes = own_votes or fleet.min_votes
+        min_regions = own_regions_min or fleet.min_regions
         problems = []
         if voters < min_votes:
             problems.append(f"min_votes {min_votes} but at most {voters} checker(s) probe it")
@@ -30,6 +32,6 @@ def quorum_warnings(registry: Registry, fleet: Fleet) -> list[str]:
             problems.append(f"min_regions {min_regions} but it is probed in "
                             f"{len(regions)} region(s)")
         if problems:
-            out.append(f"{source}:{c.line}: checks[{i}]: can never reach its quorum: "
+            out.append(f"{source}:{line}: checks[{i}]: can never reach its quorum: "
                        f"{'; '.join(problems)} (unknown_as {fleet.unknown_as} decides it)")
     return out
