@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -53,22 +53,47 @@ class EngineBatch:
         self._late = np.empty(_CHUNK, np.float64)
 
     @classmethod
-    def build(cls, probers: Sequence[object]) -> EngineBatch | None:
-        """The batch of probers the engine runs; None when there are none."""
+    def build(cls, probers: Iterable[Any]) -> tuple[EngineBatch | None, list[Any]]:
+        """The batch of the probers the engine runs (None when there are
+        none), and per row the prober to call, None where the engine runs it.
+
+        Probers are taken one at a time and those the engine runs are not
+        kept, so a generator never has them all in memory at once.
+        """
+        kept: list[Any] = []
         rows: list[int] = []
-        mod = None
+        engine_ids: list[int] = []
+        engine = None
+        # Checks probed the same way (the same request, text and timeout:
+        # most of a registry) share one spec in the engine, so a check
+        # costs it only its address.
+        specs: dict[tuple, int] = {}
         for row, p in enumerate(probers):
             spec = getattr(p, "spec", None)
-            if spec is not None and getattr(p, "mod", None) is not None:
-                mod = p.mod  # type: ignore[attr-defined]
-                rows.append(row)
-        if mod is None:
-            return None
-        engine = mod.Engine()
-        ids = np.full(len(probers), -1, dtype=np.int64)
-        for row in rows:
-            ids[row] = engine.add(*probers[row].spec)  # type: ignore[attr-defined]
-        return cls(engine, np.asarray(rows, dtype=np.int64), ids)
+            mod = getattr(p, "mod", None)
+            if spec is None or mod is None:
+                kept.append(p)
+                continue
+            if engine is None:
+                engine = mod.Engine()
+            ip, port, *how = spec
+            key = tuple(how)
+            sid = specs.get(key)
+            if sid is None:
+                sid = specs[key] = engine.spec(*how)
+            engine_ids.append(engine.target(ip, port, sid))
+            rows.append(row)
+            kept.append(None)
+        if engine is None:
+            return None, kept
+        ids = np.full(len(kept), -1, dtype=np.int32)
+        ids[rows] = engine_ids
+        return cls(engine, np.asarray(rows, dtype=np.int32), ids), kept
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The dispatcher rows the engine runs, by engine id."""
+        return self._rows
 
     @property
     def in_flight(self) -> int:
@@ -106,7 +131,7 @@ class EngineBatch:
     def start(self, rows: np.ndarray) -> None:
         """Start one probe for each of these dispatcher rows (all engine rows)."""
         before = self.pending
-        self.engine.start(self._ids[rows])  # type: ignore[attr-defined]
+        self.engine.start(self._ids[rows].astype(np.int64))  # type: ignore[attr-defined]
         self._stamp(self.pending - before)
 
     def configure(self, limit: int, coalesce: float, grace: float) -> None:
@@ -119,7 +144,8 @@ class EngineBatch:
         late_bound late (else missed)."""
         before = self.pending
         self.engine.plan(np.round(times * 1e9).astype(np.int64),  # type: ignore[attr-defined]
-                         self._ids[rows], np.round(late_bound * 1e9).astype(np.int64))
+                         self._ids[rows].astype(np.int64),
+                         np.round(late_bound * 1e9).astype(np.int64))
         self._stamp(self.pending - before)
 
     def _read_at(self, n: int) -> np.ndarray:
@@ -209,7 +235,7 @@ async def run_planned(d: Dispatcher, t0: float) -> None:
         t1 = t0 + d.window
         times, rows = d.schedule.slots_in(t0, t1)
         if times.size:
-            batch.plan(times, rows, d.late_bound[rows])
+            batch.plan(times, rows, d.late_bound_of(rows))
         while not d._stopped and (now := d.clock.now()) < t1 - lead:
             await d.clock.sleep_until(min(t1 - lead, now + 0.25))
             d.flush()

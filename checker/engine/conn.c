@@ -232,12 +232,13 @@ static int settled(int fd)
     return getpeername(fd, (struct sockaddr *)&peer, &len) == 0;
 }
 
-void probe_open(probe_t *p, const spec_t *s)
+void probe_open(probe_t *p, const spec_t *s, const target_t *t)
 {
     p->connected = 0;
     p->sent = 0;
     reader_init(&p->rd, s);
-    int family = s->addr.v4.sin_family;
+    int family = t->addr.v4.sin_family;
+    socklen_t addrlen = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     p->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p->fd < 0) {
         finish_errno(&p->rd, errno);
@@ -248,7 +249,7 @@ void probe_open(probe_t *p, const spec_t *s)
     (void)setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
     int r;
     do {
-        r = connect(p->fd, (const struct sockaddr *)&s->addr, s->addrlen);
+        r = connect(p->fd, (const struct sockaddr *)&t->addr, addrlen);
     } while (r < 0 && errno == EINTR);
     if (r == 0) {
         on_connected(p, s);

@@ -36,6 +36,8 @@ typedef struct {
     int epfd, tfd;
     spec_t *specs;
     Py_ssize_t nspecs, capspecs;
+    target_t *targets;      /* by probe id */
+    Py_ssize_t ntargets, captargets;
     probe_t *slots;
     int32_t *free;          /* stack of free slot indices */
     int32_t nslots, nfree;
@@ -165,7 +167,7 @@ static int release(Engine *e, int32_t slot, int report, int8_t outcome, int32_t 
         close(p->fd);
     p->fd = -1;
     p->gen++;
-    e->specs[p->spec].slot = -1;
+    e->targets[p->target].slot = -1;
     e->free[e->nfree++] = slot;
     if (!report)
         return 0;
@@ -173,16 +175,17 @@ static int release(Engine *e, int32_t slot, int report, int8_t outcome, int32_t 
     if (p->rd.done) {
         outcome = p->rd.outcome;
         code = p->rd.code;
-        if (now - p->t0_ns > e->specs[p->spec].timeout_ns + e->grace_ns) {
+        int64_t timeout_ns = e->specs[e->targets[p->target].spec].timeout_ns;
+        if (now - p->t0_ns > timeout_ns + e->grace_ns) {
             /* Read long past its deadline (the process was stopped or
              * starved): the answer predates the pause, as the dispatcher rules
              * for the Python probers. */
             outcome = O_TIMEOUT;
             code = RC_TIMEOUT;
-            latency = (double)e->specs[p->spec].timeout_ns / 1e9;
+            latency = (double)timeout_ns / 1e9;
         }
     }
-    return emit(e, p->spec, outcome, code, latency);
+    return emit(e, p->target, outcome, code, latency);
 }
 
 static int32_t take_slot(Engine *e)
@@ -209,12 +212,13 @@ static int32_t take_slot(Engine *e)
 
 static int start_one(Engine *e, int64_t id, int64_t now)
 {
-    if (id < 0 || id >= e->nspecs) {
+    if (id < 0 || id >= e->ntargets) {
         PyErr_SetString(PyExc_IndexError, "no such probe id");
         return -1;
     }
-    spec_t *s = &e->specs[id];
-    if (s->slot >= 0 && release(e, s->slot, 1, O_TIMEOUT, RC_TIMEOUT, now) < 0)
+    target_t *t = &e->targets[id];
+    const spec_t *s = &e->specs[t->spec];
+    if (t->slot >= 0 && release(e, t->slot, 1, O_TIMEOUT, RC_TIMEOUT, now) < 0)
         return -1;          /* its next slot came: past its timeout, as a cancel is */
     int32_t slot = take_slot(e);
     if (slot < 0) {
@@ -222,11 +226,11 @@ static int start_one(Engine *e, int64_t id, int64_t now)
         return -1;
     }
     probe_t *p = &e->slots[slot];
-    p->spec = (int32_t)id;
+    p->target = (int32_t)id;
     p->t0_ns = now;
     p->deadline_ns = now + s->timeout_ns;
-    s->slot = slot;
-    probe_open(p, s);
+    t->slot = slot;
+    probe_open(p, s, t);
     if (p->fd >= 0 && !p->rd.done) {
         struct epoll_event ev = {.events = PROBE_EVENTS,
                                  .data.u64 = ((uint64_t)p->gen << 32) | (uint32_t)slot};
@@ -318,6 +322,7 @@ static void Engine_dealloc(Engine *e)
         PyMem_Free(e->specs[i].fail);
     }
     PyMem_Free(e->specs);
+    PyMem_Free(e->targets);
     PyMem_Free(e->slots);
     PyMem_Free(e->free);
     PyMem_Free(e->heap);
@@ -336,7 +341,6 @@ static void Engine_dealloc(Engine *e)
 int spec_fill(spec_t *s, int kind, PyObject *out, PyObject *needle, PyObject *statuses)
 {
     memset(s, 0, sizeof(*s));
-    s->slot = -1;
     if (kind < K_CONNECT || kind > K_HTTP) {
         PyErr_SetString(PyExc_ValueError, "unknown probe kind");
         return -1;
@@ -376,6 +380,79 @@ int spec_fill(spec_t *s, int kind, PyObject *out, PyObject *needle, PyObject *st
     return 0;
 }
 
+/* A new spec; its index. */
+static Py_ssize_t add_spec(Engine *e, double timeout, int kind, PyObject *out, PyObject *needle,
+                           PyObject *statuses)
+{
+    if (!(timeout > 0 && timeout < 1e6)) {
+        PyErr_SetString(PyExc_ValueError, "timeout out of range");
+        return -1;
+    }
+    if (grow((void **)&e->specs, &e->capspecs, e->nspecs + 1, sizeof(spec_t)) < 0)
+        return -1;
+    spec_t *s = &e->specs[e->nspecs];
+    if (spec_fill(s, kind, out, needle, statuses) < 0)
+        return -1;
+    s->timeout_ns = (int64_t)(timeout * 1e9);
+    return e->nspecs++;
+}
+
+/* A new target probed by spec `spec`; its probe id. */
+static Py_ssize_t add_target(Engine *e, const char *ip, int port, Py_ssize_t spec)
+{
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "port out of range");
+        return -1;
+    }
+    if (spec < 0 || spec >= e->nspecs) {
+        PyErr_SetString(PyExc_IndexError, "no such spec");
+        return -1;
+    }
+    if (e->ntargets >= INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "too many probes");
+        return -1;
+    }
+    if (grow((void **)&e->targets, &e->captargets, e->ntargets + 1, sizeof(target_t)) < 0)
+        return -1;
+    target_t *t = &e->targets[e->ntargets];
+    memset(t, 0, sizeof(*t));
+    t->spec = (int32_t)spec;
+    t->slot = -1;
+    if (inet_pton(AF_INET, ip, &t->addr.v4.sin_addr) == 1) {
+        t->addr.v4.sin_family = AF_INET;
+        t->addr.v4.sin_port = htons((uint16_t)port);
+    } else if (inet_pton(AF_INET6, ip, &t->addr.v6.sin6_addr) == 1) {
+        t->addr.v6.sin6_family = AF_INET6;
+        t->addr.v6.sin6_port = htons((uint16_t)port);
+    } else {
+        PyErr_Format(PyExc_ValueError, "not an IP address: %s", ip);
+        return -1;
+    }
+    return e->ntargets++;
+}
+
+static PyObject *Engine_spec(Engine *e, PyObject *args)
+{
+    int kind;
+    double timeout;
+    PyObject *out, *needle, *statuses;
+    if (!PyArg_ParseTuple(args, "diOOO:spec", &timeout, &kind, &out, &needle, &statuses))
+        return NULL;
+    Py_ssize_t id = add_spec(e, timeout, kind, out, needle, statuses);
+    return id < 0 ? NULL : PyLong_FromSsize_t(id);
+}
+
+static PyObject *Engine_target(Engine *e, PyObject *args)
+{
+    const char *ip;
+    int port;
+    Py_ssize_t spec;
+    if (!PyArg_ParseTuple(args, "sin:target", &ip, &port, &spec))
+        return NULL;
+    Py_ssize_t id = add_target(e, ip, port, spec);
+    return id < 0 ? NULL : PyLong_FromSsize_t(id);
+}
+
 static PyObject *Engine_add(Engine *e, PyObject *args)
 {
     const char *ip;
@@ -385,33 +462,24 @@ static PyObject *Engine_add(Engine *e, PyObject *args)
     if (!PyArg_ParseTuple(args, "sidiOOO:add", &ip, &port, &timeout, &kind, &out, &needle,
                           &statuses))
         return NULL;
-    if (port < 0 || port > 65535 || !(timeout > 0 && timeout < 1e6)) {
-        PyErr_SetString(PyExc_ValueError, "port or timeout out of range");
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "port out of range");
         return NULL;
     }
-    if (grow((void **)&e->specs, &e->capspecs, e->nspecs + 1, sizeof(spec_t)) < 0)
+    Py_ssize_t spec = add_spec(e, timeout, kind, out, needle, statuses);
+    if (spec < 0)
         return NULL;
-    spec_t *s = &e->specs[e->nspecs];
-    if (spec_fill(s, kind, out, needle, statuses) < 0)
-        return NULL;
-    s->timeout_ns = (int64_t)(timeout * 1e9);
-    if (inet_pton(AF_INET, ip, &s->addr.v4.sin_addr) == 1) {
-        s->addr.v4.sin_family = AF_INET;
-        s->addr.v4.sin_port = htons((uint16_t)port);
-        s->addrlen = sizeof(struct sockaddr_in);
-    } else if (inet_pton(AF_INET6, ip, &s->addr.v6.sin6_addr) == 1) {
-        s->addr.v6.sin6_family = AF_INET6;
-        s->addr.v6.sin6_port = htons((uint16_t)port);
-        s->addrlen = sizeof(struct sockaddr_in6);
-    } else {
+    Py_ssize_t id = add_target(e, ip, port, spec);
+    if (id < 0) {
+        /* The spec was the last one added: take it back. */
+        spec_t *s = &e->specs[--e->nspecs];
         Py_XDECREF(s->out);
         Py_XDECREF(s->needle);
         Py_XDECREF(s->statuses);
         PyMem_Free(s->fail);
-        PyErr_Format(PyExc_ValueError, "not an IP address: %s", ip);
         return NULL;
     }
-    return PyLong_FromSsize_t(e->nspecs++);
+    return PyLong_FromSsize_t(id);
 }
 
 static PyObject *Engine_start(Engine *e, PyObject *arg)
@@ -452,8 +520,8 @@ static PyObject *Engine_cancel(Engine *e, PyObject *arg)
     Py_ssize_t id = PyLong_AsSsize_t(arg);
     if (id == -1 && PyErr_Occurred())
         return NULL;
-    if (id >= 0 && id < e->nspecs && e->specs[id].slot >= 0)
-        (void)release(e, e->specs[id].slot, 0, 0, 0, 0);
+    if (id >= 0 && id < e->ntargets && e->targets[id].slot >= 0)
+        (void)release(e, e->targets[id].slot, 0, 0, 0, 0);
     Py_RETURN_NONE;
 }
 
@@ -481,7 +549,7 @@ static PyObject *Engine_poll(Engine *e, PyObject *Py_UNUSED(ignored))
             probe_t *p = &e->slots[slot];
             if (p->fd < 0 || p->gen != (uint32_t)(tag >> 32))
                 continue;   /* finished earlier in this batch */
-            probe_event(p, &e->specs[p->spec], evs[i].events, e->epfd, tag, e->buf, READ_BUFFER);
+            probe_event(p, &e->specs[e->targets[p->target].spec], evs[i].events, e->epfd, tag, e->buf, READ_BUFFER);
             if (p->rd.done && release(e, slot, 1, 0, 0, now_ns()) < 0)
                 return NULL;
         }
@@ -583,8 +651,16 @@ static PyObject *Engine_plan(Engine *e, PyObject *args)
         goto done;
     }
     const int64_t *at = v[0].buf, *ids = v[1].buf, *late = v[2].buf;
+    if (e->phead > 0) {
+        /* Windows are planned before the last one has run out, so the queue
+         * is never empty when one is added: drop what has been launched, or
+         * the queue would grow by every start ever planned. */
+        memmove(e->plan, e->plan + e->phead, (size_t)(e->nplan - e->phead) * sizeof(planned_t));
+        e->nplan -= e->phead;
+        e->phead = 0;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= e->nspecs) {
+        if (ids[i] < 0 || ids[i] >= e->ntargets) {
             PyErr_SetString(PyExc_IndexError, "no such probe id");
             goto done;
         }
@@ -662,6 +738,11 @@ static PyObject *Engine_get_pending(Engine *e, void *Py_UNUSED(closure))
 static PyMethodDef Engine_methods[] = {
     {"add", (PyCFunction)Engine_add, METH_VARARGS,
      "add(ip, port, timeout, kind, out, needle, statuses) -> id: one check's probe, once."},
+    {"spec", (PyCFunction)Engine_spec, METH_VARARGS,
+     "spec(timeout, kind, out, needle, statuses) -> spec id: how probes run, "
+     "shared by the targets given it."},
+    {"target", (PyCFunction)Engine_target, METH_VARARGS,
+     "target(ip, port, spec) -> id: one check's probe, run as that spec says."},
     {"start", (PyCFunction)Engine_start, METH_O,
      "start(ids): start a probe for each id (an int64 buffer, or one int); "
      "a probe of the same id still running ends as a timeout. Returns results pending."},
@@ -685,9 +766,22 @@ static PyMethodDef Engine_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *Engine_get_plan_capacity(Engine *e, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(e->capplan);
+}
+
+static PyObject *Engine_get_specs(Engine *e, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(e->nspecs);
+}
+
 static PyGetSetDef Engine_getset[] = {
     {"in_flight", (getter)Engine_get_in_flight, NULL, "probes running", NULL},
     {"pending", (getter)Engine_get_pending, NULL, "results not drained yet", NULL},
+    {"plan_capacity", (getter)Engine_get_plan_capacity, NULL,
+     "planned starts the queue has room for (it holds only those not launched)", NULL},
+    {"specs", (getter)Engine_get_specs, NULL, "distinct ways of probing added", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

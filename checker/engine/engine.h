@@ -36,9 +36,9 @@ enum { K_CONNECT = 0,     /* tcp: healthy once connected */
 #define EXPECT_LIMIT 5120   /* stream bytes searched (tcp.EXPECT_LIMIT) */
 #define HEADER_LIMIT 16384  /* bytes read before the headers end */
 
+/* How a probe runs. Checks probed the same way (the same request, text
+ * and timeout) share one: a check itself is only a target_t. */
 typedef struct {
-    union { struct sockaddr_in v4; struct sockaddr_in6 v6; } addr;
-    uint32_t addrlen;
     uint8_t kind;
     uint8_t expect;         /* K_TALK: wait for the needle */
     int64_t timeout_ns;
@@ -46,8 +46,14 @@ typedef struct {
     PyObject *needle;       /* search / expect string, or NULL */
     PyObject *statuses;     /* 1000 bytes, 1 where the status is healthy */
     int32_t *fail;          /* KMP failure table of the needle */
-    int32_t slot;           /* the running probe, -1 when none */
 } spec_t;
+
+/* Where one check's probes go, and its running probe. */
+typedef struct {
+    union { struct sockaddr_in v4; struct sockaddr_in6 v6; } addr;
+    int32_t spec;           /* index of its spec_t */
+    int32_t slot;           /* the running probe, -1 when none */
+} target_t;
 
 /* What a probe reads: the verdict logic, independent of sockets. */
 typedef struct {
@@ -64,7 +70,7 @@ typedef struct {
 
 typedef struct {
     int fd;                 /* -1 when the slot is free */
-    int32_t spec;
+    int32_t target;
     uint32_t gen;           /* bumped on every reuse: stale events are ignored */
     uint8_t connected;
     uint32_t sent;
@@ -83,7 +89,7 @@ int32_t *kmp_table(const uint8_t *needle, Py_ssize_t n);
 
 /* Open the socket and start connecting; on return either p->fd >= 0 or the
  * reader holds a verdict. */
-void probe_open(probe_t *p, const spec_t *spec);
+void probe_open(probe_t *p, const spec_t *spec, const target_t *target);
 /* React to epoll events (`tag` is the fd's epoll data, for re-arming); on
  * return the reader may hold a verdict. */
 void probe_event(probe_t *p, const spec_t *spec, uint32_t events, int epfd, uint64_t tag,

@@ -92,6 +92,32 @@ async def test_planned_starts_keep_the_schedule_and_one_connection_per_probe() -
         assert late.min() >= 0 and late.max() <= d.late_bound.max()
 
 
+async def test_the_planned_queue_holds_only_starts_not_yet_launched() -> None:
+    """Each window is handed over before the last has run out, so the queue is
+    never empty when one is added: it must still not keep launched starts,
+    or a checker's memory grows by every probe it ever planned."""
+    async with Listener() as srv:
+        d = dispatcher([tcp(i, srv.port) for i in range(300)], [])
+        assert d._planned and d._batch is not None
+        run = asyncio.create_task(d.run())
+        await asyncio.sleep(5.3)
+        d.stop()
+        await run
+        assert d.launched >= 4 * 300
+        # One window (300 starts) and the part of the next planned early
+        # fit in 512; keeping every start would need 2,048.
+        assert d._batch.engine.plan_capacity <= 512
+
+
+def test_checks_probed_alike_share_one_spec_in_the_engine() -> None:
+    checks = [tcp(i, 8000 + i % 7) for i in range(50)] + [
+        Check(id="h", type="http", host="127.0.0.1", port=80, interval=1.0, timeout=0.5)]
+    d = dispatcher(checks, [])
+    assert d._batch is not None
+    assert d._batch.engine.specs == 2          # one tcp connect, one http request
+    assert all(p is None for p in d._probers)  # the engine holds them; no object per row
+
+
 async def test_a_stalled_loop_skips_slots_instead_of_running_them_late() -> None:
     async with Listener() as srv:
         lateness: list[np.ndarray] = []
