@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from healthplane.checker.batch import EngineBatch, gather, run_planned
@@ -64,9 +64,13 @@ class Dispatcher:
     dispatcher (``row_of[check_id]``), never its registry index, which only
     the caller knows. Verdict states are in ``verdicts.state`` by row; call
     :meth:`flush` before reading them.
+
+    ``ids`` is kept as given (a view of the registry will do: it is read
+    to build the schedule, for messages and on reload). A row the compiled
+    engine runs keeps no prober object: its spec lives in the engine.
     """
 
-    def __init__(self, *, ids: Sequence[str], probers: Sequence[Prober],
+    def __init__(self, *, ids: Sequence[str], probers: Iterable[Prober],
                  intervals: np.ndarray, timeouts: np.ndarray, thresholds: np.ndarray,
                  kinds: np.ndarray, successes: np.ndarray | None = None,
                  checker_id: str, clock: Clock,
@@ -75,19 +79,16 @@ class Dispatcher:
                  count_probes: ProbeCounter | None = None,
                  observe_lateness: LatenessObserver | None = None) -> None:
         n = len(ids)
-        self.ids = tuple(ids)
-        self.row_of = {c: r for r, c in enumerate(self.ids)}
-        self._probers = list(probers)
+        self.ids = ids
         self.intervals = np.asarray(intervals, dtype=np.float64)
         self.timeouts = np.asarray(timeouts, dtype=np.float64)
-        self.kinds = np.asarray(kinds, dtype=np.int64)
+        self.kinds = np.asarray(kinds, dtype=np.int8)
         self.schedule = Schedule.build(self.ids, self.intervals, checker_id)
         self.verdicts = Verdicts(np.asarray(thresholds, dtype=np.uint8),
                                  None if successes is None
                                  else np.asarray(successes, dtype=np.uint8))
-        self.late_bound = np.minimum(self.intervals / 2, late_cap)
+        self.late_cap = late_cap
         self.grace = grace
-        self._stale_bound = 2 * self.intervals + self.timeouts + grace
         self.limit = limit if limit is not None else concurrency_limit(self.intervals,
                                                                        self.timeouts)
         self.clock = clock
@@ -95,21 +96,25 @@ class Dispatcher:
         self.resolution = resolution
         self.last_result = np.full(n, -np.inf)   # clock time of each row's latest result
         self.details = DetailCursor()            # which rows the next report details
-        self._started = np.full(n, np.inf)       # start of the running probe, inf if none
-        self._tasks: list[asyncio.Task[None] | None] = [None] * n
-        self._gen = [0] * n
+        self._started: dict[int, float] = {}     # Python-probed row -> start of its running probe
+        # Python-probed rows only, by row: the running task, and a count of
+        # starts that tells a finished task from its successor.
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._gen: dict[int, int] = {}
         self._res_rows: list[int] = []
         self._res: list[ProbeResult] = []
         self._res_at: list[float] = []           # when each buffered result came in
         self.outcomes = np.full(n, -1, dtype=np.int8)
         self.reasons: list[str] = [""] * n
-        self.latencies = np.full(n, np.nan)
-        self.cert_not_after = np.full(n, NO_CERT)
+        self.latencies = np.full(n, np.nan, dtype=np.float32)
+        self._certs: np.ndarray | None = None    # cert_not_after, once a probe saw one
         self._count_probes = count_probes
         self._observe_lateness = observe_lateness
         self._last_flush = -np.inf
         self._stopped = False
-        self._batch = EngineBatch.build(self._probers)
+        # Taken one at a time: a row the engine runs keeps no prober, so
+        # a generator of probers is never all in memory at once.
+        self._batch, self._probers = EngineBatch.build(probers)
         # The engine times the starts itself when it runs every row on the
         # real clock (its timer is CLOCK_MONOTONIC, which SystemClock reads).
         self._planned = (self._batch is not None and bool(self._batch.mask.all())
@@ -119,6 +124,29 @@ class Dispatcher:
         self.missed = 0        # slots skipped
         self.finished = 0      # results folded into verdicts
         self.expired_results = 0   # results too old when folded (a stall came between)
+
+    @property
+    def late_bound(self) -> np.ndarray:
+        """Per row, how late a slot may start before it is skipped."""
+        return self.late_bound_of(None)
+
+    def late_bound_of(self, rows: np.ndarray | None) -> np.ndarray:
+        """late_bound of these rows (None: every row). Computed, not kept:
+        at a few bytes a row, what a row keeps is what a checker costs."""
+        intervals = self.intervals if rows is None else self.intervals[rows]
+        return np.minimum(intervals / 2, self.late_cap)
+
+    def stale_bound(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Per row (these rows, None: every row), how old its latest result may
+        be before the row counts as not judged lately: two slots and a timeout."""
+        if rows is None:
+            return 2 * self.intervals + self.timeouts + self.grace
+        return 2 * self.intervals[rows] + self.timeouts[rows] + self.grace
+
+    @property
+    def row_of(self) -> dict[str, int]:
+        """Map of check id to row, built per call (bind it once)."""
+        return dict(zip(self.ids, range(len(self.ids)), strict=True))
 
     @property
     def in_flight(self) -> int:
@@ -131,7 +159,9 @@ class Dispatcher:
     async def _one(self, row: int, gen: int) -> None:
         begun = self.clock.now()
         try:
-            result = await self._probers[row]()
+            prober = self._probers[row]
+            assert prober is not None, "an engine row is never run here"
+            result = await prober()
             if self.clock.now() - begun > self.timeouts[row] + self.grace:
                 # Finished past its deadline: the process was stopped or
                 # starved while the answer waited in a socket buffer. That
@@ -144,9 +174,9 @@ class Dispatcher:
         except Exception as exc:  # a prober broke its never-raise contract
             log.debug("probe %s raised %r", self.ids[row], exc)
             result = _BROKEN
-        if self._gen[row] == gen:
-            self._tasks[row] = None
-            self._started[row] = np.inf
+        if self._gen.get(row) == gen:
+            self._tasks.pop(row, None)
+            self._started.pop(row, None)
         if self._stopped:
             return
         self._res_rows.append(row)
@@ -166,15 +196,13 @@ class Dispatcher:
         if not self._res_rows and (batch is None or not batch.pending):
             self._last_flush = self.clock.now()
             return
-        n_py = len(self._res_rows)
         rows, codes, latencies, certs, reasons, came = gather(batch, self._res_rows, self._res,
                                                               self._res_at)
-        self._started[rows[n_py:]] = np.inf   # the engine's rows
         self._res_rows = []
         self._res = []
         self._res_at = []
         now = self._last_flush = self.clock.now()
-        expired = (now - came) > self._stale_bound[rows]
+        expired = (now - came) > self.stale_bound(rows)
         if expired.any():
             # Read before a stall and folded only after it: evidence from
             # before the pause, which must not rebuild a verdict after it.
@@ -186,18 +214,36 @@ class Dispatcher:
                 return
         fold(self, rows, codes, latencies, certs, reasons)
 
+    @property
+    def cert_not_after(self) -> np.ndarray:
+        """Per row, Unix seconds its latest TLS certificate expires (NaN: none
+        seen). Kept only once some probe has seen one: most rows never do."""
+        if self._certs is None:
+            return np.full(len(self.outcomes), NO_CERT)
+        return self._certs
+
+    def note_certs(self, rows: np.ndarray, not_after: np.ndarray) -> None:
+        """Set cert_not_after of these rows."""
+        if self._certs is None:
+            if np.isnan(not_after).all():
+                return
+            self._certs = np.full(len(self.outcomes), NO_CERT)
+        self._certs[rows] = not_after
+
     def cert_days_left(self, wall_now: float) -> np.ndarray:
         """Days until each row's latest TLS certificate expires (NaN: none seen)."""
         return (self.cert_not_after - wall_now) / 86400.0
 
     def certificates_expiring(self, seconds: float, wall_now: float) -> int:
         """Rows whose latest TLS certificate expires within `seconds` of wall_now."""
+        if self._certs is None:
+            return 0
         with np.errstate(invalid="ignore"):
-            return int(np.count_nonzero(self.cert_not_after - wall_now < seconds))
+            return int(np.count_nonzero(self._certs - wall_now < seconds))
 
     def stale(self, now: float) -> np.ndarray:
         """Rows with no result in their last two slots (plus timeout): not judged lately."""
-        return (now - self.last_result) > self._stale_bound
+        return (now - self.last_result) > self.stale_bound()
 
     # -- the loop ---------------------------------------------------------
 
@@ -206,9 +252,8 @@ class Dispatcher:
         self._stopped = True
         if self._batch is not None:
             self._batch.detach()
-        for task in self._tasks:
-            if task is not None:
-                task.cancel()
+        for task in list(self._tasks.values()):
+            task.cancel()
 
     async def run(self, start: float | None = None) -> None:
         """Probe on schedule until stop(). Windows start at `start` (default now)."""
@@ -222,7 +267,7 @@ class Dispatcher:
             if self._planned:
                 await run_planned(self, t0)
                 return
-        max_bound = float(self.late_bound.max()) if self.late_bound.size else 0.0
+        max_bound = min(float(self.intervals.max()) / 2, self.late_cap) if len(self.ids) else 0.0
         while not self._stopped:
             if not self.ids:
                 await self.clock.sleep_until(self.clock.now() + self.window)
@@ -271,7 +316,7 @@ class Dispatcher:
         """Start the due slots times[i:j]; return the position of the first not handled."""
         due_rows = rows[i:j]
         late = now - times[i:j]
-        keep = late <= self.late_bound[due_rows]
+        keep = late <= self.late_bound_of(due_rows)
         ok_pos = np.flatnonzero(keep)
         room = self.limit - self.in_flight
         stop = j - i
@@ -281,13 +326,12 @@ class Dispatcher:
         self.missed += int(stop - np.count_nonzero(keep[:stop]))
         if ok_pos.size:
             start = due_rows[ok_pos]
-            self._start_probes(start)
-            self._started[start] = now
+            self._start_probes(start, now)
             if self._observe_lateness is not None:
                 self._observe_lateness(late[ok_pos])
         return i + stop
 
-    def _start_probes(self, rows: np.ndarray) -> None:
+    def _start_probes(self, rows: np.ndarray, now: float) -> None:
         self.launched += rows.size
         batch = self._batch
         if batch is not None:
@@ -295,13 +339,14 @@ class Dispatcher:
             batch.start(rows[mask])
             rows = rows[~mask]
         create = asyncio.get_running_loop().create_task
-        tasks, gens, one = self._tasks, self._gen, self._one
+        tasks, gens, one, started = self._tasks, self._gen, self._one, self._started
         for row in rows.tolist():
-            previous = tasks[row]
+            started[row] = now
+            previous = tasks.get(row)
             if previous is not None:
                 # Its next slot came and it is still running: past its timeout.
                 previous.cancel()
-            gen = gens[row] + 1
+            gen = gens.get(row, 0) + 1
             gens[row] = gen
             tasks[row] = create(one(row, gen))
         self._py_in_flight += rows.size
@@ -321,12 +366,13 @@ class Dispatcher:
     def _housekeeping(self) -> None:
         self.flush()
         now = self.clock.now()
-        overdue = np.flatnonzero(self._started + self.timeouts + self.grace < now)
-        for row in overdue.tolist():
-            task = self._tasks[row]
+        timeouts, grace = self.timeouts, self.grace
+        overdue = [row for row, t in self._started.items() if t + timeouts[row] + grace < now]
+        for row in overdue:
+            task = self._tasks.get(row)
             if task is not None:
                 task.cancel()
-            self._started[row] = np.inf
+            del self._started[row]
 
     # -- reload -----------------------------------------------------------
 

@@ -25,7 +25,7 @@ def fold(d: Dispatcher, rows: np.ndarray, codes: np.ndarray, latencies: np.ndarr
     # process was stopped, the VM paused, a GC ran long) rebuilds its
     # verdict from new results only: carried over, the old verdict would
     # vote again with the first new result, however long ago it was made.
-    gap = rows[(now - d.last_result[rows]) > d._stale_bound[rows]]
+    gap = rows[(now - d.last_result[rows]) > d.stale_bound(rows)]
     if gap.size:
         d.verdicts.reset(gap)
     d.verdicts.apply(rows, codes == Outcome.OK)
@@ -35,7 +35,7 @@ def fold(d: Dispatcher, rows: np.ndarray, codes: np.ndarray, latencies: np.ndarr
     # repeated index takes the last value, as the reasons loop does.
     d.outcomes[rows] = codes
     d.latencies[rows] = latencies
-    d.cert_not_after[rows] = certs
+    d.note_certs(rows, certs)
     reasons = d.reasons
     for row, reason in zip(rows.tolist(), reason_list, strict=True):
         reasons[row] = reason
@@ -47,7 +47,8 @@ def fold(d: Dispatcher, rows: np.ndarray, codes: np.ndarray, latencies: np.ndarr
 def carry(new: Dispatcher, old: Dispatcher) -> None:
     """Adopt old's verdicts and freshness for checks that kept their id."""
     old.flush()
-    pairs = [(r_old, new.row_of[c]) for r_old, c in enumerate(old.ids) if c in new.row_of]
+    row_of = new.row_of
+    pairs = [(r_old, row_of[c]) for r_old, c in enumerate(old.ids) if c in row_of]
     if not pairs:
         return
     old_rows = np.asarray([p[0] for p in pairs], dtype=np.int64)
@@ -56,6 +57,6 @@ def carry(new: Dispatcher, old: Dispatcher) -> None:
     new.last_result[new_rows] = old.last_result[old_rows]
     new.outcomes[new_rows] = old.outcomes[old_rows]
     new.latencies[new_rows] = old.latencies[old_rows]
-    new.cert_not_after[new_rows] = old.cert_not_after[old_rows]
+    new.note_certs(new_rows, old.cert_not_after[old_rows])
     for r_old, r_new in pairs:
         new.reasons[r_new] = old.reasons[r_old]

@@ -12,8 +12,9 @@ switches to it in one step.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from healthplane.checker.dispatch import Dispatcher
@@ -27,6 +28,9 @@ from healthplane.runtime.clock import Clock
 from healthplane.runtime.listen import parse_hostport
 
 log = logging.getLogger("healthplane.checker")
+
+_CHUNK = 4096     # checks made at a time while planning
+_COLUMNS = ("interval", "timeout", "failure_threshold", "success_threshold", "type")
 
 MakeProber = Callable[..., Prober]   # make_prober(check, *, allow_private) -> Prober
 
@@ -55,6 +59,33 @@ class Plan:
     indices: np.ndarray
     dispatcher: Dispatcher
     canaries: Dispatcher
+
+
+class RegistryIds(Sequence[str]):
+    """The check ids of a dispatcher's rows, read from the registry when
+    asked: the registry already holds them, packed, and a second copy as
+    strings would cost more than everything else a row keeps."""
+
+    __slots__ = ("_registry", "_indices")
+
+    def __init__(self, registry: Registry, indices: np.ndarray) -> None:
+        self._registry = registry
+        self._indices = indices
+
+    def __len__(self) -> int:
+        return int(self._indices.size)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return self._registry.column("id", self._indices[i])
+        return str(self._registry.column("id", [int(self._indices[i])])[0])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry.column("id", self._indices))
 
 
 def _broken_prober(reason: str) -> Prober:
@@ -88,10 +119,15 @@ class Planner:
             raise UnknownChecker(f"checker id {self.checker_id!r} is not in the fleet "
                                  f"(known: {known})")
         indices = np.flatnonzero(owned_mask(registry, fleet, self.checker_id))
-        checks = [registry.checks[i] for i in indices.tolist()]
-        dispatcher = self._dispatcher_for(
-            checks, [self._prober(c, fleet.allow_private_targets) for c in checks],
-            count=True)
+        allow = fleet.allow_private_targets
+        # Checks are made and probers built a chunk at a time: what the
+        # engine runs keeps no object, so the whole set never exists at once.
+        probers = (self._prober(c, allow)
+                   for at in range(0, indices.size, _CHUNK)
+                   for c in registry.take(indices[at:at + _CHUNK]))
+        dispatcher = self._dispatcher(
+            RegistryIds(registry, indices), probers,
+            {name: registry.column(name, indices) for name in _COLUMNS}, count=True)
         canaries = self._dispatcher_for(*self._canary_checks(fleet), count=False)
         return Plan(registry, fleet, region, indices, dispatcher, canaries)
 
@@ -122,15 +158,21 @@ class Planner:
 
     def _dispatcher_for(self, checks: list[Check], probers: list[Prober], *,
                         count: bool) -> Dispatcher:
+        columns = {name: [getattr(c, name) for c in checks] for name in _COLUMNS}
+        return self._dispatcher(tuple(c.id for c in checks), probers, columns, count=count)
+
+    def _dispatcher(self, ids: Sequence[str], probers: Iterable[Prober],
+                    columns: dict[str, list], *, count: bool) -> Dispatcher:
         m = self.metrics
+        fail = columns["failure_threshold"]
         return Dispatcher(
-            ids=[c.id for c in checks], probers=probers,
-            intervals=np.asarray([c.interval for c in checks], dtype=np.float64),
-            timeouts=np.asarray([c.timeout for c in checks], dtype=np.float64),
-            thresholds=np.asarray([c.failure_threshold for c in checks], dtype=np.uint8),
-            successes=np.asarray([c.success_threshold or c.failure_threshold for c in checks],
-                                 dtype=np.uint8),
-            kinds=np.asarray([KIND_CODE.get(c.type, 0) for c in checks], dtype=np.int64),
+            ids=ids, probers=probers,
+            intervals=np.asarray(columns["interval"], dtype=np.float64),
+            timeouts=np.asarray(columns["timeout"], dtype=np.float64),
+            thresholds=np.asarray(fail, dtype=np.uint8),
+            successes=np.asarray([s or f for s, f in zip(columns["success_threshold"], fail,
+                                                         strict=True)], dtype=np.uint8),
+            kinds=np.asarray([KIND_CODE.get(t, 0) for t in columns["type"]], dtype=np.int8),
             checker_id=self.checker_id, clock=self.clock, late_cap=self.late_cap,
             count_probes=m.count_probes if count else self._count_canaries,
             observe_lateness=m.observe_lateness if count else None)

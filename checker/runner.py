@@ -41,6 +41,7 @@ from healthplane.proto.config.model import Fleet, Registry
 
 from healthplane.runtime.clock import Clock, SystemClock
 from healthplane.runtime.grid import GridLoop
+from healthplane.runtime.memory import release_free_memory
 from healthplane.runtime.tls import TlsFiles
 
 log = logging.getLogger("healthplane.checker")
@@ -140,6 +141,8 @@ class Checker:
         self.report_loop.period, self.report_loop.late_limit = interval, interval / 2
         self.metrics.checks_owned.set(plan.indices.size)
         self.metrics.concurrency_limit.set(plan.dispatcher.limit)
+        # Planning made (and dropped) an object per check: return those pages.
+        release_free_memory()
         log.info("plan adopted", extra={
             "checker": self.checker_id, "region": plan.region, "owns": plan.indices.size,
             "of": plan.registry.check_count, "registry": plan.registry.version,
@@ -276,8 +279,9 @@ class Checker:
         if not log.isEnabledFor(logging.INFO) or prev.size != states.size:
             return
         changed = np.flatnonzero(prev != states)
-        for i in changed[:100].tolist():
-            log.info("state changed", extra={"check": self.registry.checks[i].id,
+        first = changed[:100]
+        for i, check_id in zip(first.tolist(), self.registry.column("id", first), strict=True):
+            log.info("state changed", extra={"check": check_id,
                                              "state": state_name(int(states[i])),
                                              "was": state_name(int(prev[i]))})
         if changed.size > 100:
