@@ -237,8 +237,21 @@ void probe_open(probe_t *p, const spec_t *s, const target_t *t)
     p->connected = 0;
     p->sent = 0;
     reader_init(&p->rd, s);
-    int family = t->addr.v4.sin_family;
-    socklen_t addrlen = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    union { struct sockaddr_in v4; struct sockaddr_in6 v6; } addr;
+    memset(&addr, 0, sizeof(addr));
+    socklen_t addrlen;
+    int family;
+    if (t->v6) {
+        family = addr.v6.sin6_family = AF_INET6;
+        addr.v6.sin6_port = t->port;
+        memcpy(&addr.v6.sin6_addr, t->ip, 16);
+        addrlen = sizeof(struct sockaddr_in6);
+    } else {
+        family = addr.v4.sin_family = AF_INET;
+        addr.v4.sin_port = t->port;
+        memcpy(&addr.v4.sin_addr, t->ip, 4);
+        addrlen = sizeof(struct sockaddr_in);
+    }
     p->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p->fd < 0) {
         finish_errno(&p->rd, errno);
@@ -249,7 +262,7 @@ void probe_open(probe_t *p, const spec_t *s, const target_t *t)
     (void)setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
     int r;
     do {
-        r = connect(p->fd, (const struct sockaddr *)&t->addr, addrlen);
+        r = connect(p->fd, (const struct sockaddr *)&addr, addrlen);
     } while (r < 0 && errno == EINTR);
     if (r == 0) {
         on_connected(p, s);

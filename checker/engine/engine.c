@@ -418,12 +418,11 @@ static Py_ssize_t add_target(Engine *e, const char *ip, int port, Py_ssize_t spe
     memset(t, 0, sizeof(*t));
     t->spec = (int32_t)spec;
     t->slot = -1;
-    if (inet_pton(AF_INET, ip, &t->addr.v4.sin_addr) == 1) {
-        t->addr.v4.sin_family = AF_INET;
-        t->addr.v4.sin_port = htons((uint16_t)port);
-    } else if (inet_pton(AF_INET6, ip, &t->addr.v6.sin6_addr) == 1) {
-        t->addr.v6.sin6_family = AF_INET6;
-        t->addr.v6.sin6_port = htons((uint16_t)port);
+    t->port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, ip, t->ip) == 1) {
+        t->v6 = 0;
+    } else if (inet_pton(AF_INET6, ip, t->ip) == 1) {
+        t->v6 = 1;
     } else {
         PyErr_Format(PyExc_ValueError, "not an IP address: %s", ip);
         return -1;
