@@ -76,12 +76,11 @@ class EngineBatch:
                 continue
             if engine is None:
                 engine = mod.Engine()
-            ip, port, *how = spec
-            key = tuple(how)
-            sid = specs.get(key)
+            how = spec.how
+            sid = specs.get(how)
             if sid is None:
-                sid = specs[key] = engine.spec(*how)
-            engine_ids.append(engine.target(ip, port, sid))
+                sid = specs[how] = engine.spec(*how)
+            engine_ids.append(engine.target(spec.ip, spec.port, sid, spec.host))
             rows.append(row)
             kept.append(None)
         if engine is None:

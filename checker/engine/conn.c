@@ -192,8 +192,8 @@ void reader_eof(reader_t *rd)
 
 static void write_more(probe_t *p, const spec_t *s)
 {
-    const char *out = PyBytes_AS_STRING(s->out);
-    uint32_t len = (uint32_t)PyBytes_GET_SIZE(s->out);
+    const char *out = p->out;
+    uint32_t len = p->out_len;
     while (p->sent < len) {
         ssize_t n = send(p->fd, out + p->sent, len - p->sent, MSG_NOSIGNAL);
         if (n > 0) {

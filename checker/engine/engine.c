@@ -38,6 +38,12 @@ typedef struct {
     Py_ssize_t nspecs, capspecs;
     target_t *targets;      /* by probe id */
     Py_ssize_t ntargets, captargets;
+    /* Each target's host value (http's Host header), packed: target i's is
+     * hosts[hoff[i]:hoff[i + 1]]. NULL until a target has one. */
+    char *hosts;
+    Py_ssize_t nhosts, caphosts;
+    uint32_t *hoff;
+    Py_ssize_t caphoff;
     probe_t *slots;
     int32_t *free;          /* stack of free slot indices */
     int32_t nslots, nfree;
@@ -203,11 +209,49 @@ static int32_t take_slot(Engine *e)
         for (int32_t i = n - 1; i >= e->nslots; i--) {
             e->slots[i].fd = -1;
             e->slots[i].gen = 0;
+            e->slots[i].req = NULL;
+            e->slots[i].req_cap = 0;
             e->free[e->nfree++] = i;
         }
         e->nslots = n;
     }
     return e->free[--e->nfree];
+}
+
+/* What probe p sends: the spec's bytes, or (with a host value) its own copy
+ * with the target's host spliced in. */
+static int request_for(Engine *e, probe_t *p, const spec_t *s, int64_t id)
+{
+    p->out = NULL;
+    p->out_len = 0;
+    if (s->out == NULL)
+        return 0;
+    const char *out = PyBytes_AS_STRING(s->out);
+    uint32_t len = (uint32_t)PyBytes_GET_SIZE(s->out);
+    uint32_t host_len = (s->host_at >= 0 && e->hoff != NULL)
+        ? e->hoff[id + 1] - e->hoff[id] : 0;
+    if (host_len == 0) {
+        p->out = out;
+        p->out_len = len;
+        return 0;
+    }
+    uint32_t need = len + host_len;
+    if (need > p->req_cap) {
+        char *r = PyMem_Realloc(p->req, need);
+        if (r == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        p->req = r;
+        p->req_cap = need;
+    }
+    uint32_t at = (uint32_t)s->host_at;
+    memcpy(p->req, out, at);
+    memcpy(p->req + at, e->hosts + e->hoff[id], host_len);
+    memcpy(p->req + at + host_len, out + at, len - at);
+    p->out = p->req;
+    p->out_len = need;
+    return 0;
 }
 
 static int start_one(Engine *e, int64_t id, int64_t now)
@@ -227,6 +271,8 @@ static int start_one(Engine *e, int64_t id, int64_t now)
     }
     probe_t *p = &e->slots[slot];
     p->target = (int32_t)id;
+    if (request_for(e, p, s, id) < 0)
+        return -1;
     p->t0_ns = now;
     p->deadline_ns = now + s->timeout_ns;
     t->slot = slot;
@@ -323,6 +369,10 @@ static void Engine_dealloc(Engine *e)
     }
     PyMem_Free(e->specs);
     PyMem_Free(e->targets);
+    PyMem_Free(e->hosts);
+    PyMem_Free(e->hoff);
+    for (int32_t i = 0; i < e->nslots; i++)
+        PyMem_Free(e->slots[i].req);
     PyMem_Free(e->slots);
     PyMem_Free(e->free);
     PyMem_Free(e->heap);
@@ -341,6 +391,7 @@ static void Engine_dealloc(Engine *e)
 int spec_fill(spec_t *s, int kind, PyObject *out, PyObject *needle, PyObject *statuses)
 {
     memset(s, 0, sizeof(*s));
+    s->host_at = -1;
     if (kind < K_CONNECT || kind > K_HTTP) {
         PyErr_SetString(PyExc_ValueError, "unknown probe kind");
         return -1;
@@ -382,7 +433,7 @@ int spec_fill(spec_t *s, int kind, PyObject *out, PyObject *needle, PyObject *st
 
 /* A new spec; its index. */
 static Py_ssize_t add_spec(Engine *e, double timeout, int kind, PyObject *out, PyObject *needle,
-                           PyObject *statuses)
+                           PyObject *statuses, Py_ssize_t host_at)
 {
     if (!(timeout > 0 && timeout < 1e6)) {
         PyErr_SetString(PyExc_ValueError, "timeout out of range");
@@ -393,12 +444,51 @@ static Py_ssize_t add_spec(Engine *e, double timeout, int kind, PyObject *out, P
     spec_t *s = &e->specs[e->nspecs];
     if (spec_fill(s, kind, out, needle, statuses) < 0)
         return -1;
+    if (host_at >= 0) {
+        if (s->out == NULL || host_at > PyBytes_GET_SIZE(s->out)) {
+            Py_XDECREF(s->out);
+            Py_XDECREF(s->needle);
+            Py_XDECREF(s->statuses);
+            PyMem_Free(s->fail);
+            PyErr_SetString(PyExc_ValueError, "host_at is past the end of out");
+            return -1;
+        }
+        s->host_at = (int32_t)host_at;
+    }
     s->timeout_ns = (int64_t)(timeout * 1e9);
     return e->nspecs++;
 }
 
 /* A new target probed by spec `spec`; its probe id. */
-static Py_ssize_t add_target(Engine *e, const char *ip, int port, Py_ssize_t spec)
+/* Target id's host value (the ids come in order, each once). */
+static int add_host(Engine *e, Py_ssize_t id, const char *host, Py_ssize_t len)
+{
+    if (e->hoff == NULL && len == 0)
+        return 0;
+    if (len > UINT16_MAX || e->nhosts + len > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "host value too long");
+        return -1;
+    }
+    if (e->hoff == NULL) {
+        /* Every earlier target had none: offsets of zero. */
+        e->caphoff = id + 2 > 64 ? id + 2 : 64;
+        e->hoff = PyMem_Calloc((size_t)e->caphoff, sizeof(uint32_t));
+        if (e->hoff == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    if (grow((void **)&e->hoff, &e->caphoff, id + 2, sizeof(uint32_t)) < 0
+        || grow((void **)&e->hosts, &e->caphosts, e->nhosts + len + 1, 1) < 0)
+        return -1;
+    memcpy(e->hosts + e->nhosts, host, (size_t)len);
+    e->nhosts += len;
+    e->hoff[id + 1] = (uint32_t)e->nhosts;
+    return 0;
+}
+
+static Py_ssize_t add_target(Engine *e, const char *ip, int port, Py_ssize_t spec,
+                             const char *host, Py_ssize_t host_len)
 {
     if (port < 0 || port > 65535) {
         PyErr_SetString(PyExc_ValueError, "port out of range");
@@ -427,6 +517,8 @@ static Py_ssize_t add_target(Engine *e, const char *ip, int port, Py_ssize_t spe
         PyErr_Format(PyExc_ValueError, "not an IP address: %s", ip);
         return -1;
     }
+    if (add_host(e, e->ntargets, host, host_len) < 0)
+        return -1;
     return e->ntargets++;
 }
 
@@ -435,20 +527,22 @@ static PyObject *Engine_spec(Engine *e, PyObject *args)
     int kind;
     double timeout;
     PyObject *out, *needle, *statuses;
-    if (!PyArg_ParseTuple(args, "diOOO:spec", &timeout, &kind, &out, &needle, &statuses))
+    Py_ssize_t host_at = -1;
+    if (!PyArg_ParseTuple(args, "diOOO|n:spec", &timeout, &kind, &out, &needle, &statuses,
+                          &host_at))
         return NULL;
-    Py_ssize_t id = add_spec(e, timeout, kind, out, needle, statuses);
+    Py_ssize_t id = add_spec(e, timeout, kind, out, needle, statuses, host_at);
     return id < 0 ? NULL : PyLong_FromSsize_t(id);
 }
 
 static PyObject *Engine_target(Engine *e, PyObject *args)
 {
-    const char *ip;
+    const char *ip, *host = "";
     int port;
-    Py_ssize_t spec;
-    if (!PyArg_ParseTuple(args, "sin:target", &ip, &port, &spec))
+    Py_ssize_t spec, host_len = 0;
+    if (!PyArg_ParseTuple(args, "sin|y#:target", &ip, &port, &spec, &host, &host_len))
         return NULL;
-    Py_ssize_t id = add_target(e, ip, port, spec);
+    Py_ssize_t id = add_target(e, ip, port, spec, host, host_len);
     return id < 0 ? NULL : PyLong_FromSsize_t(id);
 }
 
@@ -458,17 +552,19 @@ static PyObject *Engine_add(Engine *e, PyObject *args)
     int port, kind;
     double timeout;
     PyObject *out, *needle, *statuses;
-    if (!PyArg_ParseTuple(args, "sidiOOO:add", &ip, &port, &timeout, &kind, &out, &needle,
-                          &statuses))
+    Py_ssize_t host_at = -1, host_len = 0;
+    const char *host = "";
+    if (!PyArg_ParseTuple(args, "sidiOOO|ny#:add", &ip, &port, &timeout, &kind, &out, &needle,
+                          &statuses, &host_at, &host, &host_len))
         return NULL;
     if (port < 0 || port > 65535) {
         PyErr_SetString(PyExc_ValueError, "port out of range");
         return NULL;
     }
-    Py_ssize_t spec = add_spec(e, timeout, kind, out, needle, statuses);
+    Py_ssize_t spec = add_spec(e, timeout, kind, out, needle, statuses, host_at);
     if (spec < 0)
         return NULL;
-    Py_ssize_t id = add_target(e, ip, port, spec);
+    Py_ssize_t id = add_target(e, ip, port, spec, host, host_len);
     if (id < 0) {
         /* The spec was the last one added: take it back. */
         spec_t *s = &e->specs[--e->nspecs];
@@ -736,12 +832,13 @@ static PyObject *Engine_get_pending(Engine *e, void *Py_UNUSED(closure))
 
 static PyMethodDef Engine_methods[] = {
     {"add", (PyCFunction)Engine_add, METH_VARARGS,
-     "add(ip, port, timeout, kind, out, needle, statuses) -> id: one check's probe, once."},
+     "add(ip, port, timeout, kind, out, needle, statuses[, host_at, host]) -> id: "
+     "one check's probe, once (spec and target in one)."},
     {"spec", (PyCFunction)Engine_spec, METH_VARARGS,
-     "spec(timeout, kind, out, needle, statuses) -> spec id: how probes run, "
-     "shared by the targets given it."},
+     "spec(timeout, kind, out, needle, statuses[, host_at]) -> spec id: how probes run, "
+     "shared by the targets given it; each target's host goes into out at host_at."},
     {"target", (PyCFunction)Engine_target, METH_VARARGS,
-     "target(ip, port, spec) -> id: one check's probe, run as that spec says."},
+     "target(ip, port, spec[, host]) -> id: one check's probe, run as that spec says."},
     {"start", (PyCFunction)Engine_start, METH_O,
      "start(ids): start a probe for each id (an int64 buffer, or one int); "
      "a probe of the same id still running ends as a timeout. Returns results pending."},

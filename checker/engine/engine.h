@@ -43,6 +43,7 @@ typedef struct {
     uint8_t expect;         /* K_TALK: wait for the needle */
     int64_t timeout_ns;
     PyObject *out;          /* bytes sent once connected, or NULL */
+    int32_t host_at;        /* where in out each target's host value goes; -1: none */
     PyObject *needle;       /* search / expect string, or NULL */
     PyObject *statuses;     /* 1000 bytes, 1 where the status is healthy */
     int32_t *fail;          /* KMP failure table of the needle */
@@ -77,6 +78,10 @@ typedef struct {
     uint32_t gen;           /* bumped on every reuse: stale events are ignored */
     uint8_t connected;
     uint32_t sent;
+    const char *out;        /* what this probe sends: the spec's bytes, or req */
+    uint32_t out_len;
+    char *req;              /* the slot's own copy of a request with a host in it */
+    uint32_t req_cap;
     int64_t t0_ns;
     int64_t deadline_ns;
     reader_t rd;

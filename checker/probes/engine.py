@@ -69,15 +69,35 @@ def reason_text(code: int) -> str:
 
 
 class Spec(NamedTuple):
-    """Engine.add's arguments for one check."""
+    """What the engine needs to probe one check: where (ip, port, host) and
+    how (the rest, which checks probed alike share).
+
+    host is the Host header's value, kept out of ``out`` (the request
+    without it) and put back at ``host_at`` per probe: with it in, every
+    check would need a request of its own.
+    """
 
     ip: str
     port: int
+    host: bytes
     timeout: float
     kind: int
     out: bytes | None
     needle: bytes | None
     statuses: bytes | None
+    host_at: int
+
+    @property
+    def how(self) -> tuple:
+        """Engine.spec's arguments."""
+        return (self.timeout, self.kind, self.out, self.needle, self.statuses, self.host_at)
+
+    def add_to(self, engine: Any) -> int:
+        """Add as a target of a spec of its own; the probe id."""
+        return int(engine.add(self.ip, self.port, *self.how[:5], self.host_at, self.host))
+
+
+_HOST = b"\r\nHost: "
 
 
 def spec_of(prober: object) -> Spec | None:
@@ -88,10 +108,16 @@ def spec_of(prober: object) -> Spec | None:
     if resolved is None or resolved.ip is None or prober.ssl_context is not None:
         return None
     if isinstance(prober, HttpProber):
-        return Spec(resolved.ip, prober.port, prober.timeout, _KIND_HTTP, prober.request,
-                    prober.needle, prober.statuses)
+        request = prober.request
+        # The request line cannot hold a line break, so the first one
+        # followed by "Host: " starts the Host header (see build_request).
+        at = request.index(_HOST) + len(_HOST)
+        end = request.index(b"\r\n", at)
+        return Spec(resolved.ip, prober.port, request[at:end], prober.timeout, _KIND_HTTP,
+                    request[:at] + request[end:], prober.needle, prober.statuses, at)
     kind = _KIND_CONNECT if prober.send is None and prober.expect is None else _KIND_TALK
-    return Spec(resolved.ip, prober.port, prober.timeout, kind, prober.send, prober.expect, None)
+    return Spec(resolved.ip, prober.port, b"", prober.timeout, kind, prober.send, prober.expect,
+                None, -1)
 
 
 def wrap(prober: Prober) -> Prober:
@@ -130,7 +156,7 @@ class _Runner:
 
     async def probe(self, spec: Spec) -> ProbeResult:
         free = self.free.setdefault(spec, [])
-        eid = free.pop() if free else self.engine.add(*spec)
+        eid = free.pop() if free else spec.add_to(self.engine)
         fut = asyncio.get_running_loop().create_future()
         self.waiters[eid] = fut
         try:

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from healthplane.proto.config import names
 from healthplane.proto.config.checks import read_checks
 from healthplane.proto.config.checks_json import read_checks_json
 from healthplane.proto.config.errors import ConfigError
@@ -106,6 +107,8 @@ def _checks_file(path: PathLike, fleet: Fleet | None,
         return read_checks(decode_text(data, source), source, fleet, allow_private)
     except ConfigError as exc:
         return None, exc.errors
+    finally:
+        names.forget()
 
 
 def _fleet(text: str, source: str) -> tuple[Fleet | None, list[str]]:

@@ -26,6 +26,14 @@ def id_problem(text: str) -> str:
     return f"{ID_RULE} (got {text!r})"
 
 
+def forget() -> None:
+    """Empty the caches below. Called after a registry is read: what they
+    hold was made in the middle of the parse, and kept, those few thousand
+    objects would pin the parse's freed memory in the process for good."""
+    ip_literal.cache_clear()
+    is_domain_name.cache_clear()
+
+
 # Large registries repeat the same hosts; parsing an address is not cheap.
 @lru_cache(maxsize=4096)
 def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

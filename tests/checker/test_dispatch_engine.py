@@ -111,10 +111,14 @@ async def test_the_planned_queue_holds_only_starts_not_yet_launched() -> None:
 
 def test_checks_probed_alike_share_one_spec_in_the_engine() -> None:
     checks = [tcp(i, 8000 + i % 7) for i in range(50)] + [
-        Check(id="h", type="http", host="127.0.0.1", port=80, interval=1.0, timeout=0.5)]
+        Check(id=f"h{i}", type="http", host=f"127.0.0.{1 + i}", port=8080,
+              hostname=None if i % 2 else f"site{i}.example", interval=1.0, timeout=0.5)
+        for i in range(6)]
     d = dispatcher(checks, [])
     assert d._batch is not None
-    assert d._batch.engine.specs == 2          # one tcp connect, one http request
+    # One tcp connect, one http request: the Host values, all different,
+    # are kept per check apart from the request they share.
+    assert d._batch.engine.specs == 2
     assert all(p is None for p in d._probers)  # the engine holds them; no object per row
 
 

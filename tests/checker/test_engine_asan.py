@@ -110,6 +110,12 @@ for port in ports:
         ids.append(e.add("127.0.0.1", port, 0.5, _engine.HTTP, request, b"needle", table))
         ids.append(e.add("127.0.0.1", port, 0.5, _engine.TALK, b"PING\r\n", b"+PONG", None))
         ids.append(e.add("127.0.0.1", port, 0.5, _engine.CONNECT, None, None, None))
+# Targets that share one spec, each with its own Host value spliced in per probe.
+shared = e.spec(0.5, _engine.HTTP, request.replace(b"Host: x", b"Host: "), None, table,
+                request.index(b"x\r\n"))
+for port in ports:
+    for host in (b"a.example", b"", b"h" * 300):
+        ids.append(e.target("127.0.0.1", port, shared, host))
 ids.append(e.add("::1", ports[0], 0.5, _engine.CONNECT, None, None, None))
 out = (np.empty(64, np.int64), np.empty(64, np.int8), np.empty(64, np.int32),
        np.empty(64, np.float64))

@@ -402,3 +402,28 @@ def test_probes_table_covers_every_probed_type() -> None:
     assert set(PROBES) == set(PROBE_TYPES) == {"http", "https", "tcp", "grpc", "dns"}
     with pytest.raises(ValueError):
         make_prober(Check(id="calc", type="calculated", children=("a",)), allow_private=True)
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"hostname": "api.example.com", "path": "/status?full=1"},
+    {"hostname": "a-much-longer-virtual-host-name.internal.example.net",
+     "headers": (("X-Probe", "1"), ("Authorization", "Bearer t"))},
+    {"method": "HEAD", "hostname": "h.example"},
+])
+async def test_the_request_sent_is_the_one_built(fields: dict) -> None:
+    """Byte for byte, on both paths: the engine keeps the Host value apart from
+    the request it shares between checks and puts it back per probe."""
+    seen: list[bytes] = []
+
+    async def capture(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async with RawServer(capture) as srv:
+        check = http_check(srv.port, **fields)
+        result = await probe(check)
+        assert result.outcome.name == "OK", result
+        assert seen == [build_request(check)]
