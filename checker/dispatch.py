@@ -117,7 +117,7 @@ class Dispatcher:
         self._batch, self._probers = EngineBatch.build(probers)
         # The engine times the starts itself when it runs every row on the
         # real clock (its timer is CLOCK_MONOTONIC, which SystemClock reads).
-        self._planned = (self._batch is not None and bool(self._batch.mask.all())
+        self._planned = (self._batch is not None and self._batch.every_row
                          and type(clock) is SystemClock)
         self._py_in_flight = 0
         self.launched = 0      # probes started
@@ -335,9 +335,8 @@ class Dispatcher:
         self.launched += rows.size
         batch = self._batch
         if batch is not None:
-            mask = batch.mask[rows]
-            batch.start(rows[mask])
-            rows = rows[~mask]
+            mine, rows = batch.split(rows)
+            batch.start(mine)
         create = asyncio.get_running_loop().create_task
         tasks, gens, one, started = self._tasks, self._gen, self._one, self._started
         for row in rows.tolist():

@@ -119,6 +119,8 @@ class Planner:
             raise UnknownChecker(f"checker id {self.checker_id!r} is not in the fleet "
                                  f"(known: {known})")
         indices = np.flatnonzero(owned_mask(registry, fleet, self.checker_id))
+        if registry.check_count < 1 << 31:
+            indices = indices.astype(np.int32)   # kept per owned check for as long as it runs
         allow = fleet.allow_private_targets
         # Checks are made and probers built a chunk at a time: what the
         # engine runs keeps no object, so the whole set never exists at once.

@@ -38,12 +38,12 @@ typedef struct {
     Py_ssize_t nspecs, capspecs;
     target_t *targets;      /* by probe id */
     Py_ssize_t ntargets, captargets;
-    /* Each target's host value (http's Host header), packed: target i's is
-     * hosts[hoff[i]:hoff[i + 1]]. NULL until a target has one. */
+    /* Host values (http's Host header), each once, packed: value h is
+     * hosts[hoff[h]:hoff[h + 1]]; value 0 is empty. NULL until one is added. */
     char *hosts;
     Py_ssize_t nhosts, caphosts;
     uint32_t *hoff;
-    Py_ssize_t caphoff;
+    Py_ssize_t nhostv, caphoff;
     probe_t *slots;
     int32_t *free;          /* stack of free slot indices */
     int32_t nslots, nfree;
@@ -228,8 +228,8 @@ static int request_for(Engine *e, probe_t *p, const spec_t *s, int64_t id)
         return 0;
     const char *out = PyBytes_AS_STRING(s->out);
     uint32_t len = (uint32_t)PyBytes_GET_SIZE(s->out);
-    uint32_t host_len = (s->host_at >= 0 && e->hoff != NULL)
-        ? e->hoff[id + 1] - e->hoff[id] : 0;
+    uint32_t h = e->targets[id].host;
+    uint32_t host_len = (s->host_at >= 0 && h != 0) ? e->hoff[h + 1] - e->hoff[h] : 0;
     if (host_len == 0) {
         p->out = out;
         p->out_len = len;
@@ -247,7 +247,7 @@ static int request_for(Engine *e, probe_t *p, const spec_t *s, int64_t id)
     }
     uint32_t at = (uint32_t)s->host_at;
     memcpy(p->req, out, at);
-    memcpy(p->req + at, e->hosts + e->hoff[id], host_len);
+    memcpy(p->req + at, e->hosts + e->hoff[h], host_len);
     memcpy(p->req + at + host_len, out + at, len - at);
     p->out = p->req;
     p->out_len = need;
@@ -459,37 +459,41 @@ static Py_ssize_t add_spec(Engine *e, double timeout, int kind, PyObject *out, P
     return e->nspecs++;
 }
 
-/* A new target probed by spec `spec`; its probe id. */
-/* Target id's host value (the ids come in order, each once). */
-static int add_host(Engine *e, Py_ssize_t id, const char *host, Py_ssize_t len)
+/* A new host value (http's Host header); its id. Value 0 is the empty one. */
+static Py_ssize_t add_host(Engine *e, const char *host, Py_ssize_t len)
 {
-    if (e->hoff == NULL && len == 0)
+    if (len == 0)
         return 0;
-    if (len > UINT16_MAX || e->nhosts + len > UINT32_MAX) {
+    if (len > UINT16_MAX || e->nhosts + len > UINT32_MAX || e->nhostv >= UINT32_MAX - 2) {
         PyErr_SetString(PyExc_ValueError, "host value too long");
         return -1;
     }
     if (e->hoff == NULL) {
-        /* Every earlier target had none: offsets of zero. */
-        e->caphoff = id + 2 > 64 ? id + 2 : 64;
-        e->hoff = PyMem_Calloc((size_t)e->caphoff, sizeof(uint32_t));
+        e->hoff = PyMem_Calloc(64, sizeof(uint32_t));   /* value 0: hoff[0] = hoff[1] = 0 */
         if (e->hoff == NULL) {
             PyErr_NoMemory();
             return -1;
         }
+        e->caphoff = 64;
+        e->nhostv = 1;
     }
-    if (grow((void **)&e->hoff, &e->caphoff, id + 2, sizeof(uint32_t)) < 0
-        || grow((void **)&e->hosts, &e->caphosts, e->nhosts + len + 1, 1) < 0)
+    if (grow((void **)&e->hoff, &e->caphoff, e->nhostv + 2, sizeof(uint32_t)) < 0
+        || grow((void **)&e->hosts, &e->caphosts, e->nhosts + len, 1) < 0)
         return -1;
     memcpy(e->hosts + e->nhosts, host, (size_t)len);
     e->nhosts += len;
-    e->hoff[id + 1] = (uint32_t)e->nhosts;
-    return 0;
+    e->hoff[e->nhostv + 1] = (uint32_t)e->nhosts;
+    return e->nhostv++;
 }
 
+/* A new target probed by spec `spec`, with host value `host`; its probe id. */
 static Py_ssize_t add_target(Engine *e, const char *ip, int port, Py_ssize_t spec,
-                             const char *host, Py_ssize_t host_len)
+                             Py_ssize_t host)
 {
+    if (host < 0 || host >= (e->hoff == NULL ? 1 : e->nhostv)) {
+        PyErr_SetString(PyExc_IndexError, "no such host value");
+        return -1;
+    }
     if (port < 0 || port > 65535) {
         PyErr_SetString(PyExc_ValueError, "port out of range");
         return -1;
@@ -507,6 +511,7 @@ static Py_ssize_t add_target(Engine *e, const char *ip, int port, Py_ssize_t spe
     target_t *t = &e->targets[e->ntargets];
     memset(t, 0, sizeof(*t));
     t->spec = (int32_t)spec;
+    t->host = (uint32_t)host;
     t->slot = -1;
     t->port = htons((uint16_t)port);
     if (inet_pton(AF_INET, ip, t->ip) == 1) {
@@ -517,8 +522,6 @@ static Py_ssize_t add_target(Engine *e, const char *ip, int port, Py_ssize_t spe
         PyErr_Format(PyExc_ValueError, "not an IP address: %s", ip);
         return -1;
     }
-    if (add_host(e, e->ntargets, host, host_len) < 0)
-        return -1;
     return e->ntargets++;
 }
 
@@ -535,14 +538,24 @@ static PyObject *Engine_spec(Engine *e, PyObject *args)
     return id < 0 ? NULL : PyLong_FromSsize_t(id);
 }
 
+static PyObject *Engine_host(Engine *e, PyObject *args)
+{
+    const char *host;
+    Py_ssize_t len;
+    if (!PyArg_ParseTuple(args, "y#:host", &host, &len))
+        return NULL;
+    Py_ssize_t id = add_host(e, host, len);
+    return id < 0 ? NULL : PyLong_FromSsize_t(id);
+}
+
 static PyObject *Engine_target(Engine *e, PyObject *args)
 {
-    const char *ip, *host = "";
+    const char *ip;
     int port;
-    Py_ssize_t spec, host_len = 0;
-    if (!PyArg_ParseTuple(args, "sin|y#:target", &ip, &port, &spec, &host, &host_len))
+    Py_ssize_t spec, host = 0;
+    if (!PyArg_ParseTuple(args, "sin|n:target", &ip, &port, &spec, &host))
         return NULL;
-    Py_ssize_t id = add_target(e, ip, port, spec, host, host_len);
+    Py_ssize_t id = add_target(e, ip, port, spec, host);
     return id < 0 ? NULL : PyLong_FromSsize_t(id);
 }
 
@@ -564,7 +577,8 @@ static PyObject *Engine_add(Engine *e, PyObject *args)
     Py_ssize_t spec = add_spec(e, timeout, kind, out, needle, statuses, host_at);
     if (spec < 0)
         return NULL;
-    Py_ssize_t id = add_target(e, ip, port, spec, host, host_len);
+    Py_ssize_t hid = add_host(e, host, host_len);
+    Py_ssize_t id = hid < 0 ? -1 : add_target(e, ip, port, spec, hid);
     if (id < 0) {
         /* The spec was the last one added: take it back. */
         spec_t *s = &e->specs[--e->nspecs];
@@ -837,8 +851,10 @@ static PyMethodDef Engine_methods[] = {
     {"spec", (PyCFunction)Engine_spec, METH_VARARGS,
      "spec(timeout, kind, out, needle, statuses[, host_at]) -> spec id: how probes run, "
      "shared by the targets given it; each target's host goes into out at host_at."},
+    {"host", (PyCFunction)Engine_host, METH_VARARGS,
+     "host(value) -> host id: a Host header value, for targets of specs that take one."},
     {"target", (PyCFunction)Engine_target, METH_VARARGS,
-     "target(ip, port, spec[, host]) -> id: one check's probe, run as that spec says."},
+     "target(ip, port, spec[, host id]) -> id: one check's probe, run as that spec says."},
     {"start", (PyCFunction)Engine_start, METH_O,
      "start(ids): start a probe for each id (an int64 buffer, or one int); "
      "a probe of the same id still running ends as a timeout. Returns results pending."},
@@ -867,6 +883,11 @@ static PyObject *Engine_get_plan_capacity(Engine *e, void *Py_UNUSED(closure))
     return PyLong_FromSsize_t(e->capplan);
 }
 
+static PyObject *Engine_get_targets(Engine *e, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(e->ntargets);
+}
+
 static PyObject *Engine_get_specs(Engine *e, void *Py_UNUSED(closure))
 {
     return PyLong_FromSsize_t(e->nspecs);
@@ -878,6 +899,7 @@ static PyGetSetDef Engine_getset[] = {
     {"plan_capacity", (getter)Engine_get_plan_capacity, NULL,
      "planned starts the queue has room for (it holds only those not launched)", NULL},
     {"specs", (getter)Engine_get_specs, NULL, "distinct ways of probing added", NULL},
+    {"targets", (getter)Engine_get_targets, NULL, "probe ids added", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

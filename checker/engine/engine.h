@@ -49,13 +49,14 @@ typedef struct {
     int32_t *fail;          /* KMP failure table of the needle */
 } spec_t;
 
-/* Where one check's probes go, and its running probe: 28 bytes, as a
+/* Where one check's probes go, and its running probe: 32 bytes, as a
  * checker holds one per check (the sockaddr is built per connect). */
 typedef struct {
     uint8_t ip[16];         /* network order; IPv4 in the first 4 bytes */
     uint16_t port;          /* network order */
     uint8_t v6;
     int32_t spec;           /* index of its spec_t */
+    uint32_t host;          /* its host value, 0 for none */
     int32_t slot;           /* the running probe, -1 when none */
 } target_t;
 

@@ -115,7 +115,13 @@ shared = e.spec(0.5, _engine.HTTP, request.replace(b"Host: x", b"Host: "), None,
                 request.index(b"x\r\n"))
 for port in ports:
     for host in (b"a.example", b"", b"h" * 300):
-        ids.append(e.target("127.0.0.1", port, shared, host))
+        ids.append(e.target("127.0.0.1", port, shared, e.host(host) if host else 0))
+try:
+    e.target("127.0.0.1", ports[0], shared, 10**6)
+except IndexError:
+    pass
+else:
+    raise SystemExit("a host id never added was taken")
 ids.append(e.add("::1", ports[0], 0.5, _engine.CONNECT, None, None, None))
 out = (np.empty(64, np.int64), np.empty(64, np.int8), np.empty(64, np.int32),
        np.empty(64, np.float64))
