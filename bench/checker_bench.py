@@ -3,6 +3,7 @@
     .venv/bin/python bench/checker_bench.py            # 5,000 and 50,000 checks
     .venv/bin/python bench/checker_bench.py --checks 5000 --duration 10 --profile
     .venv/bin/python bench/checker_bench.py --paths python   # the pure-Python probers only
+    .venv/bin/python bench/checker_bench.py --shape distinct --scenarios quiet  # a host per check
 
 For each N it writes a registry of N http checks against loopback targets
 (interval N / rate, so the probe rate is --rate per second; timeout 1 s),
@@ -286,14 +287,19 @@ class Sink(pb_grpc.IngestServicer):
 # -- the checker ------------------------------------------------------------------
 
 def write_configs(work: Path, n: int, rate: float, ports: list[int], sink_port: int,
-                  timeout: float) -> tuple[Path, Path, float]:
+                  timeout: float, shape: str = "same") -> tuple[Path, Path, float]:
     interval = n / rate
     if not 1 <= interval <= 300:
         raise SystemExit(f"checker_bench: {n} checks at {rate}/s need interval {interval:g}s, "
                          "outside 1..300")
     lines = ["checks:"]
     for i in range(n):
-        lines.append(f"  - {{id: c{i}, type: http, host: 127.0.0.1, port: {ports[i % len(ports)]},"
+        # "distinct": a registry of the usual shape, where every check has a
+        # longer id and a virtual host (so a request) of its own.
+        ident, vhost = (f"c{i}", "") if shape == "same" else (
+            f"web-{i:06d}.eu-west.example", f", hostname: web-{i:06d}.eu-west.example")
+        lines.append(f"  - {{id: {ident}, type: http, host: 127.0.0.1, "
+                     f"port: {ports[i % len(ports)]}{vhost},"
                      f" path: /health, interval: {interval:g}, timeout: {timeout:g}}}")
     checks = work / f"checks-{n}.yaml"
     checks.write_text("\n".join(lines) + "\n")
@@ -567,6 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=4.0,
                     help="seconds after the first probe before measuring (default 4)")
     ap.add_argument("--scenarios", default="quiet,refusing,timeout,haproxy")
+    ap.add_argument("--shape", choices=("same", "distinct"), default="same",
+                    help="same: every check is c<i> on 127.0.0.1 with one request; distinct: "
+                    "each has a longer id and a Host header of its own (default same)")
     ap.add_argument("--paths", default="python,compiled",
                     help="probe paths to run, in order (default python,compiled)")
     ap.add_argument("--profile", nargs="?", const="quiet", choices=("quiet", "refusing", "timeout"),
@@ -625,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                         out(f"n={n} path={p} ratio_ours_to_haproxy={v / per_cpu:.2f}")
                     continue
                 checks_path, fleet, _ = write_configs(work, n, args.rate, targets[scenario],
-                                                      sink_port, args.timeout)
+                                                      sink_port, args.timeout, args.shape)
                 served0 = nginx.requests()
                 f = run_checker(work, checks_path, fleet, warmup=args.warmup,
                                 duration=args.duration, path=path)
@@ -642,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                 lo, hi = sizes[0], sizes[-1]
                 grow = (quiet_rss[path, hi] - quiet_rss[path, lo]) * 2**20 / (hi - lo)
                 out(f"path={path} rss_bytes_per_check={grow:,.0f} (RSS growth from {lo:,} to "
-                    f"{hi:,} checks, quiet)")
+                    f"{hi:,} checks, quiet, shape {args.shape})")
         if args.profile:
             n = counts[0]
             checks_path, fleet, _ = write_configs(work, n, args.rate, targets[args.profile],

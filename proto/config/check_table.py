@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
@@ -104,9 +105,7 @@ class RowTable(Sequence[T], Generic[T]):
     def __init__(self, cls: type[T], rows: Iterable[T]) -> None:
         rows = rows if isinstance(rows, (list, tuple)) else list(rows)
         fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        getters: dict[str, Callable[[Any], Any]] = {
-            name: (lambda n: lambda row: getattr(row, n))(name) for name in fields}
-        self._setup(cls, len(rows), {name: _encode(list(map(getters[name], rows)))
+        self._setup(cls, len(rows), {name: _encode(list(map(attrgetter(name), rows)))
                                      for name in fields})
 
     @classmethod
