@@ -34,7 +34,10 @@ typedef struct { int64_t at; int64_t late; int64_t id; } planned_t;
 typedef struct {
     PyObject_HEAD
     int epfd, tfd;
-    spec_t *specs;
+    /* Each spec has its own allocation: a running probe's reader points at
+     * its spec, so adding one (a lone probe's, while others run) must not
+     * move the rest. */
+    spec_t **specs;
     Py_ssize_t nspecs, capspecs;
     target_t *targets;      /* by probe id */
     Py_ssize_t ntargets, captargets;
@@ -181,7 +184,7 @@ static int release(Engine *e, int32_t slot, int report, int8_t outcome, int32_t 
     if (p->rd.done) {
         outcome = p->rd.outcome;
         code = p->rd.code;
-        int64_t timeout_ns = e->specs[e->targets[p->target].spec].timeout_ns;
+        int64_t timeout_ns = e->specs[e->targets[p->target].spec]->timeout_ns;
         if (now - p->t0_ns > timeout_ns + e->grace_ns) {
             /* Read long past its deadline (the process was stopped or
              * starved): the answer predates the pause, as the dispatcher rules
@@ -261,7 +264,7 @@ static int start_one(Engine *e, int64_t id, int64_t now)
         return -1;
     }
     target_t *t = &e->targets[id];
-    const spec_t *s = &e->specs[t->spec];
+    const spec_t *s = e->specs[t->spec];
     if (t->slot >= 0 && release(e, t->slot, 1, O_TIMEOUT, RC_TIMEOUT, now) < 0)
         return -1;          /* its next slot came: past its timeout, as a cancel is */
     int32_t slot = take_slot(e);
@@ -271,8 +274,10 @@ static int start_one(Engine *e, int64_t id, int64_t now)
     }
     probe_t *p = &e->slots[slot];
     p->target = (int32_t)id;
-    if (request_for(e, p, s, id) < 0)
+    if (request_for(e, p, s, id) < 0) {
+        e->free[e->nfree++] = slot;     /* never opened: the slot is free again */
         return -1;
+    }
     p->t0_ns = now;
     p->deadline_ns = now + s->timeout_ns;
     t->slot = slot;
@@ -362,10 +367,11 @@ static void Engine_dealloc(Engine *e)
 {
     close_all(e);
     for (Py_ssize_t i = 0; i < e->nspecs; i++) {
-        Py_XDECREF(e->specs[i].out);
-        Py_XDECREF(e->specs[i].needle);
-        Py_XDECREF(e->specs[i].statuses);
-        PyMem_Free(e->specs[i].fail);
+        Py_XDECREF(e->specs[i]->out);
+        Py_XDECREF(e->specs[i]->needle);
+        Py_XDECREF(e->specs[i]->statuses);
+        PyMem_Free(e->specs[i]->fail);
+        PyMem_Free(e->specs[i]);
     }
     PyMem_Free(e->specs);
     PyMem_Free(e->targets);
@@ -439,23 +445,31 @@ static Py_ssize_t add_spec(Engine *e, double timeout, int kind, PyObject *out, P
         PyErr_SetString(PyExc_ValueError, "timeout out of range");
         return -1;
     }
-    if (grow((void **)&e->specs, &e->capspecs, e->nspecs + 1, sizeof(spec_t)) < 0)
+    if (grow((void **)&e->specs, &e->capspecs, e->nspecs + 1, sizeof(spec_t *)) < 0)
         return -1;
-    spec_t *s = &e->specs[e->nspecs];
-    if (spec_fill(s, kind, out, needle, statuses) < 0)
+    spec_t *s = PyMem_Malloc(sizeof(spec_t));
+    if (s == NULL) {
+        PyErr_NoMemory();
         return -1;
+    }
+    if (spec_fill(s, kind, out, needle, statuses) < 0) {
+        PyMem_Free(s);
+        return -1;
+    }
     if (host_at >= 0) {
         if (s->out == NULL || host_at > PyBytes_GET_SIZE(s->out)) {
             Py_XDECREF(s->out);
             Py_XDECREF(s->needle);
             Py_XDECREF(s->statuses);
             PyMem_Free(s->fail);
+            PyMem_Free(s);
             PyErr_SetString(PyExc_ValueError, "host_at is past the end of out");
             return -1;
         }
         s->host_at = (int32_t)host_at;
     }
     s->timeout_ns = (int64_t)(timeout * 1e9);
+    e->specs[e->nspecs] = s;
     return e->nspecs++;
 }
 
@@ -581,11 +595,12 @@ static PyObject *Engine_add(Engine *e, PyObject *args)
     Py_ssize_t id = hid < 0 ? -1 : add_target(e, ip, port, spec, hid);
     if (id < 0) {
         /* The spec was the last one added: take it back. */
-        spec_t *s = &e->specs[--e->nspecs];
+        spec_t *s = e->specs[--e->nspecs];
         Py_XDECREF(s->out);
         Py_XDECREF(s->needle);
         Py_XDECREF(s->statuses);
         PyMem_Free(s->fail);
+        PyMem_Free(s);
         return NULL;
     }
     return PyLong_FromSsize_t(id);
@@ -658,7 +673,7 @@ static PyObject *Engine_poll(Engine *e, PyObject *Py_UNUSED(ignored))
             probe_t *p = &e->slots[slot];
             if (p->fd < 0 || p->gen != (uint32_t)(tag >> 32))
                 continue;   /* finished earlier in this batch */
-            probe_event(p, &e->specs[e->targets[p->target].spec], evs[i].events, e->epfd, tag, e->buf, READ_BUFFER);
+            probe_event(p, e->specs[e->targets[p->target].spec], evs[i].events, e->epfd, tag, e->buf, READ_BUFFER);
             if (p->rd.done && release(e, slot, 1, 0, 0, now_ns()) < 0)
                 return NULL;
         }

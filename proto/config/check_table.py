@@ -16,14 +16,15 @@ thousand at a time (:func:`healthplane.proto.config.slots.maker`), and
 :meth:`RowTable.column` gives one field of every row, or of some rows, for
 code that needs only a field or two. Every value reads back as it was
 given, type included (``10`` stays an int, ``10.0`` a float, ``-0.0``
-keeps its sign).
+keeps its sign). Inside a tuple, equal numbers of different types (``(1,)``
+and ``(1.0,)``) are one value; the loaders give each field one type.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from operator import attrgetter
+from operator import attrgetter, index
 from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
@@ -153,7 +154,7 @@ class RowTable(Sequence[T], Generic[T]):
     def __getitem__(self, i: int | slice) -> T | tuple[T, ...]:
         if isinstance(i, slice):
             return tuple(self.take(np.arange(*i.indices(self._count), dtype=np.int64)))
-        i = int(i)
+        i = index(i)
         if i < 0:
             i += self._count
         if not 0 <= i < self._count:
@@ -166,8 +167,9 @@ class RowTable(Sequence[T], Generic[T]):
                                            dtype=np.int64))
 
     def take(self, rows: np.ndarray) -> list[T]:
-        """The rows at these indices, made in one pass per field."""
-        rows = np.asarray(rows, dtype=np.int64)
+        """The rows at these indices (negative ones count from the end), made
+        in one pass per field. IndexError for one out of range."""
+        rows = self._rows(rows)
         if not self._names:
             return [self._make() for _ in range(rows.size)]
         return list(map(self._make, *(self.column(name, rows) for name in self._names)))
@@ -177,7 +179,7 @@ class RowTable(Sequence[T], Generic[T]):
         col = self._columns[name]
         kind = col[0]
         if rows is not None:
-            rows = np.asarray(rows, dtype=np.int64)
+            rows = self._rows(rows)
         count = self._count if rows is None else int(rows.size)
         if kind == _CONST:
             return [col[1]] * count
@@ -195,6 +197,12 @@ class RowTable(Sequence[T], Generic[T]):
                                                   (starts[at + 1] - gap).tolist())))
         values = col[1]
         return list(values) if rows is None else list(map(values.__getitem__, rows.tolist()))
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (int(rows.min()) < -self._count or int(rows.max()) >= self._count):
+            raise IndexError("row index out of range")
+        return np.where(rows < 0, rows + self._count, rows)
 
     @staticmethod
     def _value(col: tuple, i: int) -> Any:
@@ -227,14 +235,13 @@ class RowTable(Sequence[T], Generic[T]):
     def __eq__(self, other: object) -> bool:
         if other is self:
             return True
-        if not isinstance(other, (RowTable, tuple, list)):
+        if not isinstance(other, (RowTable, tuple)):
             return NotImplemented
         return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
 
     def __hash__(self) -> int:
-        # Rows compare by value, fields with compare=False aside; the
-        # first field is the row's identity in every class stored here.
-        return hash(tuple(self.column(next(iter(self._columns)))) if self._columns else ())
+        # As the tuple of its rows hashes: the two compare equal.
+        return hash(tuple(self))
 
     def __repr__(self) -> str:
         return f"RowTable({self._cls.__name__}, {self._count} rows)"

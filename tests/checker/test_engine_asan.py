@@ -152,6 +152,23 @@ for round in range(3):
 total = sum(seen.values())
 assert total == started, (total, started)
 
+# Specs added while probes run (a lone probe's, beside a batch) must not
+# move the specs running readers point at.
+slow = e.add("127.0.0.1", ports[BEHAVIOURS.index(slowloris)], 2.0, _engine.HTTP, request,
+             b"needle", table)
+e.start(slow)
+deadline = time.monotonic() + 0.3
+while time.monotonic() < deadline:
+    select.select([e.fileno()], [], [], 0.02)
+    e.poll()
+for _ in range(300):
+    e.add("127.0.0.1", ports[0], 0.5, _engine.HTTP, request, b"needle", table)
+deadline = time.monotonic() + 5
+while e.in_flight and time.monotonic() < deadline:
+    select.select([e.fileno()], [], [], 0.05)
+    e.poll()
+drain()
+
 rng = random.Random(7)
 for _ in range(3000):
     data = rng.randbytes(rng.randint(0, 400))

@@ -64,6 +64,16 @@ def test_many_distinct_numbers_and_strings_are_packed() -> None:
     assert table.column("key", np.array([3, 0])) == ["check-3", "check-0"]
     with pytest.raises(IndexError):
         table[n]
+    assert table.column("key", np.array([-1, -n])) == [f"check-{n - 1}", "check-0"]
+    assert table.take(np.array([-2]))[0] == rows[-2]
+    with pytest.raises(IndexError):
+        table.column("key", np.array([n]))
+    with pytest.raises(IndexError):
+        table.take(np.array([-n - 1]))
+    with pytest.raises(TypeError):
+        table[1.5]  # type: ignore[index]
+    assert table != list(rows) and table == tuple(rows)
+    assert hash(table) == hash(tuple(rows))
 
 
 def test_large_ints_and_floats_keep_their_type() -> None:
