@@ -19,7 +19,6 @@ probes there are.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -247,13 +246,9 @@ async def run_planned(d: Dispatcher, t0: float) -> None:
     batch = d._batch
     assert batch is not None
     lead = min(0.1, d.window / 2)   # plan this long before the window opens
-    max_bound = float(d.late_bound.max())
+    max_bound = d.max_late_bound
     while not d._stopped:
-        behind = math.floor((d.clock.now() - max_bound - t0) / d.window)
-        if behind > 0:
-            jump = t0 + behind * d.window
-            d.missed += d.schedule.count_slots(t0, jump)
-            t0 = jump
+        t0 = d.skip_stalled(t0, max_bound)
         t1 = t0 + d.window
         times, rows = d.schedule.slots_in(t0, t1)
         if times.size:

@@ -136,6 +136,22 @@ class Dispatcher:
         intervals = self.intervals if rows is None else self.intervals[rows]
         return np.minimum(intervals / 2, self.late_cap)
 
+    @property
+    def max_late_bound(self) -> float:
+        """The largest late_bound of any row (0 with no rows)."""
+        return min(float(self.intervals.max()) / 2, self.late_cap) if len(self.ids) else 0.0
+
+    def skip_stalled(self, t0: float, max_bound: float) -> float:
+        """Where the window starting at t0 should start now: after a stall,
+        every whole window already too late to run anything in is skipped,
+        its slots counted as missed (never replayed)."""
+        behind = math.floor((self.clock.now() - max_bound - t0) / self.window)
+        if behind <= 0:
+            return t0
+        jump = t0 + behind * self.window
+        self.missed += self.schedule.count_slots(t0, jump)
+        return jump
+
     def stale_bound(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Per row (these rows, None: every row), how old its latest result may
         be before the row counts as not judged lately: two slots and a timeout."""
@@ -267,20 +283,13 @@ class Dispatcher:
             if self._planned:
                 await run_planned(self, t0)
                 return
-        max_bound = min(float(self.intervals.max()) / 2, self.late_cap) if len(self.ids) else 0.0
+        max_bound = self.max_late_bound
         while not self._stopped:
             if not self.ids:
                 await self.clock.sleep_until(self.clock.now() + self.window)
                 t0 = self.clock.now()
                 continue
-            now = self.clock.now()
-            # After a stall, skip every whole window that is already too
-            # late to run anything in, counting its slots instead.
-            behind = math.floor((now - max_bound - t0) / self.window)
-            if behind > 0:
-                jump = t0 + behind * self.window
-                self.missed += self.schedule.count_slots(t0, jump)
-                t0 = jump
+            t0 = self.skip_stalled(t0, max_bound)
             t1 = t0 + self.window
             times, rows = self.schedule.slots_in(t0, t1)
             if times.size:
